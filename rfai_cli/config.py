@@ -1,0 +1,239 @@
+"""The one config loader: YAML (safe load) -> validated, typed settings, with CLI overrides.
+
+Every command calls `load_config`. The models below are the schema; `config.example.yaml`
+shows every key with its default, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    base_model: str | None = None
+    adapter_path: str | None = None
+
+
+class TeacherSettings(_Section):
+    provider: Literal["mlx", "openai", "anthropic"] = "mlx"
+    model_name: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = Field(4, ge=1)
+    timeout: float = Field(120, gt=0)
+    max_retries: int = Field(3, ge=0)
+    judge: bool = True
+    cache_dir: str | None = None
+
+
+class TrainingSettings(_Section):
+    num_samples_per_prompt: int = Field(4, ge=1)
+    batch_size: int = Field(2, ge=1)
+    generation_temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    learning_rate: float = Field(1e-5, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+    max_steps: int = Field(100, ge=1)
+    epochs: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    kl_beta: float = Field(0.04, ge=0)
+    distill_weight: float = Field(0.0, ge=0)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_layers: int = Field(8, ge=1)
+    checkpoint_dir: str = "./checkpoints"
+    checkpoint_every: int = Field(10, ge=1)
+    seed: int = 0
+
+
+class RubricWeights(_Section):
+    correctness: float = Field(0.3, ge=0, le=1)
+    code_quality: float = Field(0.3, ge=0, le=1)
+    efficiency: float = Field(0.2, ge=0, le=1)
+    documentation: float = Field(0.2, ge=0, le=1)
+
+
+class ScoringSettings(_Section):
+    weights: RubricWeights = RubricWeights()
+    reward_floor: float = Field(0.05, gt=0)
+    reward_cap: float = Field(2.0, gt=0)
+    judge_weight: float = Field(0.5, ge=0, le=1)
+    timeout: float = Field(10, gt=0)
+    memory_mb: int = Field(1024, ge=64)
+    workers: int | None = Field(None, ge=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_sum_to_one(cls, weights: RubricWeights) -> RubricWeights:
+        total = sum(weights.model_dump().values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"the rubric weights must sum to 1, they sum to {total:g}")
+        return weights
+
+
+class DataSettings(_Section):
+    train_prompts: str | None = "builtin"
+    validation_prompts: str | None = None
+    evaluation_prompts: str | None = None
+
+
+class HuggingFaceSettings(_Section):
+    upload_datasets: bool = False
+    dataset_repo_id: str | None = None
+    save_datasets_locally: bool = True
+    dataset_output_dir: str = "./datasets"
+    private: bool = False
+
+
+class Config(_Section):
+    model: ModelSettings = ModelSettings()
+    teacher: TeacherSettings = TeacherSettings()
+    training: TrainingSettings = TrainingSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    data: DataSettings = DataSettings()
+    huggingface: HuggingFaceSettings = HuggingFaceSettings()
+    _source: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file the settings came from; None when only defaults (and overrides) apply."""
+        return self._source
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read `path` (default: ./config.yaml when present), apply dotted-key `overrides`, validate.
+
+    Overrides whose value is None are ignored, so CLI options that were not given can be
+    passed straight through. Raises ConfigError with a one-line, file:line message.
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG_FILE
+    if not explicit and not path.exists():
+        raw, lines, source = {}, {}, None
+    else:
+        raw, lines = _read_yaml(path)
+        source = path
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, lines, source)) from None
+    config._source = source
+    return config
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (copy config.example.yaml to start one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping of sections, got {type(data).__name__}")
+    return data, _key_lines(node)
+
+
+def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each key path of a composed YAML document to its 1-based line number."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, key_node.value)
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key))
+    return lines
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    section = raw
+    for name in parents:
+        child = section.get(name)
+        if not isinstance(child, dict):
+            child = section[name] = {}
+        section = child
+    section[leaf] = value
+
+
+_EXPECTED = {
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "model_type": "a mapping",
+    "dict_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _describe(exc: ValidationError, lines: dict[tuple, int], source: Path | None) -> str:
+    """Turn pydantic's first error into `file:line: key.path: what is wrong`."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    where = _where(loc, lines, source)
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        return f"{where}unknown key '{key}'{_suggestion(loc)}"
+    value = error.get("input")
+    if error["type"] in _EXPECTED:
+        return f"{where}{key}: expected {_EXPECTED[error['type']]}, got {value!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}{key}: {message[0].lower()}{message[1:]}" if key else f"{where}{message}"
+
+
+def _where(loc: tuple, lines: dict[tuple, int], source: Path | None) -> str:
+    if source is None:
+        return ""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return f"{source}:{lines[loc[:end]]}: "
+    return f"{source}: "
+
+
+def _suggestion(loc: tuple) -> str:
+    section: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = section.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return ""
+        section = field.annotation
+    known = list(section.model_fields)
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"

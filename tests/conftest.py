@@ -1,0 +1,36 @@
+"""Shared fixtures. CLI tests run the real `rfai` in a subprocess, as a shell script would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Cli:
+    """Runs `python -m rfai_cli ARGS` in `cwd` and returns the CompletedProcess (text mode)."""
+
+    def __init__(self, cwd: Path):
+        self.cwd = cwd
+
+    def __call__(self, *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 300):
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "rfai_cli", *map(str, args)],
+            cwd=self.cwd,
+            input=input,
+            capture_output=True,
+            text=not isinstance(input, bytes),
+            env=full_env,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def rfai(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)

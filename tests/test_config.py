@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rfai_cli.config import Config, load_config
+from rfai_cli.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_lists_every_key_with_its_default():
+    example = yaml.safe_load((REPO / "config.example.yaml").read_text())
+    assert example == Config().model_dump()
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config.source is None
+    assert config.scoring.weights.correctness == 0.3
+    assert config.huggingface.dataset_output_dir == "./datasets"
+
+
+def test_seed_huggingface_section_reads(tmp_path):
+    path = write(tmp_path, """
+huggingface:
+  upload_datasets: true
+  dataset_repo_id: "mlx-community/qwen-code-rfai-dataset"
+  save_datasets_locally: true
+  dataset_output_dir: "./datasets"
+""")
+    config = load_config(path)
+    assert config.huggingface.upload_datasets is True
+    assert config.huggingface.dataset_repo_id == "mlx-community/qwen-code-rfai-dataset"
+    assert config.source == path
+
+
+def test_unknown_key_names_it_with_line_and_suggestion(tmp_path):
+    path = write(tmp_path, "training:\n  max_steps: 3\n  learnig_rate: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: ")
+    assert "training.learnig_rate" in message and "did you mean 'learning_rate'" in message
+    assert info.value.exit_code == 2
+
+
+def test_unknown_section_suggests_closest(tmp_path):
+    path = write(tmp_path, "huggingfase:\n  private: true\n")
+    with pytest.raises(ConfigError, match="did you mean 'huggingface'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_path_and_expected_type(tmp_path):
+    path = write(tmp_path, "model:\n  base_model: null\ntraining:\n  top_p: high\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:4: training.top_p: expected a number, got 'high'"
+
+
+def test_weights_must_sum_to_one(tmp_path):
+    path = write(tmp_path, "scoring:\n  weights:\n    correctness: 0.9\n")
+    with pytest.raises(ConfigError, match="sum to 1"):
+        load_config(path)
+
+
+def test_bad_yaml_gives_line_number(tmp_path):
+    path = write(tmp_path, "training:\n  max_steps: 3\n  top_p: [0.9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:")
+    assert "invalid YAML" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_non_mapping_document(tmp_path):
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")).model_dump() == Config().model_dump()
+
+
+def test_cli_overrides_win_and_none_is_ignored(tmp_path):
+    path = write(tmp_path, "training:\n  num_samples_per_prompt: 2\n")
+    config = load_config(path, {"training.num_samples_per_prompt": 8, "huggingface.private": None})
+    assert config.training.num_samples_per_prompt == 8
+    assert config.huggingface.private is False
+
+
+def test_override_is_validated_too(tmp_path):
+    with pytest.raises(ConfigError, match="training.max_steps"):
+        load_config(write(tmp_path, ""), {"training.max_steps": 0})
+
+
+def test_bad_config_through_the_cli_is_one_line(rfai, tmp_path):
+    (tmp_path / "config.yaml").write_text("training:\n  top_p: [\n")
+    result = rfai("stats", "--config", "config.yaml", "x.jsonl")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
