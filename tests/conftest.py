@@ -19,7 +19,9 @@ class Cli:
         self.cwd = cwd
 
     def __call__(self, *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 300):
-        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        # PYTHONPATH pins this checkout's package even when the cwd is a temporary directory.
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": pythonpath, **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "rfai_cli", *map(str, args)],
             cwd=self.cwd,
