@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # mlx needs a backend wheel on Linux; on macOS plain mlx brings Metal.
-EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
 comma  := ,
+EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
 .PHONY: setup system-deps demo test test-fast bench clean

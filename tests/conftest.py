@@ -36,3 +36,11 @@ class Cli:
 @pytest.fixture
 def rfai(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-weight llama in mlx-lm's directory format (see tests/tiny_model.py)."""
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
