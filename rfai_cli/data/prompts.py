@@ -101,12 +101,13 @@ def _builtin(split: str | None) -> Iterator[PromptTask]:
 
 
 def _humaneval(split: str | None) -> Iterator[PromptTask]:
-    from .humaneval import HUMANEVAL_SPLIT, read_humaneval
+    from .humaneval import HUMANEVAL_SPLIT, humaneval_path, read_humaneval
 
+    # Checked here, not inside the generator, so that even --limit 0 reports them.
     if split not in (None, HUMANEVAL_SPLIT):
         raise InputError(f"HumanEval is an {HUMANEVAL_SPLIT} set: use --split {HUMANEVAL_SPLIT} or no split")
-    for row in read_humaneval():
-        yield _task(row, split=HUMANEVAL_SPLIT)
+    rows = read_humaneval(humaneval_path())
+    return (_task(row, split=HUMANEVAL_SPLIT) for row in rows)
 
 
 def _jsonl(source: str | Path, split: str | None, *, strict: bool, on_skip: SkipHandler | None) -> Iterator[PromptTask]:
