@@ -1,10 +1,137 @@
-"""`rfai collect`: Generate and score student and teacher code over a prompt set; write dataset splits."""
+"""`rfai collect`: generate and score student and teacher code over a prompt set; write dataset splits."""
 
 from __future__ import annotations
 
-from ..errors import RfaiError
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import console
+from .common import ConfigOption, JsonOption
 
 
-def collect() -> None:
+class Split(str, Enum):
+    train = "train"
+    validation = "validation"
+    evaluation = "evaluation"
+
+
+def collect(
+    config_path: ConfigOption = None,
+    prompts: Annotated[
+        Optional[str],
+        typer.Option("--prompts", "-p", help="A JSONL prompt file, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin)."),
+    ] = None,
+    split: Annotated[Split, typer.Option("--split", "-s", help="Which split to collect (and write).")] = Split.train,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Collect at most this many prompts.")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", "-G", min=1, help="Student samples per prompt [training.num_samples_per_prompt].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together [training.batch_size].")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="[training.max_new_tokens]")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue an existing split file, skipping tasks already collected.")] = True,
+    as_json: JsonOption = False,
+) -> None:
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
-    raise RfaiError("rfai collect: not implemented yet")
+    from ..collect import plan, run_collect
+    from ..config import load_config
+    from ..data.prompts import BUILTIN, load_prompts
+    from ..records import split_path
+
+    config = load_config(
+        config_path,
+        {
+            "training.num_samples_per_prompt": samples,
+            "training.batch_size": batch_size,
+            "training.max_new_tokens": max_new_tokens,
+            "huggingface.dataset_output_dir": str(output_dir) if output_dir else None,
+            "model.base_model": model,
+        },
+    )
+    source = prompts or getattr(config.data, f"{split.value}_prompts") or BUILTIN
+    tasks = load_prompts(source, split.value, limit)
+    if not tasks:
+        raise typer.BadParameter(f"no prompts in {source} for split {split.value}", param_hint="--prompts")
+    n = config.training.num_samples_per_prompt
+    work = plan(tasks, split_path(config.huggingface.dataset_output_dir, split.value), n, resume=resume)
+    err = console.stderr()
+    if work.already_done:
+        err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
+    if not work.todo:
+        summary_rows: list[dict] = []
+        _report(work.output, summary_rows, as_json, tasks=len(tasks), seconds=0.0)
+        return
+    with _progress(len(work.todo), n) as on_batch:
+        summary = run_collect(
+            config, work, split=split.value, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
+        )
+    _report(work.output, summary.rows, as_json, tasks=len(tasks), seconds=summary.seconds)
+
+
+class _progress:
+    """A rich progress bar on a terminal (prompts, samples/s, mean reward, ETA); nothing in a pipe."""
+
+    def __init__(self, total_tasks: int, samples: int):
+        self.total_tasks = total_tasks
+        self.rewards: list[float] = []
+        self.samples_done = 0
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("collect"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("prompts"),
+            TextColumn("{task.fields[rate]:.2f} samples/s"),
+            TextColumn("mean reward {task.fields[reward]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console.stderr(),
+            disable=not console.progress_enabled(),
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("collect", total=self.total_tasks, rate=0.0, reward="-")
+        return self.update
+
+    def update(self, report) -> None:
+        self.samples_done += len(report.rows)
+        self.rewards.extend(row["reward"] for row in report.rows if isinstance(row.get("reward"), (int, float)))
+        elapsed = self.bar.tasks[0].elapsed or 1e-9
+        reward = f"{sum(self.rewards) / len(self.rewards):.3f}" if self.rewards else "-"
+        self.bar.update(self.task, advance=report.tasks, rate=self.samples_done / elapsed, reward=reward)
+
+    def __exit__(self, *exc_info):
+        self.bar.__exit__(*exc_info)
+
+
+def _report(output: Path, rows: list[dict], as_json: bool, *, tasks: int, seconds: float) -> None:
+    from ..collect import summarize
+
+    summary = summarize(rows, tasks=tasks, seconds=seconds, output=output)
+    if as_json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"collected into {output}")
+    for column in ("language", "rows", "student score", "teacher score", "reward", "tests passed"):
+        table.add_column(column, justify="left" if column == "language" else "right")
+    for language, figures in summary["by_language"].items():
+        table.add_row(language, str(figures["rows"]), _fmt(figures["student_score"]), _fmt(figures["teacher_score"]),
+                      _fmt(figures["reward"]), _fmt(figures["test_pass_rate"], percent=True))
+    console.stdout().print(table)
+    console.stdout().print(f"{summary['rows_written']} rows written in {summary['seconds']:.1f} s "
+                           f"({summary['samples_per_second']:.2f} samples/s)")
+
+
+def _fmt(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if percent else f"{value:.3f}"

@@ -1,0 +1,230 @@
+"""`collect`: generate and score student and teacher code over a prompt set, and append dataset rows.
+
+For each batch of prompts: the teacher's references (cached per prompt), G student samples per
+prompt decoded together (one shared prefill per prompt), then scoring in the sandbox. Scoring of
+one batch runs in the background while the next batch generates; rows are written by this thread
+only, a whole batch per write, so an interrupted run leaves only complete rows and `resume`
+continues from the first task that is not complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .config import Config
+from .data.prompts import PromptTask
+from .errors import InputError
+from .records import JsonlWriter, new_record, read_rows, utc_timestamp
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class CollectPlan:
+    """What one `collect` run will do: the tasks still missing samples, and which sample indices."""
+
+    output: Path
+    todo: list[tuple[PromptTask, list[int]]]  # (task, sample indices to generate)
+    already_done: int  # tasks whose samples were all on disk
+
+
+@dataclass
+class BatchReport:
+    """What one batch added: handed to the progress display after its rows are on disk."""
+
+    tasks: int
+    rows: list[dict]
+
+
+@dataclass
+class CollectSummary:
+    output: Path
+    tasks_total: int
+    tasks_skipped: int
+    rows_written: int = 0
+    seconds: float = 0.0
+    rows: list[dict] = field(default_factory=list, repr=False)  # the rows written by this run
+
+
+def plan(tasks: Sequence[PromptTask], output: Path, samples: int, *, resume: bool) -> CollectPlan:
+    """Which (task, sample index) pairs still need a row in `output`."""
+    done: dict[str, set[int]] = {}
+    if output.exists() and output.stat().st_size > 0:
+        if not resume:
+            raise InputError(f"{output}: already holds rows; resume it (the default) or pick another --output-dir")
+        for row in read_rows(output, on_skip=lambda skip: None):
+            if isinstance(row.get("task_id"), str) and isinstance(row.get("sample_index"), int):
+                done.setdefault(row["task_id"], set()).add(row["sample_index"])
+    todo, complete = [], 0
+    for task in tasks:
+        missing = [i for i in range(samples) if i not in done.get(task.task_id, ())]
+        if missing:
+            todo.append((task, missing))
+        else:
+            complete += 1
+    return CollectPlan(output, todo, complete)
+
+
+def batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_collect(
+    config: Config,
+    work: CollectPlan,
+    *,
+    split: str,
+    samples: int,
+    prompts_per_batch: int,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> CollectSummary:
+    """Generate, score and append rows for every task of `work`; returns what was written."""
+    from .engine.generation import SamplingSettings, chat_prompt, generate_samples
+    from .engine.loading import load_model
+    from .scoring import ScoreItem, Scorer, extract_code, fill_record
+    from .teachers import build_teacher
+
+    teacher = build_teacher(config)  # a missing API key fails here, before any work
+    student = load_model(config.model.base_model, config.model.adapter_path)
+    sampling = SamplingSettings.from_config(config.training)
+    run_id = uuid.uuid4().hex[:12]
+    summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
+    started = time.perf_counter()
+    write_run_metadata(work.output.parent, config, run_id=run_id, student_model=student.name,
+                       teacher_model=teacher.model, split=split, samples=samples)
+
+    def score(batch: Sequence[tuple[PromptTask, list[int]]], answers: list[list[str]], references) -> list[dict]:
+        items = [
+            ScoreItem(task_row(task), texts, ref.code or None)
+            for (task, _), texts, ref in zip(batch, answers, references)
+        ]
+        rows = []
+        for (task, indices), texts, ref, result in zip(batch, answers, references, scorer.score_many(items)):
+            for position, (index, text) in enumerate(zip(indices, texts)):
+                record = new_record(
+                    prompt=task.prompt,
+                    language=task.language,
+                    student_code=extract_code(text, task.language),
+                    teacher_code=ref.code,
+                )
+                fill_record(record, result, position)
+                record.update(
+                    split=split,
+                    task_id=task.task_id,
+                    sample_index=index,
+                    student_model=student.name,
+                    teacher_model=teacher.model,
+                    run_id=run_id,
+                    tests=task.tests or None,
+                    entry_point=task.entry_point,
+                )
+                if ref.error:
+                    record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
+                rows.append(record)
+        return rows
+
+    judge = teacher if teacher.judge_enabled else None
+    with teacher, Scorer(config.scoring, judge=judge) as scorer, JsonlWriter(work.output) as writer, \
+            ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background:
+        pending: tuple[Future, int] | None = None
+
+        def finish(job: tuple[Future, int]) -> None:
+            future, n_tasks = job
+            rows = future.result()
+            writer.write_many(rows)
+            summary.rows_written += len(rows)
+            summary.rows.extend(rows)
+            if on_batch:
+                on_batch(BatchReport(n_tasks, rows))
+
+        for batch in batches(work.todo, prompts_per_batch):
+            references = teacher.references([(task.prompt, task.language) for task, _ in batch])
+            prompts, counts = [], []
+            for task, indices in batch:
+                prompts.append(chat_prompt(student.tokenizer, task.prompt, task.language))
+                counts.append(len(indices))
+            generated = generate_samples(student, prompts, max(counts), sampling)
+            answers = [[sample.text for sample in group[:count]] for group, count in zip(generated, counts)]
+            if pending:
+                finish(pending)
+            pending = (background.submit(score, batch, answers, references), len(batch))
+        if pending:
+            finish(pending)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def task_row(task: PromptTask) -> dict:
+    """The prompt row the scorer reads: prompt, language, tests and entry point."""
+    return {"prompt": task.prompt, "language": task.language, "tests": task.tests, "entry_point": task.entry_point}
+
+
+def write_run_metadata(directory: Path, config: Config, **facts) -> Path:
+    """DIR/run.json: what produced the dataset (models, sampling, rubric, reward), for the card."""
+    weights = config.scoring.weights.model_dump()
+    metadata = {
+        **facts,
+        "command": "collect",
+        "started": utc_timestamp(),
+        "teacher_provider": config.teacher.provider,
+        "sampling": {
+            "temperature": config.training.generation_temperature,
+            "top_p": config.training.top_p,
+            "top_k": config.training.top_k,
+            "max_new_tokens": config.training.max_new_tokens,
+        },
+        "rubric_weights": weights,
+        "reward": {
+            "formula": "min(cap, student_score / max(teacher_score, floor))",
+            "floor": config.scoring.reward_floor,
+            "cap": config.scoring.reward_cap,
+        },
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / RUN_FILE
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(metadata, indent=2) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def summarize(rows: Sequence[dict], *, tasks: int, seconds: float, output: Path) -> dict:
+    """The end-of-run summary: rows written, throughput, and mean scores per language."""
+    by_language: dict[str, list[dict]] = {}
+    for row in rows:
+        by_language.setdefault(row.get("language") or "unknown", []).append(row)
+    return {
+        "output": str(output),
+        "tasks": tasks,
+        "rows_written": len(rows),
+        "seconds": round(seconds, 3),
+        "samples_per_second": len(rows) / seconds if seconds > 0 else 0.0,
+        "by_language": {language: _figures(group) for language, group in sorted(by_language.items())},
+    }
+
+
+def _figures(rows: list[dict]) -> dict:
+    def mean(field: str) -> float | None:
+        values = [row[field] for row in rows if isinstance(row.get(field), (int, float))]
+        return sum(values) / len(values) if values else None
+
+    passed = total = 0
+    for row in rows:
+        student = (row.get("test_results") or {}).get("student") or {}
+        passed += student.get("passed", 0)
+        total += student.get("total", 0)
+    return {
+        "rows": len(rows),
+        "student_score": mean("student_score"),
+        "teacher_score": mean("teacher_score"),
+        "reward": mean("reward"),
+        "test_pass_rate": passed / total if total else None,
+    }
