@@ -16,6 +16,11 @@ VERDICT = {"correctness": 0.9, "code_quality": 0.8, "efficiency": 0.7, "document
 SOLUTION = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```\n"
 
 
+class _Httpd(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of connections (then TCP waits a second)
+
+
 class MessagesServer:
     def __init__(self, delay: float = 0.0):
         self.delay = delay  # seconds each request takes, to observe concurrency
@@ -25,8 +30,7 @@ class MessagesServer:
         self.max_in_flight = 0
         self._script: list = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = _Httpd(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
