@@ -10,7 +10,7 @@ Each job runs as a chain  zygote -> A -> [B] -> C:
      enters new PID and network namespaces (plus a user namespace when not root);
   B  is PID 1 of that namespace: it waits for C, and when it exits the kernel kills every
      process left in the namespace, daemons included;
-  C  drops to a per-slot unprivileged uid (when root), applies rlimits and Landlock (writes
+  C  drops to a per-slot unprivileged uid (when root; compilers excepted), applies rlimits and Landlock (writes
      only inside its directory, reads only system/toolchain paths, no TCP, no signals out),
      then runs the program with stdout/stderr going to files bounded by RLIMIT_FSIZE.
 The zygote enforces the wall-clock timeout by killing A's process group, and (without PID
@@ -42,8 +42,7 @@ UID_BASE = 61000  # per-slot sandbox uids when running as root: uid 61000 + slot
 OUT_FILES = (".stdout", ".stderr")
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAP_AMBIENT = 1, 8, 38, 36, 47
-PR_CAP_AMBIENT_RAISE = 2
+PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 8, 38, 36
 CAP_DAC_READ_SEARCH = 2
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
 
@@ -173,9 +172,9 @@ def _apply_rlimits(job: dict, iso: Isolation) -> None:
 
 
 def _drop_privileges(uid: int, keep_read: bool) -> None:
-    """Become `uid`. With `keep_read`, keep only CAP_DAC_READ_SEARCH (also across exec, as an
-    ambient capability) so compilers installed under /root stay readable; Landlock still
-    limits what may be read."""
+    """Become `uid`. With `keep_read`, keep CAP_DAC_READ_SEARCH in the effective set (lost on exec)
+    so a forked Python can still import its stdlib when that is installed under /root; Landlock
+    still limits what may be read."""
     if keep_read:
         _prctl(PR_SET_KEEPCAPS, 1)
     os.setgroups([])
@@ -184,9 +183,8 @@ def _drop_privileges(uid: int, keep_read: bool) -> None:
     if keep_read:
         header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
         bit = 1 << CAP_DAC_READ_SEARCH
-        data = struct.pack("6I", bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
+        data = struct.pack("6I", bit, bit, 0, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
         _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(data))
-        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH)
 
 
 def _landlock(abi: int, workdir: str, read_paths: list[str]) -> None:
@@ -227,12 +225,12 @@ def _become_program(job: dict, iso: Isolation, slot: int) -> None:
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(out, fd)
         os.closerange(3, 65536)
-        if ROOT:
+        if ROOT and not job.get("tool"):  # compilers run as the user (their toolchain may be private)
             uid = UID_BASE + slot
             for root, dirs, files in os.walk(workdir):
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                     os.lchown(name, uid, uid)
-            _drop_privileges(uid, keep_read=job.get("keep_read", False))
+            _drop_privileges(uid, keep_read=job.get("python") is not None)
         _apply_rlimits(job, iso)
         if iso.landlock:
             _landlock(iso.landlock, workdir, iso.read_paths)

@@ -164,15 +164,16 @@ class Sandbox:
             _remove_tree(path)
 
     def run(self, workdir: Path, limits: Limits, *, argv: list[str] | None = None, python: str | None = None,
-            keep_read: bool = False) -> RunResult:
+            tool: bool = False) -> RunResult:
         """Run `argv` (exec'd) or `python` (source executed in a fork of the zygote) in `workdir`.
 
-        `keep_read` lets an exec'd compiler read its toolchain wherever it is installed (root only).
+        `tool` marks a trusted binary fed untrusted input (a compiler): it keeps the user's uid so
+        it can reach its toolchain, with every other measure (Landlock included) still applied.
         """
         job = {"dir": str(workdir), "argv": argv, "python": python, "env": program_env(workdir),
                "timeout": limits.timeout, "cpu": limits.cpu, "memory_mb": limits.memory_mb,
                "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc,
-               "keep_read": keep_read or python is not None}
+               "tool": tool}
         proc = self._ensure_started()
         event, box = threading.Event(), []
         with self._lock:
