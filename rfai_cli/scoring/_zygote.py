@@ -92,7 +92,7 @@ def _write_id_maps() -> None:
 
 def _probe_namespaces() -> int:
     """The namespace flags a child may unshare here (0 when none), tried in a throwaway child."""
-    if not LINUX:
+    if not LINUX or os.environ.get("RFAI_SANDBOX_NAMESPACES") == "0":
         return 0
     wanted = CLONE_NEWPID | CLONE_NEWNET | (0 if ROOT else CLONE_NEWUSER)
     for flags in (wanted, wanted & ~CLONE_NEWNET):

@@ -107,8 +107,11 @@ def program_env(workdir: Path) -> dict[str, str]:
 class Sandbox:
     """Starts the zygote on first use; `close` (or the end of the parent) stops it and its children."""
 
-    def __init__(self, read_paths: list[str] | None = None):
+    def __init__(self, read_paths: list[str] | None = None, namespaces: bool = True):
+        """`read_paths`: extra directories programs may read (compiler toolchains). `namespaces=False`
+        forces the fallback used where the OS refuses namespaces (tests use it to check that path)."""
         self._read_paths = read_paths or []
+        self._namespaces = namespaces
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, tuple[threading.Event, list]] = {}
@@ -126,7 +129,8 @@ class Sandbox:
             if self._proc is not None and self._proc.poll() is None:
                 return self._proc
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths)}
+                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
+                   "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0"}
             proc = subprocess.Popen(
                 [sys.executable, "-I", str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True,

@@ -111,11 +111,13 @@ class _Evaluation:
 class Scorer:
     """Thread-safe; holds the sandbox and the worker pool until `close`."""
 
-    def __init__(self, settings: ScoringSettings | None = None, judge: Judge | None = None):
+    def __init__(self, settings: ScoringSettings | None = None, judge: Judge | None = None, *,
+                 tools: Toolchains | None = None, namespaces: bool = True):
         self.settings = settings or ScoringSettings()
         self.judge = judge
         self.workers = self.settings.workers or os.cpu_count() or 1
-        self.tools = Toolchains()
+        self.tools = tools or Toolchains()
+        self._namespaces = namespaces
         self._sandbox: Sandbox | None = None
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rfai-score")
         seconds = math.ceil(self.settings.timeout)
@@ -127,7 +129,7 @@ class Scorer:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Sandbox(read_paths=self.tools.read_paths())
+            self._sandbox = Sandbox(read_paths=self.tools.read_paths(), namespaces=self._namespaces)
         return self._sandbox
 
     @property
