@@ -81,6 +81,8 @@ class ScoringSettings(_Section):
     timeout: float = Field(10, gt=0)
     memory_mb: int = Field(1024, ge=64)
     workers: int | None = Field(None, ge=1)
+    compile_timeout: float = Field(60, gt=0)
+    compile_memory_mb: int = Field(4096, ge=256)
 
     @field_validator("weights")
     @classmethod
