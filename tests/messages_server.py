@@ -81,20 +81,26 @@ class MessagesServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(server.delay)
-                    if self.path != "/v1/messages":
-                        return self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
-                    answer = server._next(body)
-                    if isinstance(answer, int):
-                        kind = "rate_limit_error" if answer == 429 else "api_error"
-                        return self._send(answer, {"type": "error", "error": {"type": kind, "message": f"scripted {answer}"}})
-                    self._send(200, {
-                        "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
-                        "content": [{"type": "text", "text": answer}],
-                        "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1},
-                    })
+                    status, payload = self._answer(body)
                 finally:
+                    # Counted out before the answer leaves, so a client that sends its next request
+                    # the moment it has this answer is never seen as one too many in flight.
                     with server._lock:
                         server.in_flight -= 1
+                self._send(status, payload)
+
+            def _answer(self, body: dict) -> tuple[int, dict]:
+                if self.path != "/v1/messages":
+                    return 404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}
+                answer = server._next(body)
+                if isinstance(answer, int):
+                    kind = "rate_limit_error" if answer == 429 else "api_error"
+                    return answer, {"type": "error", "error": {"type": kind, "message": f"scripted {answer}"}}
+                return 200, {
+                    "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
+                    "content": [{"type": "text", "text": answer}],
+                    "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1},
+                }
 
             def _send(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from messages_server import SOLUTION, VERDICT, MessagesServer
 
 from rfai_cli.config import load_config
+from rfai_cli.scoring import ScoreItem, Scorer
 from rfai_cli.teachers import JudgeItem, TeacherError, build_teacher
 
 KEY = "sk-test-not-a-real-key-1234"
@@ -102,7 +104,7 @@ def test_500_forever_gives_up_after_max_retries_quickly(server, make_teacher):
     assert "HTTP 500" in answer.error and "gave up after 3 attempts" in answer.error
     assert "\n" not in answer.error and KEY not in answer.error
     verdict = teacher.judge("Task", "pass", "python")
-    assert verdict.source == "fallback" and verdict.scores is None and "HTTP 500" in verdict.detail
+    assert verdict.source == "fallback" and verdict.scores == {} and "HTTP 500" in verdict.fallback
     assert server.count == 6
     assert time.monotonic() - started < 3
     # Nothing was cached, so the next run asks again.
@@ -137,8 +139,8 @@ def test_an_unparsable_verdict_is_retried_once_with_the_problem_named(server, ma
 def test_two_unparsable_verdicts_are_a_fallback_never_a_made_up_score(server, make_teacher):
     server.script("I think it is pretty good!", '{"correctness": 0.5}')
     verdict = make_teacher().judge("Task", "code", "python")
-    assert verdict.source == "fallback" and verdict.scores is None
-    assert "missing key 'code_quality'" in verdict.detail
+    assert verdict.source == "fallback" and verdict.scores == {}
+    assert "missing key 'code_quality'" in verdict.fallback
     assert server.count == 2
 
 
@@ -154,6 +156,38 @@ def test_requests_run_concurrently_but_never_above_max_concurrency(make_teacher)
         assert elapsed < 9 * 0.2 * 0.75  # three at a time, not one by one
     finally:
         slow.close()
+
+
+def test_the_bound_holds_across_callers(make_teacher):
+    """Several threads using one teacher (the scorer's pool does) share its max_concurrency."""
+    slow = MessagesServer(delay=0.1)
+    try:
+        teacher = make_teacher(base_url=slow.url, max_concurrency=2)
+        callers = [
+            threading.Thread(target=teacher.references, args=([(f"Caller {c} task {i}", "python") for i in range(4)],))
+            for c in range(3)
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert slow.count == 12 and slow.max_in_flight == 2
+    finally:
+        slow.close()
+
+
+def test_the_teacher_is_the_scorers_judge(server, make_teacher):
+    """A task without tests: correctness comes from the teacher's verdict, quality and docs blend it."""
+    teacher = make_teacher()
+    row = {"prompt": "Add two numbers.", "language": "python"}
+    code = 'def add(a, b):\n    """Sum."""\n    return a + b\n'
+    with Scorer(load_config(None).scoring, judge=teacher) as scorer:
+        [result] = scorer.score_many([ScoreItem(row, [code], code)])
+    student = result.students[0]
+    assert student.breakdown["correctness"] == VERDICT["correctness"]
+    assert student.sources["correctness"] == "judge"
+    assert student.sources["code_quality"].endswith("+judge") and student.sources["documentation"].endswith("+judge")
+    assert server.count == 1  # the scorer evaluates identical code once
 
 
 def test_identical_requests_in_one_batch_are_sent_once(server, make_teacher):

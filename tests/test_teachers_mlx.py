@@ -29,7 +29,7 @@ def test_mlx_teacher_answers_in_batches_and_a_rerun_never_loads_the_model(tiny_m
     answers = teacher.references(tasks)  # three sequences, in batches of two
     assert [a.source for a in answers] == ["teacher"] * 3 and all(a.ok for a in answers)
     [verdict] = teacher.judge_many([JudgeItem("Add two numbers.", "def add(a, b): return a + b", "python")])
-    assert verdict.source == "fallback" and verdict.detail.startswith("unparsable judge answer, twice")
+    assert verdict.source == "fallback" and verdict.fallback.startswith("unparsable judge answer, twice")
 
     again = _teacher(tiny_model_dir, tmp_path)
     cached = again.references(tasks)

@@ -81,8 +81,8 @@ def test_references_and_judgements_from_mlx_lm_server_then_from_the_cache(mlx_se
     assert all(a.ok and a.text for a in answers)
     # A random model cannot produce the verdict JSON: asked twice, then an honest fallback.
     [verdict] = teacher.judge_many(items)
-    assert verdict.source == "fallback" and verdict.scores is None
-    assert verdict.detail.startswith("unparsable judge answer, twice")
+    assert verdict.source == "fallback" and verdict.scores == {}
+    assert verdict.fallback.startswith("unparsable judge answer, twice")
     teacher.close()
 
     # With the server gone, a rerun still has every answer: it makes no HTTP call at all.
@@ -92,7 +92,7 @@ def test_references_and_judgements_from_mlx_lm_server_then_from_the_cache(mlx_se
     cached = again.references(tasks)
     assert [a.source for a in cached] == ["cache", "cache"]
     assert [a.text for a in cached] == [a.text for a in answers]
-    assert again.judge_many(items)[0].detail == verdict.detail
+    assert again.judge_many(items)[0].fallback == verdict.fallback
     # ... while anything new fails in one line after its retries.
     fresh = again.reference("Something new.", "python")
     assert not fresh.ok and "connection failed" in fresh.error and "gave up after 4 attempts" in fresh.error

@@ -5,6 +5,6 @@ Each writes reference solutions and judges code on the rubric; answers are cache
 
 from .build import build_teacher
 from .errors import TeacherError
-from .teacher import JudgeItem, JudgeVerdict, Teacher, TeacherAnswer
+from .teacher import JudgeItem, Teacher, TeacherAnswer, TeacherVerdict
 
-__all__ = ["JudgeItem", "JudgeVerdict", "Teacher", "TeacherAnswer", "TeacherError", "build_teacher"]
+__all__ = ["JudgeItem", "Teacher", "TeacherAnswer", "TeacherError", "TeacherVerdict", "build_teacher"]

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from ..config import Config, TeacherSettings
 from ..errors import ConfigError
+from ..scoring.extract import extract_code
 from .base import Backend, Sampling
 from .cache import AnswerCache, default_cache_dir
 from .errors import TeacherError
@@ -23,7 +24,7 @@ def build_teacher(config: Config) -> Teacher:
     return Teacher(
         backend=backend,
         model=model,
-        extract_code=_extract_code(),
+        extract_code=extract_code,
         cache=AnswerCache(settings.cache_dir or default_cache_dir()),
         sampling=Sampling(max_tokens=settings.max_tokens, temperature=settings.temperature),
         judge_enabled=settings.judge,
@@ -80,9 +81,3 @@ def _api_key(settings: TeacherSettings) -> str | None:
             f"is not set (set it, or name another variable in teacher.api_key_env)"
         )
     return value
-
-
-def _extract_code():
-    from ..scoring.extract import extract_code  # the scoring core's fenced-block extraction
-
-    return extract_code

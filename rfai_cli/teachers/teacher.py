@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
+from ..scoring.judge import JudgeVerdict
 from .base import Backend, Chat, Sampling
 from .cache import AnswerCache, cache_key
 from .errors import TeacherError
@@ -39,12 +40,11 @@ class TeacherAnswer:
 
 
 @dataclass(frozen=True)
-class JudgeVerdict:
-    """Scores 0..1 per rubric criterion, or None with `source == "fallback"` and the reason in `detail`."""
+class TeacherVerdict(JudgeVerdict):
+    """The scorer's JudgeVerdict, saying also where it came from: "judge", "cache" or "fallback"
+    (then `scores` is empty and `fallback` holds the reason)."""
 
-    scores: dict[str, float] | None
-    source: str  # "judge", "cache" or "fallback"
-    detail: str = ""
+    source: str = FROM_TEACHER
 
 
 @dataclass(frozen=True)
@@ -92,30 +92,31 @@ class Teacher:
         return answers
 
     # --- judging ----------------------------------------------------------------------------
-    def judge(self, prompt: str, code: str, language: str) -> JudgeVerdict:
+    def judge(self, prompt: str, code: str, language: str) -> TeacherVerdict:
+        """The scorer's Judge protocol: never raises for a bad or missing answer."""
         return self.judge_many([JudgeItem(prompt, code, language)])[0]
 
-    def judge_many(self, items: Sequence[JudgeItem]) -> list[JudgeVerdict]:
+    def judge_many(self, items: Sequence[JudgeItem]) -> list[TeacherVerdict]:
         chats = [judge_chat(item.prompt, item.code, item.language) for item in items]
-        verdicts: list[JudgeVerdict | None] = [None] * len(items)
+        verdicts: list[TeacherVerdict | None] = [None] * len(items)
         retry: list[tuple[int, Chat]] = []
         for index, (chat, reply) in enumerate(zip(chats, self._complete(chats, self.judge_sampling))):
             if reply.error is not None:
-                verdicts[index] = JudgeVerdict(None, FALLBACK, reply.error)
+                verdicts[index] = _fallback(reply.error)
                 continue
             try:
-                verdicts[index] = JudgeVerdict(parse_verdict(reply.text), _source(reply))
+                verdicts[index] = TeacherVerdict(parse_verdict(reply.text), source=_source(reply))
             except VerdictError as exc:
                 retry.append((index, repair_chat(chat, reply.text, str(exc))))
         # One more try for each unparsable answer, all together.
         for (index, _), reply in zip(retry, self._complete([chat for _, chat in retry], self.judge_sampling)):
             if reply.error is not None:
-                verdicts[index] = JudgeVerdict(None, FALLBACK, reply.error)
+                verdicts[index] = _fallback(reply.error)
                 continue
             try:
-                verdicts[index] = JudgeVerdict(parse_verdict(reply.text), _source(reply))
+                verdicts[index] = TeacherVerdict(parse_verdict(reply.text), source=_source(reply))
             except VerdictError as exc:
-                verdicts[index] = JudgeVerdict(None, FALLBACK, f"unparsable judge answer, twice: {exc}")
+                verdicts[index] = _fallback(f"unparsable judge answer, twice: {exc}")
         return verdicts  # type: ignore[return-value]
 
     # --- the cache in front of the provider -------------------------------------------------
@@ -152,6 +153,10 @@ class Teacher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _fallback(reason: str) -> TeacherVerdict:
+    return TeacherVerdict({}, fallback=reason, source=FALLBACK)
 
 
 def _source(reply: _Reply) -> str:
