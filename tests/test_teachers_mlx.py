@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from rfai_cli.config import load_config
+from rfai_cli.errors import RfaiError
 from rfai_cli.teachers import JudgeItem, build_teacher
 
 pytestmark = pytest.mark.slow
@@ -49,3 +52,33 @@ def test_mlx_teacher_defaults_to_the_students_base_model(tiny_model_dir, tmp_pat
     config = load_config(None, {"model.base_model": str(tiny_model_dir), "teacher.cache_dir": str(tmp_path)})
     teacher = build_teacher(config)
     assert teacher.model == str(tiny_model_dir) and teacher.backend.base_model == str(tiny_model_dir)
+
+
+def test_concurrent_judge_calls_are_coalesced_into_batches(tiny_model_dir, tmp_path):
+    """The scorer calls `judge` from several threads: queued calls share the next batch."""
+    items = [JudgeItem(f"Task {i}.", f"x = {i}", "python") for i in range(6)]
+    alone = _teacher(tiny_model_dir, tmp_path / "alone", max_concurrency=6)
+    expected = [alone.judge(item.prompt, item.code, item.language) for item in items]
+    assert alone.backend.batches_decoded == 12  # one at a time: first try and retry for each
+
+    shared = _teacher(tiny_model_dir, tmp_path / "shared", max_concurrency=6)
+    results = [None] * len(items)
+    start = threading.Barrier(len(items))
+
+    def call(index):
+        start.wait()
+        results[index] = shared.judge(items[index].prompt, items[index].code, items[index].language)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(items))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == expected
+    assert shared.backend.batches_decoded < 12
+
+
+def test_a_model_that_does_not_load_fails_every_waiting_call(tmp_path):
+    teacher = _teacher(tmp_path / "no-such-model", tmp_path / "cache")
+    with pytest.raises(RfaiError, match="no-such-model"):
+        teacher.reference("Task", "python")

@@ -2,16 +2,27 @@
 
 The model is loaded on first use, not when the teacher is built, so a run whose answers are all
 in the cache never loads it. Requests are decoded together in batches of `max_concurrency`
-sequences, one model call per token for the whole batch.
+sequences, one model call per token for the whole batch. Calls from several threads (the scorer
+judges from its worker pool) are coalesced: while one batch decodes, the others queue, and the
+next batch takes every queued request at once.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from .base import Chat, Sampling
 from .errors import TeacherError
+
+
+@dataclass
+class _Job:
+    chats: list[Chat]
+    sampling: Sampling
+    answers: list[str] | None = None
+    error: BaseException | None = None
 
 
 class MlxBackend:
@@ -19,7 +30,10 @@ class MlxBackend:
         self.base_model = base_model
         self.batch_size = batch_size
         self._loaded = loaded  # an engine LoadedModel to share (e.g. the student's, adapters off)
-        self._lock = threading.Lock()  # one generation at a time on this model
+        self.batches_decoded = 0
+        self._pending: list[_Job] = []
+        self._queue = threading.Lock()
+        self._decoding = threading.Lock()  # one generation at a time on this model
 
     @classmethod
     def from_config(cls, config) -> "MlxBackend":
@@ -38,18 +52,43 @@ class MlxBackend:
         return {"provider": "mlx", "model": self.model}
 
     def complete_all(self, chats: list[Chat], sampling: Sampling) -> list[str | TeacherError]:
+        job = _Job(list(chats), sampling)
+        with self._queue:
+            self._pending.append(job)
+        with self._decoding:
+            if job.answers is None and job.error is None:  # no earlier batch took it along
+                with self._queue:
+                    jobs, self._pending = self._pending, []
+                self._run(jobs)
+        if job.error is not None:
+            raise job.error
+        return list(job.answers)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """Decode every queued request, batching those that share sampling parameters."""
         from ..engine.generation import SamplingSettings, generate_samples
 
-        settings = SamplingSettings(
-            temperature=sampling.temperature, top_p=1.0, top_k=0, max_new_tokens=sampling.max_tokens
-        )
-        answers: list[str | TeacherError] = []
-        with self._lock:
-            loaded = self._model()
-            for start in range(0, len(chats), self.batch_size):
-                batch = [_fit_template(loaded.tokenizer, chat) for chat in chats[start : start + self.batch_size]]
-                answers.extend(samples[0].text for samples in generate_samples(loaded, batch, 1, settings))
-        return answers
+        groups: dict[Sampling, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.sampling, []).append(job)
+        for sampling, group in groups.items():
+            try:
+                loaded = self._model()
+                settings = SamplingSettings(
+                    temperature=sampling.temperature, top_p=1.0, top_k=0, max_new_tokens=sampling.max_tokens
+                )
+                chats = [_fit_template(loaded.tokenizer, chat) for job in group for chat in job.chats]
+                texts: list[str] = []
+                for start in range(0, len(chats), self.batch_size):
+                    batch = chats[start : start + self.batch_size]
+                    texts.extend(samples[0].text for samples in generate_samples(loaded, batch, 1, settings))
+                    self.batches_decoded += 1
+            except BaseException as exc:  # e.g. a model that does not load: every waiting caller sees it
+                for job in group:
+                    job.error = exc
+                continue
+            for job in group:
+                job.answers, texts = texts[: len(job.chats)], texts[len(job.chats) :]
 
     def _model(self):
         if self._loaded is None:
