@@ -18,9 +18,10 @@ from .cache import AnswerCache, cache_key
 from .errors import TeacherError
 from .prompts import VerdictError, judge_chat, parse_verdict, reference_chat, repair_chat
 
-# Where an answer came from, in the words of the record's `score_sources`.
-FROM_TEACHER = "judge"
-FROM_CACHE = "cache"
+# Where an answer came from (judge verdicts use the words of the record's `score_sources`).
+REFERENCE = "teacher"
+JUDGE = "judge"
+CACHE = "cache"
 FALLBACK = "fallback"
 JUDGE_MAX_TOKENS = 256
 
@@ -44,7 +45,7 @@ class TeacherVerdict(JudgeVerdict):
     """The scorer's JudgeVerdict, saying also where it came from: "judge", "cache" or "fallback"
     (then `scores` is empty and `fallback` holds the reason)."""
 
-    source: str = FROM_TEACHER
+    source: str = JUDGE
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Teacher:
     extract_code: Callable[[str, str], str]  # (answer text, language) -> code
     cache: AnswerCache | None = None
     sampling: Sampling = field(default_factory=Sampling)
-    judge_enabled: bool = True
+    judge_enabled: bool = True  # teacher.judge: callers pass the teacher to the Scorer as its judge only when set
 
     @property
     def judge_sampling(self) -> Sampling:
@@ -87,7 +88,7 @@ class Teacher:
             if reply.error is not None:
                 answers.append(TeacherAnswer(text="", code="", source=FALLBACK, error=reply.error))
             else:
-                source = FROM_CACHE if reply.cached else "teacher"
+                source = CACHE if reply.cached else REFERENCE
                 answers.append(TeacherAnswer(reply.text, self.extract_code(reply.text, language), source))
         return answers
 
@@ -101,22 +102,13 @@ class Teacher:
         verdicts: list[TeacherVerdict | None] = [None] * len(items)
         retry: list[tuple[int, Chat]] = []
         for index, (chat, reply) in enumerate(zip(chats, self._complete(chats, self.judge_sampling))):
-            if reply.error is not None:
-                verdicts[index] = _fallback(reply.error)
-                continue
-            try:
-                verdicts[index] = TeacherVerdict(parse_verdict(reply.text), source=_source(reply))
-            except VerdictError as exc:
-                retry.append((index, repair_chat(chat, reply.text, str(exc))))
+            verdicts[index], problem = _read_verdict(reply)
+            if problem is not None:
+                retry.append((index, repair_chat(chat, reply.text, problem)))
         # One more try for each unparsable answer, all together.
         for (index, _), reply in zip(retry, self._complete([chat for _, chat in retry], self.judge_sampling)):
-            if reply.error is not None:
-                verdicts[index] = _fallback(reply.error)
-                continue
-            try:
-                verdicts[index] = TeacherVerdict(parse_verdict(reply.text), source=_source(reply))
-            except VerdictError as exc:
-                verdicts[index] = _fallback(f"unparsable judge answer, twice: {exc}")
+            verdict, problem = _read_verdict(reply)
+            verdicts[index] = verdict or _fallback(f"unparsable judge answer, twice: {problem}")
         return verdicts  # type: ignore[return-value]
 
     # --- the cache in front of the provider -------------------------------------------------
@@ -155,9 +147,15 @@ class Teacher:
         self.close()
 
 
+def _read_verdict(reply: _Reply) -> tuple[TeacherVerdict | None, str | None]:
+    """(verdict, None), or (None, what is wrong with the answer) when it is worth asking again."""
+    if reply.error is not None:
+        return _fallback(reply.error), None
+    try:
+        return TeacherVerdict(parse_verdict(reply.text), source=CACHE if reply.cached else JUDGE), None
+    except VerdictError as exc:
+        return None, str(exc)
+
+
 def _fallback(reason: str) -> TeacherVerdict:
     return TeacherVerdict({}, fallback=reason, source=FALLBACK)
-
-
-def _source(reply: _Reply) -> str:
-    return FROM_CACHE if reply.cached else FROM_TEACHER
