@@ -23,7 +23,7 @@ REFERENCE = "teacher"
 JUDGE = "judge"
 CACHE = "cache"
 FALLBACK = "fallback"
-JUDGE_MAX_TOKENS = 256
+JUDGE_MAX_TOKENS = 128  # the verdict is ~40 tokens of JSON
 
 
 @dataclass(frozen=True)
