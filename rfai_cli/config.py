@@ -36,6 +36,9 @@ class TeacherSettings(_Section):
     max_concurrency: int = Field(4, ge=1)
     timeout: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0)
+    retry_backoff: float = Field(1.0, ge=0)
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.0, ge=0)
     judge: bool = True
     cache_dir: str | None = None
 
@@ -78,6 +81,8 @@ class ScoringSettings(_Section):
     timeout: float = Field(10, gt=0)
     memory_mb: int = Field(1024, ge=64)
     workers: int | None = Field(None, ge=1)
+    compile_timeout: float = Field(60, gt=0)
+    compile_memory_mb: int = Field(4096, ge=256)
 
     @field_validator("weights")
     @classmethod

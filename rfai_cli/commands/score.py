@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
-from ..errors import RfaiError
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import load_config
+from ..console import progress_enabled, stderr, stdout
+from ..records import STDIN
+from .common import ConfigOption, JsonOption, StrictOption
 
 
-def score() -> None:
-    """(Re)score rows that already hold code: the scoring core on its own."""
-    raise RfaiError("rfai score: not implemented yet")
+def score(
+    file: Annotated[str, typer.Argument(help="JSONL rows holding student_code (and teacher_code); - for stdin.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the scored rows (- for stdout); may be FILE itself.")] = STDIN,
+    config: ConfigOption = None,
+    strict: StrictOption = False,
+    json_output: JsonOption = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Programs run at once (default: scoring.workers, else CPU cores).", show_default=False)] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Wall-clock seconds per program (default: scoring.timeout).", show_default=False)] = None,
+) -> None:
+    """(Re)score rows that already hold code: student_score, teacher_score, breakdowns, sources, test results, reward."""
+    from ..scoring.rescore import rescore
+    from ..scoring.scorer import Scorer
+
+    settings = load_config(config, {"scoring.workers": workers, "scoring.timeout": timeout}).scoring
+    err = stderr()
+    on_problem = lambda text: err.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    with Scorer(settings) as scorer:
+        if progress_enabled():
+            with err.status("scoring...") as status:
+                summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem,
+                                  on_batch=lambda s: status.update(f"scoring... {s.rows_written} rows"))
+        else:
+            summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem)
+        isolation = scorer.isolation if summary.scored else []
+    report = {**summary.as_dict(), "isolation": isolation}
+    if json_output:
+        # Rows own stdout when they are written there; the summary then goes to stderr.
+        text = json.dumps(report)
+        (err if output == STDIN else stdout()).print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    mean = report["mean_student_score"]
+    reward = report["mean_reward"]
+    err.print(
+        f"scored {summary.scored} of {summary.rows_written} rows"
+        + (f", {report['not_scored']} lines not scored" if report["not_scored"] else "")
+        + (f"; mean student score {mean:.3f}" if mean is not None else "")
+        + (f", mean reward {reward:.3f}" if reward is not None else "")
+        + (f" -> {output}" if output != STDIN else ""),
+        markup=False, highlight=False, soft_wrap=True,
+    )

@@ -1,0 +1,239 @@
+"""Run untrusted programs: a client for the pre-started zygote (`_zygote.py`), thread-safe.
+
+One `Sandbox` serves any number of threads; each `run` blocks its caller until the program
+ends, while the zygote runs all submitted programs in parallel. See `_zygote.py` for what
+contains each program; `Sandbox.isolation` says which of those measures this OS allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+ZYGOTE = Path(__file__).with_name("_zygote.py")
+OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept per program
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program): the zygote died or could not start."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program resource bounds."""
+
+    timeout: float = 10.0  # wall-clock seconds, then the whole process tree is killed
+    cpu: int = 10  # CPU seconds (RLIMIT_CPU)
+    memory_mb: int = 1024  # address space (RLIMIT_AS; not enforced on macOS)
+    fsize_mb: int = 16  # largest file the program may write, stdout/stderr included
+    nofile: int = 64  # open files
+    nproc: int = 32  # processes and threads of the sandbox uid
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a program ended. `status`: ok, exit (non-zero), signal, timeout, or sandbox."""
+
+    status: str
+    exit_code: int | None
+    signal: int | None
+    wall: float
+    cpu: float
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def describe(self) -> str:
+        """One short line saying why the program did not succeed."""
+        if self.status == "timeout":
+            return f"timed out after {self.wall:.1f}s"
+        if self.status == "signal":
+            names = {9: "killed (memory, CPU or process limit)", 24: "CPU time limit", 25: "output/file size limit",
+                     11: "segmentation fault", 6: "aborted"}
+            return names.get(self.signal or 0, f"killed by signal {self.signal}")
+        if self.status == "sandbox":
+            return "sandbox error: " + last_line(self.stderr)
+        if self.status == "exit":
+            return f"exit code {self.exit_code}: {last_line(self.stderr)}"
+        return "ok"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def read_bounded(path: Path, limit: int = OUTPUT_LIMIT) -> str:
+    """Read at most `limit` bytes of a file the program could have tampered with: never follow a
+    symlink out of the box, never block on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def program_env(workdir: Path) -> dict[str, str]:
+    """The whole environment a program sees: built from scratch, nothing of the parent's."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir),
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+class Sandbox:
+    """Starts the zygote on first use; `close` (or the end of the parent) stops it and its children."""
+
+    def __init__(self, read_paths: list[str] | None = None, namespaces: bool = True):
+        """`read_paths`: extra directories programs may read (compiler toolchains). `namespaces=False`
+        forces the fallback used where the OS refuses namespaces (tests use it to check that path)."""
+        self._read_paths = read_paths or []
+        self._namespaces = namespaces
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._pending: dict[int, tuple[threading.Event, list]] = {}
+        self._ids = itertools.count()
+        self._isolation: list[str] = []
+
+    @property
+    def isolation(self) -> list[str]:
+        """The containment measures applied to every program (e.g. pidns, netns, landlock-v7)."""
+        self._ensure_started()
+        return list(self._isolation)
+
+    def _ensure_started(self) -> subprocess.Popen:
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                return self._proc
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
+                   "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0"}
+            proc = subprocess.Popen(
+                [sys.executable, "-I", str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True,
+            )
+            hello = proc.stdout.readline()
+            try:
+                self._isolation = json.loads(hello)["hello"]["isolation"]
+            except (ValueError, KeyError, TypeError):
+                proc.kill()
+                raise SandboxError("the sandbox process did not start") from None
+            self._proc = proc
+            threading.Thread(target=self._read_results, args=(proc,), daemon=True).start()
+            return proc
+
+    def _read_results(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            message = json.loads(line)
+            with self._lock:
+                waiter = self._pending.pop(message["id"], None)
+            if waiter:
+                waiter[1].append(message)
+                waiter[0].set()
+        with self._lock:  # the zygote is gone: nobody will answer the jobs still waiting
+            pending, self._pending = self._pending, {}
+        for event, _ in pending.values():
+            event.set()
+
+    @contextmanager
+    def directory(self) -> Iterator[Path]:
+        """A fresh empty directory for one program (and its compile step), removed afterwards."""
+        path = Path(tempfile.mkdtemp(prefix="rfai-box-"))
+        try:
+            yield path
+        finally:
+            _remove_tree(path)
+
+    def run(self, workdir: Path, limits: Limits, *, argv: list[str] | None = None, python: str | None = None,
+            tool: bool = False) -> RunResult:
+        """Run `argv` (exec'd) or `python` (source executed in a fork of the zygote) in `workdir`.
+
+        `tool` marks a trusted binary fed untrusted input (a compiler): it keeps the user's uid so
+        it can reach its toolchain, with every other measure (Landlock included) still applied.
+        """
+        job = {"dir": str(workdir), "argv": argv, "python": python, "env": program_env(workdir),
+               "timeout": limits.timeout, "cpu": limits.cpu, "memory_mb": limits.memory_mb,
+               "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc,
+               "tool": tool}
+        proc = self._ensure_started()
+        event, box = threading.Event(), []
+        with self._lock:
+            job["id"] = next(self._ids)
+            self._pending[job["id"]] = (event, box)
+            try:
+                proc.stdin.write((json.dumps(job) + "\n").encode())
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._pending.pop(job["id"], None)
+                raise SandboxError("the sandbox process is gone") from None
+        event.wait()
+        if not box:
+            raise SandboxError("the sandbox process died while running a program")
+        return _result(box[0], workdir)
+
+    def close(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.stdin.close()  # the zygote exits; its children die with it (parent-death signal)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _result(message: dict, workdir: Path) -> RunResult:
+    stdout = read_bounded(workdir / ".stdout")
+    stderr = read_bounded(workdir / ".stderr")
+    if message["timed_out"]:
+        status = "timeout"
+    elif message["status"] == "signal":
+        status = "signal"
+    elif message["code"] == 0:
+        status = "ok"
+    elif message["code"] == 125 and stderr.startswith("rfai sandbox:"):
+        status = "sandbox"
+    else:
+        status = "exit"
+    return RunResult(status, message["code"], message["signal"], message["wall"], message["cpu"], stdout, stderr)
+
+
+def _remove_tree(path: Path) -> None:
+    def retry_writable(func, name, _exc):  # a program may have made its own files read-only
+        try:
+            os.chmod(os.path.dirname(name), 0o700)
+            func(name)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=retry_writable)

@@ -1,0 +1,266 @@
+"""The scoring core that `collect`, `train` and `rfai score` share.
+
+    with Scorer(config.scoring, judge=None) as scorer:
+        results = scorer.score_many([ScoreItem(row, [answer1, answer2], teacher_answer), ...])
+        fill_record(record, results[0], index=1)   # the fields for the row of answer2
+
+Every program of a batch (students and teacher) is evaluated concurrently on a pool of
+`scoring.workers` threads, each driving one sandboxed program at a time; identical code in a
+batch is evaluated once. Answers are passed through `extract_code`, so raw model output and
+already-extracted code both work.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..config import ScoringSettings
+from ..records import normalize_language
+from .extract import extract_code
+from .judge import Judge, JudgeVerdict
+from .programs import LANGUAGES, TestOutcome, Toolchains, compile_check, run_tests
+from .rubric import CRITERIA, blend, compute_reward, timing_efficiency, weighted_score
+from .sandbox import Limits, Sandbox
+from .static import WARNING_PENALTY, StaticReport, analyze, clamp
+
+MAX_NOTES = 5
+
+
+def test_cases(row: Mapping[str, Any]) -> list[str]:
+    """A row's test cases: `tests` as a string (one case) or a list of strings. ValueError if malformed."""
+    tests = row.get("tests")
+    if tests is None or tests == "":
+        return []
+    if isinstance(tests, str):
+        return [tests]
+    if isinstance(tests, list) and all(isinstance(case, str) for case in tests):
+        return [case for case in tests if case.strip()]
+    raise ValueError("field 'tests' should be a string or a list of strings")
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One prompt row (prompt, language, tests, entry_point), its student answers and the teacher's."""
+
+    row: Mapping[str, Any]
+    student_code: Sequence[str]
+    teacher_code: str | None = None
+
+    @property
+    def language(self) -> str:
+        return normalize_language(self.row.get("language")) or "python"
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> "ScoreItem":
+        """The item for re-scoring a dataset row; ValueError naming what is missing or malformed."""
+        if not isinstance(row.get("student_code"), str):
+            raise ValueError("no 'student_code' to score")
+        test_cases(row)
+        teacher = row.get("teacher_code")
+        return cls(row, [row["student_code"]], teacher if isinstance(teacher, str) and teacher.strip() else None)
+
+
+@dataclass(frozen=True)
+class CodeScore:
+    """One program's score: the weighted total, per-criterion values and where each came from."""
+
+    score: float
+    breakdown: dict[str, float]
+    sources: dict[str, str]
+    tests: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    students: list[CodeScore]
+    teacher: CodeScore | None
+    rewards: list[float | None]  # None when there is no teacher code to compare with
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def fill_record(record: dict, result: ScoreResult, index: int = 0) -> dict:
+    """Write the score fields of student answer `index` (and the teacher's) into `record`."""
+    student, teacher = result.students[index], result.teacher
+    record.update(
+        student_score=student.score,
+        teacher_score=teacher.score if teacher else None,
+        reward=result.rewards[index],
+        scoring_breakdown=dict(result.weights),
+        student_breakdown=student.breakdown,
+        teacher_breakdown=teacher.breakdown if teacher else None,
+        score_sources={"student": student.sources, "teacher": teacher.sources if teacher else None},
+        test_results={"student": student.tests, "teacher": teacher.tests if teacher else None},
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """Everything measured about one program, before it is turned into criteria."""
+
+    static: StaticReport
+    tests: TestOutcome | None  # None when the task has no tests
+    build: TestOutcome | None  # compile-only check (c++/rust without tests)
+    verdict: JudgeVerdict | None
+
+
+class Scorer:
+    """Thread-safe; holds the sandbox and the worker pool until `close`."""
+
+    def __init__(self, settings: ScoringSettings | None = None, judge: Judge | None = None, *,
+                 tools: Toolchains | None = None, namespaces: bool = True):
+        self.settings = settings or ScoringSettings()
+        self.judge = judge
+        self.workers = self.settings.workers or os.cpu_count() or 1
+        self.tools = tools or Toolchains()
+        self._namespaces = namespaces
+        self._sandbox: Sandbox | None = None
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rfai-score")
+        seconds = math.ceil(self.settings.timeout)
+        self.limits = Limits(timeout=self.settings.timeout, cpu=seconds, memory_mb=self.settings.memory_mb)
+        compile_seconds = math.ceil(self.settings.compile_timeout)
+        self.compile_limits = Limits(timeout=self.settings.compile_timeout, cpu=compile_seconds,
+                                     memory_mb=self.settings.compile_memory_mb, fsize_mb=256, nproc=64, nofile=256)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(read_paths=self.tools.read_paths(), namespaces=self._namespaces)
+        return self._sandbox
+
+    @property
+    def isolation(self) -> list[str]:
+        return self.sandbox.isolation
+
+    def score(self, item: ScoreItem) -> ScoreResult:
+        return self.score_many([item])[0]
+
+    def score_many(self, items: Iterable[ScoreItem]) -> list[ScoreResult]:
+        """Score every answer of every item; programs run concurrently, results come back in order."""
+        items = list(items)
+        cache: dict[tuple, Future] = {}
+
+        def submit(item: ScoreItem, answer: str) -> Future:
+            code = extract_code(answer, item.language)
+            cases = test_cases(item.row)
+            key = (item.language, code, tuple(cases), item.row.get("entry_point"), item.row.get("prompt"))
+            if key not in cache:
+                cache[key] = self._pool.submit(self._evaluate, item, code, cases)
+            return cache[key]
+
+        pending = [([submit(item, a) for a in item.student_code],
+                    submit(item, item.teacher_code) if item.teacher_code is not None else None) for item in items]
+        return [self._assemble(students, teacher) for students, teacher in pending]
+
+    def _evaluate(self, item: ScoreItem, code: str, cases: list[str]) -> _Evaluation:
+        language = item.language
+        static = analyze(code, language)
+        tests = build = None
+        if cases:
+            if language in LANGUAGES:
+                tests = run_tests(self.sandbox, self.tools, language, code, cases, item.row.get("entry_point"),
+                                  self.limits, self.compile_limits)
+            else:
+                tests = TestOutcome(0, len(cases), reason=f"no test runner for {language}", missing=language)
+        elif language in ("cpp", "rust"):
+            build = compile_check(self.sandbox, self.tools, language, code, self.compile_limits)
+        verdict = None
+        if self.judge is not None:
+            try:
+                verdict = self.judge.judge(str(item.row.get("prompt", "")), code, language)
+            except Exception as exc:  # a judge bug must not lose the measured scores
+                verdict = JudgeVerdict.unavailable(f"judge failed: {type(exc).__name__}: {exc}")
+        return _Evaluation(static, tests, build, verdict)
+
+    def _assemble(self, students: list[Future], teacher: Future | None) -> ScoreResult:
+        teacher_eval = teacher.result() if teacher is not None else None
+        student_scores = [self._criteria(f.result(), teacher_eval) for f in students]
+        teacher_score = self._criteria(teacher_eval, teacher_eval) if teacher_eval else None
+        rewards = [compute_reward(s.score, teacher_score.score, self.settings.reward_floor, self.settings.reward_cap)
+                   if teacher_score else None for s in student_scores]
+        return ScoreResult(student_scores, teacher_score, rewards, self.settings.weights.model_dump())
+
+    def _criteria(self, ev: _Evaluation, reference: _Evaluation | None) -> CodeScore:
+        values: dict[str, float] = {}
+        sources: dict[str, str] = {}
+        tests: dict[str, Any] = {}
+        notes = list(ev.static.notes)
+        judged = ev.verdict.get if ev.verdict else (lambda _criterion: None)
+        if ev.verdict and ev.verdict.fallback:
+            notes.append(f"judge: {ev.verdict.fallback}")
+
+        # correctness: tests when the task has them (and they could run), else the judge, else a syntax check
+        outcome = ev.tests or ev.build
+        if ev.tests is not None and ev.tests.missing is None:
+            values["correctness"], sources["correctness"] = ev.tests.passed / ev.tests.total, "tests"
+        elif judged("correctness") is not None:
+            values["correctness"], sources["correctness"] = judged("correctness"), "judge"
+        else:
+            values["correctness"], sources["correctness"] = self._syntax_check(ev), "fallback"
+            if ev.tests is None:
+                notes.insert(0, "correctness is a syntax/compile check only (no tests, no judge)")
+        if ev.tests is not None:
+            tests.update(passed=ev.tests.passed, total=ev.tests.total)
+            if ev.tests.cpu is not None:
+                tests["cpu_s"] = round(ev.tests.cpu, 3)
+        else:
+            tests.update(passed=0, total=0)
+        if outcome is not None and outcome.reason:
+            tests["reason"] = outcome.reason
+
+        # code quality: static analysis (python) or compiler warnings (c++/rust), blended with the judge
+        quality, quality_source = self._quality(ev)
+        values["code_quality"] = blend(quality, judged("code_quality"), self.settings.judge_weight)
+        sources["code_quality"] = quality_source + ("+judge" if judged("code_quality") is not None else "")
+
+        # efficiency: run time against the teacher's on the same tests when both pass, else static
+        if ev.tests is not None and reference is not None and reference.tests is not None \
+                and ev.tests.all_passed and reference.tests.all_passed \
+                and ev.tests.cpu is not None and reference.tests.cpu is not None:
+            values["efficiency"], sources["efficiency"] = timing_efficiency(ev.tests.cpu, reference.tests.cpu), "tests"
+        else:
+            built = outcome is None or outcome.compiled
+            values["efficiency"], sources["efficiency"] = (ev.static.efficiency if built else 0.0), "static"
+
+        values["documentation"] = blend(ev.static.documentation, judged("documentation"), self.settings.judge_weight)
+        sources["documentation"] = "static" + ("+judge" if judged("documentation") is not None else "")
+
+        breakdown = {name: round(clamp(values[name]), 4) for name in CRITERIA}
+        if notes:
+            tests["notes"] = notes[:MAX_NOTES]
+        return CodeScore(weighted_score(breakdown, self.settings.weights.model_dump()), breakdown,
+                         {name: sources[name] for name in CRITERIA}, tests)
+
+    @staticmethod
+    def _syntax_check(ev: _Evaluation) -> float:
+        if ev.build is not None:
+            return 1.0 if ev.build.compiled else 0.0
+        if ev.static.quality is None:  # a language we can neither run nor compile
+            return 0.0
+        return 1.0 if ev.static.parses else 0.0
+
+    @staticmethod
+    def _quality(ev: _Evaluation) -> tuple[float, str]:
+        if ev.static.quality is not None:
+            return ev.static.quality, "static"
+        build = ev.tests or ev.build
+        if build is None or build.missing is not None:
+            return 0.0, "fallback"  # no compiler to ask
+        if not build.compiled:
+            return 0.0, "static"
+        return clamp(1.0 - WARNING_PENALTY * (build.warnings or 0)), "static"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._sandbox is not None:
+            self._sandbox.close()
+
+    def __enter__(self) -> "Scorer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,52 @@
+"""The OpenBLAS preload: used when present, harmless when absent or disabled (fresh processes)."""
+
+from __future__ import annotations
+
+import ctypes.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE = """
+import json
+import rfai_cli.engine
+from rfai_cli.engine.blas import openblas_library
+import mlx.core as mx
+import numpy as np
+a = np.random.default_rng(0).standard_normal((300, 200), dtype=np.float32)
+b = np.random.default_rng(1).standard_normal((200, 100), dtype=np.float32)
+product = np.array(mx.array(a) @ mx.array(b))
+maps = open("/proc/self/maps").read()
+print(json.dumps({
+    "library": openblas_library(),
+    "mapped": "libopenblas" in maps,
+    "correct": bool(np.allclose(product, a @ b, atol=1e-3)),
+}))
+"""
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload is for Linux")
+
+
+def probe(**env: str) -> dict:
+    inherited = {k: v for k, v in os.environ.items() if k != "RFAI_OPENBLAS"}
+    full_env = {**inherited, "PYTHONPATH": str(REPO), **env}
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=full_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(ctypes.util.find_library("openblas") is None, reason="OpenBLAS is not installed")
+def test_openblas_is_preloaded_when_installed():
+    report = probe()
+    assert report["library"] and report["mapped"] and report["correct"]
+
+
+@pytest.mark.parametrize("setting", ["0", "/nonexistent/libopenblas.so.0"])
+def test_disabled_or_missing_openblas_is_harmless(setting):
+    report = probe(RFAI_OPENBLAS=setting)
+    assert report == {"library": None, "mapped": False, "correct": True}
