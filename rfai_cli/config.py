@@ -39,7 +39,7 @@ class TeacherSettings(_Section):
     retry_backoff: float = Field(1.0, ge=0)
     max_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.0, ge=0)
-    judge: bool = True
+    judge: bool = False
     cache_dir: str | None = None
 
 

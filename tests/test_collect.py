@@ -1,0 +1,142 @@
+"""`rfai collect` through the real CLI: tiny random model for the mechanics, the embedded SmolLM2 end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from rfai_cli.engine.embedded import MODEL_NAME
+
+
+def config_file(tmp_path: Path, model_dir: Path, **sections: str) -> Path:
+    """A config whose student and teacher are the tiny model, with short answers to keep tests quick."""
+    text = f"""
+model:
+  base_model: {model_dir}
+teacher:
+  max_tokens: 24
+  judge: false
+  cache_dir: {tmp_path / 'teacher-cache'}
+training:
+  max_new_tokens: 24
+  batch_size: 2
+"""
+    for section in sections.values():
+        text += section
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_collect_writes_scored_rows_and_resumes_without_duplicates(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    first = rfai("collect", "--limit", "3", "--samples", "2", "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["rows_written"] == 6
+    rows = rows_of(tmp_path / "datasets" / "train.jsonl")
+    assert [(row["task_id"], row["sample_index"]) for row in rows][:2] == [(rows[0]["task_id"], 0), (rows[0]["task_id"], 1)]
+    row = rows[0]
+    for field in ("prompt", "language", "student_code", "teacher_code", "student_score", "teacher_score", "reward",
+                  "scoring_breakdown", "timestamp", "student_breakdown", "teacher_breakdown", "score_sources",
+                  "test_results", "split", "run_id", "student_model", "teacher_model", "schema_version", "tests"):
+        assert field in row, field
+    assert row["scoring_breakdown"] == {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}
+    assert row["split"] == "train" and row["student_model"] == str(tiny_model_dir)
+    assert row["test_results"]["student"]["total"] == len(row["tests"])
+    metadata = json.loads((tmp_path / "datasets" / "run.json").read_text())
+    assert metadata["rubric_weights"]["correctness"] == 0.3 and metadata["student_model"] == str(tiny_model_dir)
+
+    # The same run again adds nothing; a larger limit adds only the new prompts.
+    again = rfai("collect", "--limit", "3", "--samples", "2", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rows_written"] == 0
+    assert "3 of 3 prompts already collected" in again.stderr
+    more = rfai("collect", "--limit", "4", "--samples", "2", "--json")
+    assert json.loads(more.stdout)["rows_written"] == 2
+    keys = [(row["task_id"], row["sample_index"]) for row in rows_of(tmp_path / "datasets" / "train.jsonl")]
+    assert len(keys) == len(set(keys)) == 8
+
+
+def test_no_resume_refuses_to_mix_into_existing_rows(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    out = tmp_path / "datasets" / "train.jsonl"
+    out.parent.mkdir()
+    out.write_text('{"prompt": "x", "task_id": "t", "sample_index": 0}\n')
+    result = rfai("collect", "--limit", "1", "--no-resume")
+    assert result.returncode == 2
+    assert "already holds rows" in result.stderr and "Traceback" not in result.stderr
+    assert out.read_text().count("\n") == 1
+
+
+def test_seed_prompt_file_without_tests_is_scored_by_compile_check(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Implement a binary search function", "language": "python"}\n{"oops\n')
+    result = rfai("collect", "--prompts", prompts, "--samples", "1", "--split", "validation", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "prompts.jsonl:2" in result.stderr  # the malformed line is reported
+    (row,) = rows_of(tmp_path / "datasets" / "validation.jsonl")
+    assert row["split"] == "validation" and row["tests"] is None
+    assert row["score_sources"]["student"]["correctness"] != "tests"
+
+
+def test_missing_teacher_key_fails_before_any_work(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir, teacher="")
+    (tmp_path / "config.yaml").write_text(
+        (tmp_path / "config.yaml").read_text().replace("teacher:\n", "teacher:\n  provider: anthropic\n  model_name: claude\n", 1)
+    )
+    result = rfai("collect", "--limit", "1", env={"ANTHROPIC_API_KEY": ""})
+    assert result.returncode != 0
+    assert "ANTHROPIC_API_KEY" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "datasets" / "train.jsonl").exists()
+
+
+def test_interrupted_run_resumes_with_only_whole_rows(tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "rfai_cli", "collect", "--limit", "12", "--samples", "2", "--batch-size", "1"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "datasets" / "train.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    written = rows_of(out)  # every line parses: no half row
+    assert 2 <= len(written) < 24
+
+    resumed = subprocess.run(command + ["--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    keys = [(row["task_id"], row["sample_index"]) for row in rows_of(out)]
+    assert len(keys) == len(set(keys)) == 24
+
+
+@pytest.mark.slow
+def test_embedded_model_end_to_end_then_stats(rfai, tmp_path):
+    """The offline demo path: the embedded SmolLM2 as student and teacher, then `rfai stats` on the result."""
+    (tmp_path / "config.yaml").write_text(f"teacher:\n  max_tokens: 96\n  cache_dir: {tmp_path / 'cache'}\n")
+    result = rfai("collect", "--limit", "2", "--samples", "2", "--max-new-tokens", "96", "--json", timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(tmp_path / "datasets" / "train.jsonl")
+    assert len(rows) == 4
+    assert {row["student_model"] for row in rows} == {MODEL_NAME}
+    # A real model writes real code: at least one answer parses and gets some credit.
+    assert any(row["student_score"] > 0 for row in rows)
+    stats = rfai("stats", "datasets/train.jsonl", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)
