@@ -26,7 +26,9 @@ def collect(
         Optional[str],
         typer.Option("--prompts", "-p", help="A JSONL prompt file, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin)."),
     ] = None,
-    split: Annotated[Split, typer.Option("--split", "-s", help="Which split to collect (and write).")] = Split.train,
+    split: Annotated[
+        Optional[Split], typer.Option("--split", "-s", help="Which split to collect and write (default: train; evaluation for humaneval).")
+    ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Collect at most this many prompts.")] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", "-G", min=1, help="Student samples per prompt [training.num_samples_per_prompt].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together [training.batch_size].")] = None,
@@ -39,7 +41,7 @@ def collect(
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
     from ..collect import plan, run_collect
     from ..config import load_config
-    from ..data.prompts import BUILTIN, load_prompts
+    from ..data.prompts import BUILTIN, HUMANEVAL, load_prompts
     from ..records import split_path
 
     config = load_config(
@@ -52,12 +54,13 @@ def collect(
             "model.base_model": model,
         },
     )
-    source = prompts or getattr(config.data, f"{split.value}_prompts") or BUILTIN
-    tasks = load_prompts(source, split.value, limit)
+    split_name = split.value if split else ("evaluation" if prompts == HUMANEVAL else "train")
+    source = prompts or getattr(config.data, f"{split_name}_prompts") or BUILTIN
+    tasks = load_prompts(source, split_name, limit)
     if not tasks:
-        raise typer.BadParameter(f"no prompts in {source} for split {split.value}", param_hint="--prompts")
+        raise typer.BadParameter(f"no prompts in {source} for split {split_name}", param_hint="--prompts")
     n = config.training.num_samples_per_prompt
-    work = plan(tasks, split_path(config.huggingface.dataset_output_dir, split.value), n, resume=resume)
+    work = plan(tasks, split_path(config.huggingface.dataset_output_dir, split_name), n, resume=resume)
     err = console.stderr()
     if work.already_done:
         err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
@@ -67,7 +70,7 @@ def collect(
         return
     with _progress(len(work.todo), n) as on_batch:
         summary = run_collect(
-            config, work, split=split.value, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
+            config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
         )
     _report(work.output, summary.rows, as_json, tasks=len(tasks), seconds=summary.seconds)
 
