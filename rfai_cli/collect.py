@@ -92,8 +92,8 @@ def run_collect(
     from .scoring import ScoreItem, Scorer, extract_code, fill_record
     from .teachers import build_teacher
 
-    teacher = build_teacher(config)  # a missing API key fails here, before any work
     student = load_model(config.model.base_model, config.model.adapter_path)
+    teacher = build_teacher(config, student)  # a missing API key fails here, before any generation
     sampling = SamplingSettings.from_config(config.training)
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)

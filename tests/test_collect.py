@@ -140,3 +140,17 @@ def test_embedded_model_end_to_end_then_stats(rfai, tmp_path):
     stats = rfai("stats", "datasets/train.jsonl", "--json")
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)
+
+
+def test_local_teacher_judges_from_scoring_threads_while_the_student_generates(rfai, tmp_path, tiny_model_dir):
+    """The mlx teacher shares the student's weights; its judge runs on the scorer's threads while the
+    next batch generates. Every verdict must be a real judge answer (here unparsable: the model is
+    random), never an engine error from running MLX on two threads at once."""
+    path = config_file(tmp_path, tiny_model_dir)
+    path.write_text(path.read_text().replace("judge: false", "judge: true"))
+    result = rfai("collect", "--limit", "3", "--samples", "2", "--batch-size", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(tmp_path / "datasets" / "train.jsonl")
+    notes = [note for row in rows for note in row["test_results"]["student"].get("notes", []) if note.startswith("judge")]
+    assert len(notes) == len(rows)
+    assert all("unparsable judge answer" in note for note in notes), notes

@@ -7,6 +7,7 @@ per token for the whole batch. Token ids and per-token log-probs are kept for tr
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -15,6 +16,11 @@ from .loading import LoadedModel
 from .sampling import make_sampler
 
 Messages = Sequence[dict]  # chat messages: [{"role": ..., "content": ...}, ...]
+
+# One decode at a time in the process: the student's generation and a local teacher's (called from
+# the scorer's worker threads) may share one model, and LoRA is switched off in place for the
+# teacher, so they take turns. Re-entrant so a caller can hold it around several calls.
+GENERATION_LOCK = threading.RLock()
 
 _DISPLAY_NAMES = {
     "python": "Python",
@@ -118,24 +124,25 @@ def generate_samples(
         return []
     # All but the last prompt token go into a cache per prompt; BatchGenerator merges n
     # references to it into the batch cache (copying, never mutating it) and feeds the last token.
-    caches = [_prefill(model, ids[:-1]) for ids in prompt_ids]
     width = n * len(prompt_ids)
-    generator = BatchGenerator(
-        model,
-        max_tokens=settings.max_new_tokens,
-        stop_tokens=[[token] for token in tokenizer.eos_token_ids],
-        sampler=make_sampler(settings.temperature, top_p=settings.top_p, top_k=settings.top_k),
-        completion_batch_size=width,
-        prefill_batch_size=width,
-    )
-    try:
-        uids = generator.insert(
-            [ids[-1:] for ids in prompt_ids for _ in range(n)],
-            caches=[cache for cache in caches for _ in range(n)],
+    with GENERATION_LOCK:
+        caches = [_prefill(model, ids[:-1]) for ids in prompt_ids]
+        generator = BatchGenerator(
+            model,
+            max_tokens=settings.max_new_tokens,
+            stop_tokens=[[token] for token in tokenizer.eos_token_ids],
+            sampler=make_sampler(settings.temperature, top_p=settings.top_p, top_k=settings.top_k),
+            completion_batch_size=width,
+            prefill_batch_size=width,
         )
-        tokens, logprobs, finished = _decode(generator, uids, on_progress)
-    finally:
-        generator.close()
+        try:
+            uids = generator.insert(
+                [ids[-1:] for ids in prompt_ids for _ in range(n)],
+                caches=[cache for cache in caches for _ in range(n)],
+            )
+            tokens, logprobs, finished = _decode(generator, uids, on_progress)
+        finally:
+            generator.close()
 
     samples = []
     for index, uid in enumerate(uids):

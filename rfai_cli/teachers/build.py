@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import urlparse
 
 from ..config import Config, TeacherSettings
@@ -17,10 +18,14 @@ from .teacher import Teacher
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 
 
-def build_teacher(config: Config) -> Teacher:
-    """The teacher the config describes. A missing model name or API key fails here, in one line."""
+def build_teacher(config: Config, student: Any = None) -> Teacher:
+    """The teacher the config describes. A missing model name or API key fails here, in one line.
+
+    `student` (an engine LoadedModel) lets a local teacher that is the student's base model share
+    its weights, with adapters off, instead of loading a second copy.
+    """
     settings = config.teacher
-    backend, model = _backend(config)
+    backend, model = _backend(config, student)
     return Teacher(
         backend=backend,
         model=model,
@@ -31,12 +36,12 @@ def build_teacher(config: Config) -> Teacher:
     )
 
 
-def _backend(config: Config) -> tuple[Backend, str]:
+def _backend(config: Config, student: Any) -> tuple[Backend, str]:
     settings = config.teacher
     if settings.provider == "mlx":
         from .mlx_local import MlxBackend
 
-        backend = MlxBackend.from_config(config)
+        backend = MlxBackend.from_config(config, student)
         return backend, backend.model
     if not settings.model_name:
         raise ConfigError(f"teacher.model_name: required for provider '{settings.provider}' (the model to ask)")

@@ -36,9 +36,15 @@ class MlxBackend:
         self._decoding = threading.Lock()  # one generation at a time on this model
 
     @classmethod
-    def from_config(cls, config) -> "MlxBackend":
+    def from_config(cls, config, student: Any = None) -> "MlxBackend":
+        """`student`, an engine LoadedModel, is shared when the teacher is the student's base model."""
         settings = config.teacher
-        return cls(settings.model_name or config.model.base_model, batch_size=settings.max_concurrency)
+        shares_student = settings.model_name in (None, config.model.base_model)
+        return cls(
+            settings.model_name or config.model.base_model,
+            batch_size=settings.max_concurrency,
+            loaded=student if shares_student else None,
+        )
 
     @property
     def model(self) -> str:
@@ -66,7 +72,8 @@ class MlxBackend:
 
     def _run(self, jobs: list[_Job]) -> None:
         """Decode every queued request, batching those that share sampling parameters."""
-        from ..engine.generation import SamplingSettings, generate_samples
+        from ..engine.generation import GENERATION_LOCK, SamplingSettings, generate_samples
+        from ..engine.lora import lora_disabled
 
         groups: dict[Sampling, list[_Job]] = {}
         for job in jobs:
@@ -79,10 +86,12 @@ class MlxBackend:
                 )
                 chats = [_fit_template(loaded.tokenizer, chat) for job in group for chat in job.chats]
                 texts: list[str] = []
-                for start in range(0, len(chats), self.batch_size):
-                    batch = chats[start : start + self.batch_size]
-                    texts.extend(samples[0].text for samples in generate_samples(loaded, batch, 1, settings))
-                    self.batches_decoded += 1
+                # The teacher is the base model: adapters off (a no-op for a model without any).
+                with GENERATION_LOCK, lora_disabled(loaded.model):
+                    for start in range(0, len(chats), self.batch_size):
+                        batch = chats[start : start + self.batch_size]
+                        texts.extend(samples[0].text for samples in generate_samples(loaded, batch, 1, settings))
+                        self.batches_decoded += 1
             except BaseException as exc:  # e.g. a model that does not load: every waiting caller sees it
                 for job in group:
                     job.error = exc
