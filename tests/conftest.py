@@ -36,3 +36,5 @@ class Cli:
 @pytest.fixture
 def rfai(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
+
+from hubserver import hub  # noqa: E402,F401  (the Hub-compatible test server fixture)
