@@ -116,6 +116,7 @@ class HubState:
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, user name)
         self.lfs_threshold = 10 * 1024 * 1024
+        self.commit_status: int | None = None  # set to e.g. 504 to make every commit fail like a gateway timeout
         self._counter = itertools.count(1)
 
     def add_token(self, token: str, user: str, *, write: bool = True, orgs: tuple[str, ...] = ()) -> None:
@@ -452,6 +453,8 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def _commit(self, kind: str, repo_id: str, revision: str) -> None:
         repo = self._writable(kind, repo_id)
+        if self.hub.commit_status:
+            raise HubError(self.hub.commit_status, "Gateway Timeout")
         lines = [json.loads(line) for line in self.body.splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line["key"] == "header"), None)
         if header is None or not header.get("summary"):

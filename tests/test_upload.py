@@ -282,6 +282,19 @@ def test_read_only_token_and_foreign_namespace(rfai, hub, dataset):
     assert hub.repo("bob/private-ds") is None
 
 
+@pytest.mark.slow
+def test_upload_timeout_says_how_to_resume(rfai, hub, dataset):
+    assert upload(rfai, hub).returncode == 0
+    write_split(dataset, "train", [make_row("train", 9)], mode="a")
+    hub.state.commit_status = 504  # the client retries with backoff (about 20 s), then gives up
+    result = upload(rfai, hub)
+    assert result.returncode == 1
+    assert "upload timed out" in result.stderr and "Re-run the same command to resume" in result.stderr
+    assert hub.commits(REPO) == 2
+    hub.state.commit_status = None
+    assert upload(rfai, hub).returncode == 0 and hub.commits(REPO) == 3
+
+
 def test_secrets_are_refused_before_anything_is_sent(rfai, hub, dataset):
     leaked = make_row("train", 7)
     leaked["student_code"] = 'client = Anthropic(api_key="sk-ant-api03-' + "Ab1" * 10 + '")\n'

@@ -485,8 +485,8 @@ def _translate(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
         )
     elif isinstance(exc, httpx2.TimeoutException) or status in (502, 503, 504):
         message = (
-            "upload timed out after the client's retries; nothing was committed. Re-run the same command to resume "
-            "(data already sent is not sent again); on a slow link try --format parquet with a smaller --max-shard-size"
+            "upload timed out after the client's retries. Re-run the same command to resume (data already sent "
+            "is not sent again); on a slow link try --format parquet with a smaller --max-shard-size"
         )
     elif isinstance(exc, httpx2.TransportError):
         message = f"cannot reach the Hub: {exc} (check the connection, or HF_ENDPOINT)"
