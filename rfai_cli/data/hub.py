@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import InputError, RfaiError
-from ..records import SPLITS, split_path
+from ..records import SPLITS
 from .parquet import DEFAULT_MAX_SHARD_SIZE, write_shards
 from .splitcheck import SecretHit, SplitCheck, check_split, merge_schemas
 
@@ -140,7 +140,7 @@ def upload_dataset(
         conflict = next(check.conflict for check in checks if check.conflict)
         if fmt == "parquet":
             raise InputError(f"{conflict}; Parquet needs one type per field: fix those rows or use --format jsonl")
-        notify(f"warning: {conflict}; the card declares no features, so datasets will guess them")
+        notify(f"warning: {conflict}; datasets will have to guess that field's type")
     tok = resolve_token(token)
     notify(f"token: from {tok.source}" if tok.value else "token: none found")
     with _staging(directory) as stage:
@@ -193,7 +193,9 @@ def _check_splits(directory: Path, notify: Notify, on_progress: Progress | None)
         raise InputError(f"{directory}: dataset directory not found (run `rfai collect` or `rfai train` first, or pass --dataset-dir)")
     if not directory.is_dir():
         raise InputError(f"{directory}: not a directory")
-    present = [(split, split_path(directory, split)) for split in SPLITS if split_path(directory, split).is_file()]
+    from .card import split_files
+
+    present = list(split_files(directory).items())
     total = sum(path.stat().st_size for _, path in present)
     checks, done = [], 0
     for split, path in present:
@@ -247,23 +249,29 @@ def _stage(
     config: "Config | None",
     on_progress: Progress | None,
 ) -> list[UploadFile]:
-    """Put exactly what will be uploaded into `stage`; return it with sizes."""
+    """Put exactly what will be uploaded into `stage`; return it with sizes.
+
+    The card is written in `stage`, from the same split files, run.json and previous card as in
+    `directory`, then copied back, except in a dry run, which leaves `directory` as it was.
+    """
+    from .card import RUN_FILE, write_card as make_card
+
     for check in checks:
         _link(check.path, stage / check.path.name)
+    for name in (CARD, RUN_FILE):
+        if (directory / name).is_file():
+            shutil.copyfile(directory / name, stage / name)
     if write_card:
-        from .card import write_card as make_card
-
-        # A dry run writes its card into the staging area only: it touches nothing.
-        make_card(stage if dry_run else directory, repo_id=repo_id, config=config)
-    if not (write_card and dry_run) and (directory / CARD).is_file():
-        shutil.copyfile(directory / CARD, stage / CARD)
+        make_card(stage, repo_id=repo_id, config=config)
+        if not dry_run:
+            partial = directory / f".{CARD}.partial"
+            shutil.copyfile(stage / CARD, partial)
+            os.replace(partial, directory / CARD)
     if fmt == "jsonl":
-        files = [UploadFile(c.path.name, c.bytes, c.rows) for c in checks]
-        data_files = None
+        files = [UploadFile(c.path.name, c.path.stat().st_size, c.rows) for c in checks]
     else:
-        files, data_files = _stage_parquet(stage, checks, schema, max_shard_size, on_progress)
+        files = _stage_parquet(stage, checks, schema, max_shard_size, on_progress)
     if (stage / CARD).exists():
-        _describe(stage / CARD, schema, data_files)
         files.append(UploadFile(CARD, (stage / CARD).stat().st_size))
     return files
 
@@ -277,7 +285,8 @@ def _link(source: Path, target: Path) -> None:
 
 def _stage_parquet(
     stage: Path, checks: list[SplitCheck], schema: "pa.Schema", max_shard_size: int, on_progress: Progress | None
-) -> tuple[list[UploadFile], list[dict]]:
+) -> list[UploadFile]:
+    """Replace the staged JSONL with Parquet shards, and point the staged card at them."""
     files, data_files = [], []
     total, done = sum(c.bytes for c in checks), 0
     for check in checks:
@@ -290,26 +299,21 @@ def _stage_parquet(
         data_files.append({"split": check.split, "path": shards})
     if on_progress:
         on_progress("writing parquet", total, total)
-    return files, data_files
+    if (stage / CARD).exists():
+        _point_card_at_shards(stage / CARD, schema, data_files)
+    return files
 
 
-def _describe(card: Path, schema: "pa.Schema | None", data_files: list[dict] | None) -> None:
-    """Make the staged card match what is uploaded.
-
-    Features: datasets infers them from the first rows of the first split and fails on a later
-    column it has not seen (`advantage` exists in train rows only), so the card declares the schema
-    merged over every row of every split. Parquet: `configs` lists the exact shard names, so stale
-    shards from an earlier upload are never read.
-    """
+def _point_card_at_shards(card: Path, schema: "pa.Schema", data_files: list[dict]) -> None:
+    """`configs` lists the exact shard names (stale shards of an earlier upload are never read), and the
+    features are the shards' own schema, the one merged over every row of every split."""
     from huggingface_hub.repocard import metadata_load, metadata_save
 
     metadata = metadata_load(card) or {}
-    if schema is not None:
-        info = metadata.get("dataset_info")
-        info = info if isinstance(info, dict) else {}
-        metadata["dataset_info"] = {**info, "features": _features_yaml(schema)}
-    if data_files is not None:
-        metadata["configs"] = [{"config_name": "default", "data_files": data_files}]
+    info = metadata.get("dataset_info")
+    info = info if isinstance(info, dict) else {}
+    metadata["dataset_info"] = {**info, "features": _features_yaml(schema)}
+    metadata["configs"] = [{"config_name": "default", "data_files": data_files}]
     metadata_save(card, metadata)
 
 
