@@ -86,7 +86,6 @@ class UploadResult:
     tag: str | None = None
     deleted: list[str] | None = None  # remote files removed (--overwrite); None when unknown
     secrets: int = 0  # found and uploaded anyway (--allow-secrets)
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "files"}
@@ -143,6 +142,8 @@ def upload_dataset(
         notify(f"warning: {conflict}; datasets will have to guess that field's type")
     tok = resolve_token(token)
     notify(f"token: from {tok.source}" if tok.value else "token: none found")
+    if tok.value is None and not dry_run:
+        raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
     with _staging(directory) as stage:
         files = _stage(stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress)
         if (stage / CARD).exists():
@@ -155,8 +156,6 @@ def upload_dataset(
         if dry_run:
             result.deleted = _dry_run_deletions(repo_id, tok, revision, files) if overwrite else []
             return result
-        if tok.value is None:
-            raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
         message = commit_message or _default_message(checks, fmt)
         try:
             _push(result, stage, tok, private, create_pr, message, overwrite, fmt, progress_bars, notify)
@@ -381,13 +380,14 @@ def _push(
     api = _api(tok)
     repo_id, revision = result.repo_id, result.revision
     base = "main" if create_pr else revision
+    new_branch = False
     try:
         info = api.repo_info(repo_id, repo_type="dataset", revision=base)
-        before = info.sha
     except RepositoryNotFoundError:
-        info = before = None
-    except RevisionNotFoundError:  # the repo exists, the branch does not yet
-        info, before = api.repo_info(repo_id, repo_type="dataset"), None
+        info = None
+    except RevisionNotFoundError:  # the repo exists, the branch does not yet: it will start at main
+        info, new_branch = api.repo_info(repo_id, repo_type="dataset"), True
+    before = info.sha if info else None
     if info is None:
         notify(f"creating dataset repo {repo_id} ({'private' if private else 'public'})")
         result.url = str(api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
@@ -399,7 +399,7 @@ def _push(
                 "make the repo private on the Hub first, or upload elsewhere"
             )
         result.url = f"{api.endpoint}/datasets/{repo_id}"
-    if before is None and revision != "main" and not revision.startswith("refs/pr/") and not create_pr:
+    if (new_branch or result.created) and revision != "main" and not revision.startswith("refs/") and not create_pr:
         api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
 
     remote = [] if result.created else api.list_repo_files(repo_id, repo_type="dataset", revision=base)
