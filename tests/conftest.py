@@ -44,3 +44,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+from hubserver import hub  # noqa: E402,F401  (the Hub-compatible test server fixture)

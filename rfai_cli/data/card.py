@@ -1,0 +1,407 @@
+"""The Hugging Face dataset card: DIR/README.md with YAML metadata that `load_dataset(DIR)` follows.
+
+The card is rebuilt from the files on disk each time (row counts, statistics and features come
+from the data, not from memory), so running it twice gives the same file apart from the date.
+Text between the custom-section markers is carried over from the previous card; a README that
+rfai did not write is kept whole inside that section rather than lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import yaml
+
+from ..errors import InputError
+from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
+from .stats import MISSING, compute_stats, iter_blocks
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+CARD_FILE = "README.md"
+RUN_FILE = "run.json"
+CUSTOM_START = "<!-- rfai:custom:start -->"
+CUSTOM_END = "<!-- rfai:custom:end -->"
+DEFAULT_LICENSE = "apache-2.0"
+_DEFAULT_CUSTOM = "\n<!-- Anything written between these markers is kept when `rfai card` rewrites this file. -->\n"
+
+FIELD_DOCS = {
+    "prompt": "the task given to both models",
+    "language": "programming language (normalised: `cpp`, `python`, `rust`, ...)",
+    "student_code": "code written by the student model",
+    "teacher_code": "reference code written by the teacher model",
+    "student_score": "rubric score of the student's code, 0..1",
+    "teacher_score": "rubric score of the teacher's code, 0..1",
+    "reward": "min(cap, student_score / max(teacher_score, floor))",
+    "scoring_breakdown": "the rubric weights the scores were computed with",
+    "timestamp": "when the row was written (ISO 8601, UTC)",
+    "student_breakdown": "per-criterion scores of the student's code, 0..1",
+    "teacher_breakdown": "per-criterion scores of the teacher's code, 0..1",
+    "score_sources": "where each criterion's score came from (tests, static, judge, cache, fallback)",
+    "test_results": "tests passed / run, for the student and the teacher",
+    "split": "train, validation or evaluation",
+    "task_id": "identifier of the prompt's task",
+    "sample_index": "index of this sample among the student's samples for the prompt",
+    "step": "training step that produced the row",
+    "epoch": "training epoch that produced the row",
+    "advantage": "the reward normalised within the prompt's group of samples (training rows)",
+    "student_model": "the student model",
+    "teacher_model": "the teacher model",
+    "run_id": "the run that produced the row",
+    "schema_version": "version of the row schema",
+    "tests": "the task's test cases",
+    "entry_point": "name of the function the tests call",
+}
+
+
+# ---------------------------------------------------------------- the run's metadata file
+
+
+@dataclass
+class RunInfo:
+    """What a train/collect run records in DIR/run.json; every field may be missing."""
+
+    run_id: str | None = None
+    command: str | None = None
+    student_model: str | None = None
+    teacher_model: str | None = None
+    steps: int | None = None
+    rubric_weights: dict[str, float] = field(default_factory=dict)
+    reward_floor: float | None = None
+    reward_cap: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_run_info(directory: str | Path) -> RunInfo | None:
+    """DIR/run.json as a RunInfo, None when absent. Unknown keys land in `extra`; wrongly typed ones are ignored."""
+    path = Path(directory) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the run metadata: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    info = RunInfo()
+    for name, kind in (("run_id", str), ("command", str), ("student_model", str), ("teacher_model", str), ("steps", int)):
+        value = data.pop(name, None)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            setattr(info, name, value)
+    for name in ("reward_floor", "reward_cap"):
+        value = data.pop(name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(info, name, float(value))
+    weights = data.pop("rubric_weights", None)
+    if isinstance(weights, dict):
+        info.rubric_weights = {k: v for k, v in weights.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    info.extra = data
+    return info
+
+
+# ---------------------------------------------------------------- the files and their features
+
+
+def split_files(directory: str | Path) -> dict[str, Path]:
+    """The split files present in DIR, in split order: train.jsonl, validation.jsonl, evaluation.jsonl."""
+    found = {}
+    for split in SPLITS:
+        for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+            path = Path(directory) / name
+            if path.is_file():
+                found[split] = path
+                break
+    return found
+
+
+def infer_features(paths: Iterable[Path]) -> list[dict]:
+    """The `dataset_info.features` YAML list for the rows of `paths`, as pyarrow (and so `datasets`) types them.
+
+    Score-like numbers are declared float64 even when a block happens to hold only integers,
+    so every block of every split casts to the same features.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schemas = []
+    for path in paths:
+        for _, block in iter_blocks(path):
+            try:
+                schemas.append(pj.read_json(pa.BufferReader(block)).schema)
+            except (pa.ArrowException, UnicodeDecodeError):
+                rows = [row for row, _ in map(parse_line, block.split(b"\n")) if row is not None]
+                if rows:
+                    schemas.append(pa.Table.from_struct_array(pa.array(rows)).schema)
+    try:
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowException, ValueError):
+        return []  # no single type per field: leave typing to the loader rather than declare a wrong one
+    features = []
+    for item in schema:
+        kind = item.type
+        if item.name in (*SCORE_FIELDS, "advantage") and (pa.types.is_integer(kind) or pa.types.is_null(kind)):
+            kind = pa.float64()
+        features.append({"name": item.name, **_feature(kind)})
+    return features
+
+
+def _feature(kind) -> dict:
+    """One pyarrow type in the datasets YAML feature syntax (`dtype`, `struct`, `list`)."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        return {"struct": [{"name": child.name, **_feature(child.type)} for child in kind]}
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        inner = _feature(kind.value_type)
+        return {"list": inner["dtype"] if list(inner) == ["dtype"] else inner.get("struct", inner)}
+    if pa.types.is_timestamp(kind):
+        return {"dtype": f"timestamp[{kind.unit}]"}
+    # pyarrow's names for these differ from datasets' ("double" vs "float64").
+    names = {pa.string(): "string", pa.large_string(): "large_string", pa.bool_(): "bool",
+             pa.float64(): "float64", pa.float32(): "float32", pa.float16(): "float16"}
+    return {"dtype": names.get(kind, str(kind))}
+
+
+# ---------------------------------------------------------------- the card
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size_categories bucket for a row count."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    for bound, name in bounds:
+        if rows < bound:
+            return name
+    return "n>1B"
+
+
+def write_card(
+    directory: str | Path,
+    *,
+    repo_id: str | None = None,
+    config: "Config | None" = None,
+    license: str | None = None,
+    on_skip: SkipHandler | None = None,
+) -> Path:
+    """Write DIR/README.md for the split files in DIR and return its path.
+
+    `repo_id` defaults to the config's `huggingface.dataset_repo_id`. The license is, in order:
+    `license`, the license of the card already there, apache-2.0.
+    """
+    directory = Path(directory)
+    if str(directory) == STDIN or not directory.exists():
+        raise InputError(f"{directory}: no such directory")
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory (rfai card takes the dataset directory)")
+    files = split_files(directory)
+    if not files:
+        raise InputError(f"{directory}: no split files ({', '.join(f'{s}.jsonl' for s in SPLITS)})")
+    if repo_id is None and config is not None:
+        repo_id = config.huggingface.dataset_repo_id
+    card_path = directory / CARD_FILE
+    old_metadata, custom = _previous_card(card_path)
+    stats = compute_stats(list(files.values()), by=("split", "language"), on_skip=on_skip)
+    text = render_card(
+        files=files,
+        stats=stats,
+        features=infer_features(files.values()),
+        run=read_run_info(directory),
+        repo_id=repo_id,
+        license=license or old_metadata.get("license") or DEFAULT_LICENSE,
+        pretty_name=old_metadata.get("pretty_name") or _pretty_name(repo_id, directory),
+        custom=custom,
+        today=date.today().isoformat(),
+    )
+    # Write beside and rename, so a crash never leaves half a card.
+    partial = card_path.with_name(f".{CARD_FILE}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, card_path)
+    return card_path
+
+
+def _pretty_name(repo_id: str | None, directory: Path) -> str:
+    name = repo_id.split("/")[-1] if repo_id else directory.resolve().name
+    return re.sub(r"[-_]+", " ", name).strip() or "rfai dataset"
+
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n?", re.S)
+
+
+def _previous_card(path: Path) -> tuple[dict, str]:
+    """(metadata, custom section) of the card already at `path`; a README rfai did not write becomes the custom section."""
+    if not path.is_file():
+        return {}, _DEFAULT_CUSTOM
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the existing card: {exc}") from None
+    metadata: dict = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        try:
+            loaded = yaml.safe_load(match.group(1))
+        except yaml.YAMLError:
+            loaded = None
+        metadata = loaded if isinstance(loaded, dict) else {}
+    start, end = text.find(CUSTOM_START), text.find(CUSTOM_END)
+    if 0 <= start < end:
+        return metadata, text[start + len(CUSTOM_START) : end]
+    body = text[match.end() :] if match else text
+    return metadata, f"\n{body.strip()}\n" if body.strip() else _DEFAULT_CUSTOM
+
+
+def render_card(
+    *,
+    files: dict[str, Path],
+    stats: dict,
+    features: list[dict],
+    run: RunInfo | None,
+    repo_id: str | None,
+    license: str,
+    pretty_name: str,
+    custom: str,
+    today: str,
+) -> str:
+    languages = [name for name in stats["by"]["language"] if name != MISSING]
+    metadata = {
+        "license": license,
+        "pretty_name": pretty_name,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["code", "rlaif", "reinforcement-learning", "mlx", "rfai", *languages],
+        "size_categories": [size_category(stats["rows"])],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": path.name} for split, path in files.items()],
+            }
+        ],
+    }
+    if features:
+        metadata["dataset_info"] = {"features": features}
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    target = repo_id or "path/to/this/directory"
+    sections = [
+        f"---\n{front}---\n",
+        f"# {pretty_name}\n",
+        f"Code written by a student model and a teacher model for the same prompts, scored on one rubric, "
+        f"with the student's reward relative to the teacher. Generated with rfai on {today}.\n",
+        _splits_section(files, stats),
+        _fields_section(features),
+        _stats_section(stats),
+        _usage_section(target, files),
+    ]
+    if run is not None:
+        sections.append(_training_section(run))
+    sections.append(f"## Notes\n\n{CUSTOM_START}{custom}{CUSTOM_END}\n")
+    sections.append(_citation_section(pretty_name, repo_id, today[:4]))
+    return "\n".join(sections)
+
+
+def _splits_section(files: dict[str, Path], stats: dict) -> str:
+    rows = {item["path"]: item["rows"] for item in stats["files"]}
+    lines = ["## Splits\n", "| split | file | rows |", "|---|---|---:|"]
+    lines += [f"| {split} | `{path.name}` | {rows.get(str(path), 0)} |" for split, path in files.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fields_section(features: list[dict]) -> str:
+    lines = ["## Fields\n", "| field | type | meaning |", "|---|---|---|"]
+    for item in features:
+        kind = item.get("dtype") or ("list" if "list" in item else "struct")
+        lines.append(f"| `{item['name']}` | {kind} | {FIELD_DOCS.get(item['name'], '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _score_table(title: str, groups: dict[str, dict]) -> str:
+    header = [title, "rows"] + [f"mean {name}" for name in SCORE_FIELDS] + ["median reward", "student test pass rate"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for label, group in groups.items():
+        cells = [label, str(group["rows"])]
+        cells += [_fmt(group[name].get("mean")) for name in SCORE_FIELDS]
+        cells.append(_fmt(group["reward"].get("median")))
+        cells.append(_fmt(group.get("tests", {}).get("student_pass_rate")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _stats_section(stats: dict) -> str:
+    overall = ["| | " + " | ".join(("count", "mean", "std", "min", "p10", "median", "p90", "max")) + " |", "|---|" + "---:|" * 8]
+    for name in SCORE_FIELDS:
+        figures = stats[name]
+        cells = [str(figures["count"])] + [_fmt(figures.get(k)) for k in ("mean", "std", "min", "p10", "median", "p90", "max")]
+        overall.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            "## Statistics\n",
+            f"{stats['rows']} rows. Computed by `rfai stats` (medians and percentiles to within "
+            f"{min(stats['quantile_resolution'].values()):g}).\n",
+            "\n".join(overall) + "\n",
+            "### By split\n",
+            _score_table("split", stats["by"]["split"]) + "\n",
+            "### By language\n",
+            _score_table("language", stats["by"]["language"]) + "\n",
+        ]
+    )
+
+
+def _usage_section(target: str, files: dict[str, Path]) -> str:
+    first = next(iter(files))
+    return f"""## Usage
+
+```python
+from datasets import load_dataset
+
+dataset = load_dataset("{target}")
+print(dataset)  # splits: {", ".join(files)}
+for example in dataset["{first}"].select(range(3)):
+    print(example["prompt"], example["student_score"], example["teacher_score"], example["reward"])
+```
+
+Select rows with rfai itself, for example the Python rows with a reward of at least 0.9:
+
+```bash
+rfai filter {files[first].name} --language python --min-reward 0.9 -o best.jsonl
+```
+"""
+
+
+def _training_section(run: RunInfo) -> str:
+    facts = [
+        ("run", run.run_id),
+        ("command", run.command),
+        ("student model", run.student_model),
+        ("teacher model", run.teacher_model),
+        ("steps", run.steps),
+        ("reward floor", run.reward_floor),
+        ("reward cap", run.reward_cap),
+    ]
+    facts += [(f"rubric weight: {name}", weight) for name, weight in run.rubric_weights.items()]
+    lines = ["## Training details\n", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
+    floor = run.reward_floor if run.reward_floor is not None else "floor"
+    cap = run.reward_cap if run.reward_cap is not None else "cap"
+    lines.append(f"\nReward: `reward = min({cap}, student_score / max(teacher_score, {floor}))`; each score is the "
+                 "rubric-weighted sum of the per-criterion scores.\n")
+    return "\n".join(lines)
+
+
+def _citation_section(pretty_name: str, repo_id: str | None, year: str) -> str:
+    key = re.sub(r"\W+", "_", (repo_id or pretty_name).lower()).strip("_")
+    url = f"https://huggingface.co/datasets/{repo_id}" if repo_id else ""
+    lines = [f"@misc{{{key},", f"  title = {{{pretty_name}}},", "  note = {Generated with rfai (RL from AI feedback in MLX)},", f"  year = {{{year}}},"]
+    if url:
+        lines.append(f"  url = {{{url}}},")
+    lines.append("}")
+    return "## Citation\n\n```bibtex\n" + "\n".join(lines) + "\n```\n"

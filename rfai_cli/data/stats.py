@@ -1,0 +1,467 @@
+"""Dataset statistics in one streaming pass: counts, moments, quantiles, histograms, test pass rates.
+
+Files are read in blocks of a few MiB. Each block is parsed by pyarrow's JSON reader against a
+schema built from `records.FIELD_TYPES`, so a block parses only if every row in it is a valid
+record in the sense of `records.row_problem`; any block pyarrow refuses (a malformed line, a
+wrong type, a list where a string was expected, a line longer than pyarrow's chunk) is read
+again line by line with `records.parse_line`, which reports exactly which lines are skipped and
+why. Both paths feed the same vectorised accumulators, so memory stays bounded by the block
+size, the number of groups and the quantile grid, whatever the file size.
+
+Quantiles (p10, median, p90) come from a histogram of values on a fixed grid (1e-4 wide by
+default): with values that have at most 4 decimals, as scores do, they equal numpy's linear
+interpolation exactly; otherwise they are within half a grid cell. A grid that would exceed
+`MAX_CELLS` distinct cells doubles its cell width (reported as `quantile_resolution`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..records import (
+    FIELD_TYPES,
+    SCORE_FIELDS,
+    SPLITS,
+    STDIN,
+    Skip,
+    SkipHandler,
+    normalize_language,
+    open_input,
+    parse_line,
+)
+
+BLOCK_BYTES = 8 << 20
+MAX_CELLS = 1 << 16
+GRID_SCALE = 10_000.0  # grid cells per unit: 1e-4 resolution
+HISTOGRAM_BINS = 10
+MISSING = "(none)"
+DEFAULT_BY = ("language", "split")
+TEST_PARTS = ("student_passed", "student_total", "teacher_passed", "teacher_total")
+_SKIP_EXAMPLES = 10
+
+
+# ---------------------------------------------------------------- accumulators
+
+
+class _Moments:
+    """Count, mean, sum of squared deviations (merged with Chan's formula), min and max."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, x: np.ndarray) -> None:
+        n = len(x)
+        if not n:
+            return
+        mean = float(x.mean())
+        m2 = float(((x - mean) ** 2).sum())
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+        self.min = min(self.min, float(x.min()))
+        self.max = max(self.max, float(x.max()))
+
+
+class _Grid:
+    """Value counts on a grid of `1/scale`-wide cells; the cells double when there are too many."""
+
+    def __init__(self) -> None:
+        self.scale = GRID_SCALE
+        self.keys = np.empty(0, dtype=np.int64)
+        self.counts = np.empty(0, dtype=np.int64)
+
+    def add(self, x: np.ndarray) -> None:
+        if not len(x):
+            return
+        # Keep keys well inside int64 (and exact in float64) however large the values are.
+        while float(np.abs(x).max()) * self.scale > 2.0**52:
+            self._coarsen()
+        keys, counts = np.unique(np.rint(x * self.scale).astype(np.int64), return_counts=True)
+        self._merge(keys, counts)
+        while len(self.keys) > MAX_CELLS:
+            self._coarsen()
+
+    def _merge(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        merged, inverse = np.unique(np.concatenate([self.keys, keys]), return_inverse=True)
+        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]), minlength=len(merged)).astype(np.int64)
+        self.keys = merged
+
+    def _coarsen(self) -> None:
+        self.scale /= 2
+        keys, counts = self.keys, self.counts
+        self.keys = np.empty(0, dtype=np.int64)
+        self.counts = np.empty(0, dtype=np.int64)
+        if len(keys):
+            self._merge(np.floor(keys / 2 + 0.5).astype(np.int64), counts)
+
+    def values(self) -> np.ndarray:
+        return self.keys / self.scale
+
+    def quantile(self, q: float) -> float:
+        """numpy's default (linear) quantile of the values, read off the grid."""
+        cumulative = np.cumsum(self.counts)
+        position = (int(cumulative[-1]) - 1) * q
+        low = math.floor(position)
+        at = np.searchsorted(cumulative, [low, min(low + 1, int(cumulative[-1]) - 1)], side="right")
+        low_value, high_value = self.keys[at] / self.scale
+        return float(low_value + (position - low) * (high_value - low_value))
+
+
+class _Column:
+    def __init__(self) -> None:
+        self.moments = _Moments()
+        self.grid = _Grid()
+
+    def add(self, x: np.ndarray) -> None:
+        x = x[np.isfinite(x)]
+        self.moments.add(x)
+        self.grid.add(x)
+
+    def summary(self) -> dict[str, Any]:
+        m = self.moments
+        if not m.n:
+            return {"count": 0}
+        std = math.sqrt(m.m2 / (m.n - 1)) if m.n > 1 else None  # sample std, as pandas' describe()
+        return {
+            "count": m.n,
+            "mean": _tidy(m.mean),
+            "std": _tidy(std),
+            "min": _tidy(m.min),
+            "p10": _tidy(self.grid.quantile(0.1)),
+            "median": _tidy(self.grid.quantile(0.5)),
+            "p90": _tidy(self.grid.quantile(0.9)),
+            "max": _tidy(m.max),
+        }
+
+    def histogram(self, bins: int = HISTOGRAM_BINS) -> dict[str, list] | None:
+        if not self.moments.n:
+            return None
+        # Scores live in [0, 1]; widen to tenths that cover rewards above 1 or negative values.
+        low = min(0.0, math.floor(self.moments.min * 10) / 10)
+        high = max(1.0, math.ceil(self.moments.max * 10) / 10)
+        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, high), weights=self.grid.counts)
+        return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+class _Group:
+    """Everything counted for one group of rows (or for all of them)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.columns = {name: _Column() for name in SCORE_FIELDS}
+        self.test_rows = 0
+        self.test_sums = np.zeros(len(TEST_PARTS))
+
+    def add(self, batch: "_Batch", index: np.ndarray | slice) -> None:
+        values = {name: column[index] for name, column in batch.values.items()}
+        self.rows += len(values[SCORE_FIELDS[0]])
+        for name, column in self.columns.items():
+            column.add(values[name])
+        tests = batch.tests[index]
+        has = np.isfinite(tests[:, 1])  # rows that say how many student tests there were
+        self.test_rows += int(has.sum())
+        self.test_sums += np.nansum(tests[has], axis=0)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": self.rows}
+        for name, column in self.columns.items():
+            out[name] = column.summary()
+        if self.test_rows:
+            student_passed, student_total, teacher_passed, teacher_total = self.test_sums
+            out["tests"] = {
+                "rows": self.test_rows,
+                "student_passed": int(student_passed),
+                "student_total": int(student_total),
+                "student_pass_rate": _rate(student_passed, student_total),
+                "teacher_passed": int(teacher_passed),
+                "teacher_total": int(teacher_total),
+                "teacher_pass_rate": _rate(teacher_passed, teacher_total),
+            }
+        return out
+
+
+def _rate(passed: float, total: float) -> float | None:
+    return _tidy(passed / total) if total else None
+
+
+def _tidy(value: float | None) -> float | None:
+    """Six decimals: enough for scores, and stable across runs for the dataset card."""
+    return None if value is None else round(float(value), 6)
+
+
+# ---------------------------------------------------------------- one block of rows, two parsers
+
+
+@dataclass
+class _Batch:
+    """The columns stats needs from one block: scores (NaN = missing), group labels, test counts."""
+
+    values: dict[str, np.ndarray]
+    labels: dict[str, tuple[np.ndarray, list[str]]]  # field -> (codes, label of each code)
+    tests: np.ndarray  # rows x TEST_PARTS, NaN = missing
+
+    @property
+    def size(self) -> int:
+        return len(self.tests)
+
+
+def _arrow_type(types: tuple[type, ...]):
+    import pyarrow as pa
+
+    if dict in types:
+        return pa.struct([])  # any object; its members are not needed here
+    if str in types:
+        return pa.string()  # `tests` may also be a list: such blocks take the line-by-line path
+    if float in types:
+        return pa.float64()
+    return pa.int64()
+
+
+def _schema(by: Sequence[str]):
+    import pyarrow as pa
+
+    counts = pa.struct([("passed", pa.float64()), ("total", pa.float64())])
+    fields = {name: _arrow_type(types) for name, types in FIELD_TYPES.items()}
+    fields["test_results"] = pa.struct([("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())])
+    for name in by:
+        fields.setdefault(name, pa.string())
+    return pa.schema(list(fields.items()))
+
+
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+
+
+def _fast_batch(block: bytes, schema, by: Sequence[str], default_split: str | None) -> _Batch | None:
+    """The block through pyarrow, or None when pyarrow refuses it or reads it differently from parse_line."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    try:
+        table = pj.read_json(
+            pa.BufferReader(block),
+            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowException, UnicodeDecodeError):
+        return None
+    # pyarrow skips blank lines and reads `{..}{..}` on one line as two rows, where parse_line
+    # rejects the line; only a block of one object per non-blank line is taken as is.
+    lines = block.count(b"\n") + (not block.endswith(b"\n"))
+    if table.num_rows != lines or _BLANK_LINE.search(b"\n" + block):
+        return None
+
+    def numbers(array) -> np.ndarray:
+        return pc.fill_null(pc.cast(array, pa.float64()), math.nan).to_numpy(zero_copy_only=False)
+
+    values = {name: numbers(table.column(name)) for name in SCORE_FIELDS}
+    results = table.column("test_results").combine_chunks()
+    student, teacher = results.field("student"), results.field("teacher")
+    tests = np.column_stack(
+        [
+            numbers(pc.coalesce(student.field("passed"), results.field("passed"))),
+            numbers(pc.coalesce(student.field("total"), results.field("total"))),
+            numbers(teacher.field("passed")),
+            numbers(teacher.field("total")),
+        ]
+    )
+    labels = {}
+    for name in by:
+        column = table.column(name)
+        if not pa.types.is_string(column.type):
+            column = pc.cast(column, pa.string())
+        encoded = column.combine_chunks().dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        names = [_label(name, value, default_split) for value in encoded.dictionary.to_pylist()]
+        names.append(_label(name, None, default_split))  # code -1: the field is missing
+        labels[name] = (np.where(codes < 0, len(names) - 1, codes), names)
+    return _Batch(values, labels, tests)
+
+
+def _label(name: str, value: Any, default_split: str | None) -> str:
+    if name == "split" and default_split:
+        return default_split  # rows in train.jsonl are train rows: the file is what loaders go by
+    if value is None:
+        return MISSING
+    if not isinstance(value, str):
+        return json.dumps(value)
+    return normalize_language(value) if name == "language" else value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return math.inf
+
+
+def _test_counts(row: dict) -> tuple[float, float, float, float]:
+    results = row.get("test_results")
+    if not isinstance(results, dict):
+        return (math.nan,) * 4
+    student = results.get("student") if isinstance(results.get("student"), dict) else results
+    teacher = results.get("teacher") if isinstance(results.get("teacher"), dict) else {}
+    return (_number(student.get("passed")), _number(student.get("total")), _number(teacher.get("passed")), _number(teacher.get("total")))
+
+
+def _slow_batch(
+    block: bytes, first_line: int, source: str, by: Sequence[str], default_split: str | None, on_skip: SkipHandler
+) -> _Batch:
+    """The block line by line through records.parse_line, reporting each line it skips."""
+    rows = []
+    for offset, line in enumerate(block.split(b"\n")):
+        if not line.strip():
+            continue
+        row, reason = parse_line(line)
+        if row is None:
+            on_skip(Skip(source, first_line + offset, reason))
+        else:
+            rows.append(row)
+    values = {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64) for name in SCORE_FIELDS}
+    tests = np.array([_test_counts(row) for row in rows], dtype=np.float64).reshape(len(rows), len(TEST_PARTS))
+    labels = {}
+    for name in by:
+        names: dict[str, int] = {}
+        codes = [names.setdefault(_label(name, row.get(name), default_split), len(names)) for row in rows]
+        labels[name] = (np.array(codes, dtype=np.int64), list(names))
+    return _Batch(values, labels, tests)
+
+
+def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(number of the block's first line, bytes ending at a line end) over a JSONL source."""
+    stream = open_input(source)
+    line = 1
+    try:
+        while True:
+            block = stream.read(size)
+            if not block:
+                return
+            if not block.endswith(b"\n"):
+                block += stream.readline()  # finish the last line; a very long line makes a longer block
+            yield line, block
+            line += block.count(b"\n")
+    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
+        raise InputError(f"{source}: cannot read: {exc}") from None
+    finally:
+        if str(source) != STDIN:
+            stream.close()
+
+
+# ---------------------------------------------------------------- the pass over the files
+
+
+@dataclass
+class _Skips:
+    total: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, skip: Skip) -> None:
+        self.total += 1
+        kind = _reason_kind(skip.reason)
+        self.reasons[kind] = self.reasons.get(kind, 0) + 1
+        if len(self.examples) < _SKIP_EXAMPLES:
+            self.examples.append(str(skip))
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its particulars, to count skips by kind: `field 'reward' has the wrong type`."""
+    if reason.startswith("field '"):
+        return reason.split(" should be")[0] + " has the wrong type"
+    return reason.split(":")[0]
+
+
+def _source_name(source: str | Path) -> str:
+    return "<stdin>" if str(source) == STDIN else str(source)
+
+
+def _implied_split(source: str | Path) -> str | None:
+    """`train.jsonl` / `evaluation.jsonl.gz` hold the rows of that split."""
+    name = Path(str(source)).name
+    stem = name.split(".")[0]
+    return stem if stem in SPLITS else None
+
+
+def compute_stats(
+    sources: Sequence[str | Path],
+    *,
+    by: Sequence[str] = DEFAULT_BY,
+    strict: bool = False,
+    on_skip: SkipHandler | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> dict[str, Any]:
+    """Statistics of JSONL dataset files as a plain JSON-ready dict (see README for its keys).
+
+    Malformed lines are counted and passed to `on_skip`, or end the pass with an InputError
+    under `strict`.
+    """
+    by = list(dict.fromkeys(by))
+    for name in by:
+        if dict in FIELD_TYPES.get(name, ()):
+            raise InputError(f"cannot group by '{name}': it holds an object")
+    schema = _schema(by)
+    overall = _Group()
+    groups: dict[str, dict[str, _Group]] = {name: {} for name in by}
+    skips = _Skips()
+    files = []
+
+    for source in sources:
+        name = _source_name(source)
+        file_skips = skips.total
+        file_rows = overall.rows
+        default_split = _implied_split(source)
+
+        def skip_line(skip: Skip) -> None:
+            if strict:
+                raise InputError(str(skip))
+            skips.add(skip)
+            if on_skip:
+                on_skip(skip)
+
+        for first_line, block in iter_blocks(source, block_bytes):
+            batch = _fast_batch(block, schema, by, default_split)
+            if batch is None:
+                batch = _slow_batch(block, first_line, name, by, default_split, skip_line)
+            if not batch.size:
+                continue
+            overall.add(batch, slice(None))
+            for field_name, (codes, names) in batch.labels.items():
+                _add_by_group(groups[field_name], batch, codes, names)
+        files.append({"path": name, "rows": overall.rows - file_rows, "skipped": skips.total - file_skips})
+
+    result = {"files": files, **overall.summary()}
+    result["skipped"] = {"total": skips.total, "reasons": skips.reasons, "examples": skips.examples}
+    result["by"] = {
+        field_name: {label: group.summary() for label, group in sorted(found.items())}
+        for field_name, found in groups.items()
+    }
+    result["histograms"] = {name: column.histogram() for name, column in overall.columns.items() if column.moments.n}
+    result["quantile_resolution"] = {name: 1 / column.grid.scale for name, column in overall.columns.items()}
+    return result
+
+
+def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str]) -> None:
+    # One stable sort, then a slice per group: linear in rows however many groups there are.
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    for start, end in zip(starts, ends):
+        label = names[sorted_codes[start]]
+        found.setdefault(label, _Group()).add(batch, order[start:end])
+
