@@ -147,14 +147,20 @@ class _Column:
             "max": _tidy(m.max),
         }
 
-    def histogram(self, bins: int = HISTOGRAM_BINS) -> dict[str, list] | None:
+    def histogram(self, max_bins: int = HISTOGRAM_BINS) -> dict[str, list] | None:
         if not self.moments.n:
             return None
-        # Scores live in [0, 1]; widen to tenths that cover rewards above 1 or negative values.
+        # Scores live in [0, 1]: tenths. Wider ranges (rewards up to the cap, advantages) get
+        # the narrowest round bin width that needs no more than `max_bins` bins.
         low = min(0.0, math.floor(self.moments.min * 10) / 10)
-        high = max(1.0, math.ceil(self.moments.max * 10) / 10)
-        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, high), weights=self.grid.counts)
+        high = max(1.0, self.moments.max)
+        width = next(w for w in _BIN_WIDTHS if (high - low) / w <= max_bins + 1e-9)
+        bins = max(1, math.ceil((high - low) / width - 1e-9))
+        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts)
         return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+_BIN_WIDTHS = [m * 10.0**e for e in range(-1, 16) for m in (1, 2, 2.5, 5)]
 
 
 class _Group:
@@ -390,7 +396,7 @@ def _source_name(source: str | Path) -> str:
     return "<stdin>" if str(source) == STDIN else str(source)
 
 
-def _implied_split(source: str | Path) -> str | None:
+def implied_split(source: str | Path) -> str | None:
     """`train.jsonl` / `evaluation.jsonl.gz` hold the rows of that split."""
     name = Path(str(source)).name
     stem = name.split(".")[0]
@@ -424,7 +430,7 @@ def compute_stats(
         name = _source_name(source)
         file_skips = skips.total
         file_rows = overall.rows
-        default_split = _implied_split(source)
+        default_split = implied_split(source)
 
         def skip_line(skip: Skip) -> None:
             if strict:
