@@ -267,6 +267,11 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
+    if not block.isascii():
+        try:
+            block.decode("utf-8")  # pyarrow lets invalid UTF-8 through; parse_line does not
+        except UnicodeDecodeError:
+            return None
     try:
         table = pj.read_json(
             pa.BufferReader(block),
