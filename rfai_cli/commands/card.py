@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,5 +26,5 @@ def card(
     path = write_card(directory or Path(settings.huggingface.dataset_output_dir), repo_id=repo_id, config=settings, license=license, on_skip=warnings)
     warnings.finish()
     if warnings.count:
-        print("warning: datasets.load_dataset fails on malformed lines; clean the files with `rfai filter IN -o OUT` first")
+        print("warning: datasets.load_dataset fails on malformed lines; clean the files with `rfai filter IN -o OUT` first", file=sys.stderr)
     print(path)
