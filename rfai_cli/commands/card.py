@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_config
 from .common import ConfigOption, SkipWarnings
 
 
@@ -19,6 +18,8 @@ def card(
     config: ConfigOption = None,
 ) -> None:
     """Write DIR/README.md, a Hugging Face dataset card."""
+    from ..config import load_config
+
     settings = load_config(config)
     from ..data.card import write_card
 

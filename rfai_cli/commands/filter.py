@@ -9,7 +9,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..config import load_config
 from ..errors import InputError
 from .common import ConfigOption, SkipWarnings, StrictOption
 
@@ -39,6 +38,8 @@ def filter_rows(
     config: ConfigOption = None,
 ) -> None:
     """Select rows of a dataset file by score, language, top-k; dedupe; drop secrets."""
+    from ..config import load_config
+
     load_config(config)
     from ..data.filter import FilterSpec, filter_rows as run_filter
 

@@ -7,7 +7,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..config import load_config
 from ..errors import InputError
 from .common import ConfigOption, JsonOption, SkipWarnings, StrictOption
 
@@ -27,6 +26,8 @@ def stats(
     config: ConfigOption = None,
 ) -> None:
     """Statistics of dataset files: scores, rewards, languages, splits."""
+    from ..config import load_config
+
     load_config(config)
     from ..data.stats import DEFAULT_BY, compute_stats
 
