@@ -56,6 +56,11 @@ def test_aws_secret_is_found_through_its_label_and_only_the_value_goes():
     assert redact(text) == "aws_secret_access_key = [REDACTED:aws_secret_access_key]\nregion = us-east-1"
 
 
+def test_aws_secret_label_in_other_spellings():
+    for label in ("AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey", "aws_secret_key"):
+        assert [m.kind for m in find_secrets(f'{label}: "{AWS_SECRET}"')] == ["aws_secret_access_key"], label
+
+
 def test_truncated_private_key_is_removed_to_the_end():
     text = "key = '''-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49"
     assert redact(text) == "key = '''[REDACTED:private_key]"

@@ -2,9 +2,93 @@
 
 from __future__ import annotations
 
-from ..errors import RfaiError
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..errors import InputError
+from .common import ConfigOption, SkipWarnings, StrictOption
 
 
-def filter_rows() -> None:
+def _bound(flag: str, what: str) -> object:
+    return typer.Option(flag, metavar="X", help=f"Keep rows whose {what}.", show_default=False)
+
+
+def filter_rows(
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="JSONL dataset file (.jsonl, .jsonl.gz) or - for stdin.")] = "-",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT|-", help="Where kept rows go (- for stdout).")] = "-",
+    min_student_score: Annotated[Optional[float], _bound("--min-student-score", "student_score >= X")] = None,
+    max_student_score: Annotated[Optional[float], _bound("--max-student-score", "student_score <= X")] = None,
+    min_teacher_score: Annotated[Optional[float], _bound("--min-teacher-score", "teacher_score >= X")] = None,
+    max_teacher_score: Annotated[Optional[float], _bound("--max-teacher-score", "teacher_score <= X")] = None,
+    min_reward: Annotated[Optional[float], _bound("--min-reward", "reward >= X")] = None,
+    max_reward: Annotated[Optional[float], _bound("--max-reward", "reward <= X")] = None,
+    language: Annotated[Optional[List[str]], typer.Option("--language", "-l", help="Keep this language (repeatable).", show_default=False)] = None,
+    split: Annotated[Optional[List[str]], typer.Option("--split", help="Keep this split (repeatable).", show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", metavar="N", help="Keep only the N rows with the highest --by.", show_default=False)] = None,
+    by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Numeric field that --top-k ranks by.")] = "reward",
+    dedupe: Annotated[bool, typer.Option("--dedupe", help="One row per language and normalised student code: the one with the highest reward.")] = False,
+    drop_secrets: Annotated[bool, typer.Option("--drop-secrets", help="Drop rows holding API keys, tokens or private keys.")] = False,
+    redact_secrets: Annotated[bool, typer.Option("--redact-secrets", help="Replace API keys, tokens and private keys with [REDACTED:<kind>].")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No kept/dropped summary on stderr.")] = False,
+    strict: StrictOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Select rows of a dataset file by score, language, top-k; dedupe; drop secrets."""
-    raise RfaiError("rfai filter: not implemented yet")
+    from ..config import load_config
+
+    load_config(config)
+    from ..data.filter import FilterSpec, filter_rows as run_filter
+
+    if drop_secrets and redact_secrets:
+        raise InputError("--drop-secrets and --redact-secrets exclude each other")
+    bounds = {
+        "student_score": (min_student_score, max_student_score),
+        "teacher_score": (min_teacher_score, max_teacher_score),
+        "reward": (min_reward, max_reward),
+    }
+    spec = FilterSpec(
+        minimum={name: low for name, (low, _) in bounds.items() if low is not None},
+        maximum={name: high for name, (_, high) in bounds.items() if high is not None},
+        languages=frozenset(language or ()),
+        splits=frozenset(split or ()),
+        top_k=top_k,
+        by=by,
+        dedupe=dedupe,
+        secrets="drop" if drop_secrets else "redact" if redact_secrets else "keep",
+    )
+    warnings = SkipWarnings()
+    try:
+        if output == "-":
+            report = run_filter(source, sys.stdout.buffer, spec, strict=strict, on_skip=warnings)
+            sys.stdout.buffer.flush()
+        else:
+            report = _to_file(source, Path(output), spec, strict, warnings, run_filter)
+    except BrokenPipeError:
+        # The reader (head, jq) has had enough; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    warnings.finish()
+    if not quiet:
+        print(f"filter: {report.summary()}", file=sys.stderr)
+
+
+def _to_file(source, path: Path, spec, strict, warnings, run_filter):
+    """Write beside OUT and rename when done: a failed or interrupted run leaves OUT as it was."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an output file")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as stream:
+            report = run_filter(source, stream, spec, strict=strict, on_skip=warnings)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return report

@@ -2,9 +2,107 @@
 
 from __future__ import annotations
 
-from ..errors import RfaiError
+import json
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..errors import InputError
+from .common import ConfigOption, JsonOption, SkipWarnings, StrictOption
+
+_FIGURES = ("count", "mean", "std", "min", "p10", "median", "p90", "max")
+_SCORES = ("student_score", "teacher_score", "reward")
+_SHORT = {"student_score": "student", "teacher_score": "teacher", "reward": "reward"}
 
 
-def stats() -> None:
+def stats(
+    files: Annotated[List[str], typer.Argument(metavar="FILE...", help="JSONL dataset files (.jsonl, .jsonl.gz), or - for stdin.", show_default=False)],
+    by: Annotated[
+        Optional[List[str]],
+        typer.Option("--by", metavar="FIELD", help="Group by this field (repeatable). Default: language and split.", show_default=False),
+    ] = None,
+    json_output: JsonOption = False,
+    strict: StrictOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Statistics of dataset files: scores, rewards, languages, splits."""
-    raise RfaiError("rfai stats: not implemented yet")
+    from ..config import load_config
+
+    load_config(config)
+    from ..data.stats import DEFAULT_BY, compute_stats
+
+    warnings = SkipWarnings()
+    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings)
+    warnings.finish()
+    skipped = result["skipped"]
+    if not result["rows"] and skipped["total"]:
+        raise InputError(f"no valid rows: {skipped['total']} lines skipped, the first: {skipped['examples'][0]}")
+    if json_output:
+        print(json.dumps(result))
+        return
+    _render(result)
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _render(result: dict) -> None:
+    from rich.table import Table
+
+    from ..console import stdout
+
+    console = stdout()
+    files = ", ".join(item["path"] for item in result["files"])
+    console.print(f"[bold]{result['rows']}[/bold] rows in {files}")
+    scored = [name for name in _SCORES if result[name]["count"]]
+    if scored:
+        table = Table(title="Scores", title_justify="left")
+        table.add_column("field")
+        for figure in _FIGURES:
+            table.add_column(figure, justify="right")
+        for name in scored:
+            table.add_row(_SHORT[name], *(_fmt(result[name].get(figure)) for figure in _FIGURES))
+        console.print(table)
+    elif result["rows"]:
+        console.print("no scores in these rows (a prompt file?): counts only")
+
+    for field, groups in result["by"].items():
+        table = Table(title=f"By {field}", title_justify="left")
+        table.add_column(field)
+        table.add_column("rows", justify="right")
+        for name in scored:
+            table.add_column(f"mean {_SHORT[name]}", justify="right")
+        if "reward" in scored:
+            table.add_column("median reward", justify="right")
+        with_tests = any("tests" in group for group in groups.values())
+        if with_tests:
+            table.add_column("tests passed", justify="right")
+        for label, group in groups.items():
+            cells = [label, str(group["rows"])] + [_fmt(group[name].get("mean")) for name in scored]
+            if "reward" in scored:
+                cells.append(_fmt(group["reward"].get("median")))
+            if with_tests:
+                cells.append(_fmt(group.get("tests", {}).get("student_pass_rate")))
+            table.add_row(*cells)
+        console.print(table)
+
+    for name, histogram in result["histograms"].items():
+        console.print(f"[bold]{name}[/bold] distribution")
+        peak = max(histogram["counts"]) or 1
+        edges = histogram["edges"]
+        for low, high, count in zip(edges, edges[1:], histogram["counts"]):
+            bar = "█" * round(30 * count / peak)
+            console.print(f"  {low:5.2f} – {high:5.2f} │{bar:<30}│ {count}", highlight=False)
+
+    tests = result.get("tests")
+    if tests:
+        console.print(
+            f"tests: student passed {tests['student_passed']}/{tests['student_total']} "
+            f"({_fmt(tests['student_pass_rate'])}), teacher passed {tests['teacher_passed']}/{tests['teacher_total']} "
+            f"({_fmt(tests['teacher_pass_rate'])}) over {tests['rows']} rows with test results"
+        )
+    skipped = result["skipped"]
+    if skipped["total"]:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in skipped["reasons"].items())
+        console.print(f"skipped {skipped['total']} lines: {reasons}", highlight=False)

@@ -132,7 +132,7 @@ def infer_features(paths: Iterable[Path]) -> list[dict]:
 
     schemas = []
     for path in paths:
-        for _, block in iter_blocks(path):
+        for block in iter_blocks(path):
             try:
                 schemas.append(pj.read_json(pa.BufferReader(block)).schema)
             except (pa.ArrowException, UnicodeDecodeError):

@@ -57,7 +57,8 @@ _PATTERNS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "huggingface": (_B + r"hf_[A-Za-z0-9]{30,40}" + _E, _mixed),
     "aws_access_key_id": (_B + r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E, _always),
     "aws_secret_access_key": (
-        r"(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
+        r"(?:aws|AWS|Aws)_?(?:secret|Secret|SECRET)_?(?:(?:access|Access|ACCESS)_?)?(?:key|Key|KEY)"
+        r"[\"']?\s*[:=]\s*[\"']?(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
         _always,
     ),
     "github": (_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})" + _E, _mixed),
@@ -67,10 +68,16 @@ _PATTERNS: dict[str, tuple[str, Callable[[str], bool]]] = {
 
 _COMBINED = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, (pattern, _) in _PATTERNS.items()))
 KINDS = tuple(_PATTERNS)
+# A literal that every match contains. Substring tests are ~30x cheaper than running the
+# combined pattern, and almost no string in a dataset contains any of them.
+_HINTS = ("hf_", "sk-", "AKIA", "ASIA", "ABIA", "ACCA", "PRIVATE KEY", "ecret", "ECRET",
+          "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AIza", "xox")
 
 
 def find_secrets(text: str) -> list[SecretMatch]:
     """Every credential in `text`, left to right, non-overlapping."""
+    if not any(hint in text for hint in _HINTS):
+        return []
     found = []
     for match in _COMBINED.finditer(text):
         kind = match.lastgroup  # the outermost group, named after the kind

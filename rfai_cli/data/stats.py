@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -39,7 +38,7 @@ from ..records import (
 )
 
 BLOCK_BYTES = 8 << 20
-MAX_CELLS = 1 << 16
+MAX_CELLS = 1 << 15
 GRID_SCALE = 10_000.0  # grid cells per unit: 1e-4 resolution
 HISTOGRAM_BINS = 10
 MISSING = "(none)"
@@ -77,48 +76,58 @@ class _Moments:
 
 
 class _Grid:
-    """Value counts on a grid of `1/scale`-wide cells; the cells double when there are too many."""
+    """Value counts in `1/scale`-wide cells, held densely from the lowest to the highest cell seen.
+
+    When the cells seen would span more than MAX_CELLS, the cells double in width.
+    """
 
     def __init__(self) -> None:
         self.scale = GRID_SCALE
-        self.keys = np.empty(0, dtype=np.int64)
-        self.counts = np.empty(0, dtype=np.int64)
+        self.low = 0  # key of counts[0]; key = round(value * scale)
+        self.counts = np.zeros(0, dtype=np.int64)
 
     def add(self, x: np.ndarray) -> None:
         if not len(x):
             return
-        # Keep keys well inside int64 (and exact in float64) however large the values are.
+        # Keys stay well inside int64, and exact in float64, however large the values are.
         while float(np.abs(x).max()) * self.scale > 2.0**52:
             self._coarsen()
-        keys, counts = np.unique(np.rint(x * self.scale).astype(np.int64), return_counts=True)
-        self._merge(keys, counts)
-        while len(self.keys) > MAX_CELLS:
+        while True:
+            keys = np.rint(x * self.scale).astype(np.int64)
+            low, high = int(keys.min()), int(keys.max())
+            if len(self.counts):
+                low, high = min(low, self.low), max(high, self.low + len(self.counts) - 1)
+            if high - low < MAX_CELLS:
+                break
             self._coarsen()
-
-    def _merge(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        merged, inverse = np.unique(np.concatenate([self.keys, keys]), return_inverse=True)
-        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]), minlength=len(merged)).astype(np.int64)
-        self.keys = merged
+        if len(self.counts):
+            before = self.low - low
+            self.counts = np.pad(self.counts, (before, high - low + 1 - before - len(self.counts)))
+        else:
+            self.counts = np.zeros(high - low + 1, dtype=np.int64)
+        self.low = low
+        self.counts += np.bincount(keys - low, minlength=len(self.counts))
 
     def _coarsen(self) -> None:
         self.scale /= 2
-        keys, counts = self.keys, self.counts
-        self.keys = np.empty(0, dtype=np.int64)
-        self.counts = np.empty(0, dtype=np.int64)
-        if len(keys):
-            self._merge(np.floor(keys / 2 + 0.5).astype(np.int64), counts)
+        if not len(self.counts):
+            return
+        keys = np.floor((self.low + np.arange(len(self.counts))) / 2 + 0.5).astype(np.int64)
+        self.low = int(keys[0])
+        self.counts = np.bincount(keys - self.low, weights=self.counts).astype(np.int64)
 
     def values(self) -> np.ndarray:
-        return self.keys / self.scale
+        return (self.low + np.arange(len(self.counts))) / self.scale
 
     def quantile(self, q: float) -> float:
         """numpy's default (linear) quantile of the values, read off the grid."""
         cumulative = np.cumsum(self.counts)
-        position = (int(cumulative[-1]) - 1) * q
-        low = math.floor(position)
-        at = np.searchsorted(cumulative, [low, min(low + 1, int(cumulative[-1]) - 1)], side="right")
-        low_value, high_value = self.keys[at] / self.scale
-        return float(low_value + (position - low) * (high_value - low_value))
+        n = int(cumulative[-1])
+        position = (n - 1) * q
+        below = math.floor(position)
+        at = np.searchsorted(cumulative, [below, min(below + 1, n - 1)], side="right")
+        low_value, high_value = (self.low + at) / self.scale
+        return float(low_value + (position - below) * (high_value - low_value))
 
 
 class _Column:
@@ -147,14 +156,20 @@ class _Column:
             "max": _tidy(m.max),
         }
 
-    def histogram(self, bins: int = HISTOGRAM_BINS) -> dict[str, list] | None:
+    def histogram(self, max_bins: int = HISTOGRAM_BINS) -> dict[str, list] | None:
         if not self.moments.n:
             return None
-        # Scores live in [0, 1]; widen to tenths that cover rewards above 1 or negative values.
+        # Scores live in [0, 1]: tenths. Wider ranges (rewards up to the cap, advantages) get
+        # the narrowest round bin width that needs no more than `max_bins` bins.
         low = min(0.0, math.floor(self.moments.min * 10) / 10)
-        high = max(1.0, math.ceil(self.moments.max * 10) / 10)
-        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, high), weights=self.grid.counts)
+        high = max(1.0, self.moments.max)
+        width = next(w for w in _BIN_WIDTHS if (high - low) / w <= max_bins + 1e-9)
+        bins = max(1, math.ceil((high - low) / width - 1e-9))
+        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts)
         return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+_BIN_WIDTHS = [m * 10.0**e for e in range(-1, 16) for m in (1, 2, 2.5, 5)]
 
 
 class _Group:
@@ -242,15 +257,21 @@ def _schema(by: Sequence[str]):
     return pa.schema(list(fields.items()))
 
 
-_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+def _line_ends(block: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
 
 
-def _fast_batch(block: bytes, schema, by: Sequence[str], default_split: str | None) -> _Batch | None:
+def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], default_split: str | None) -> _Batch | None:
     """The block through pyarrow, or None when pyarrow refuses it or reads it differently from parse_line."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
+    if not block.isascii():
+        try:
+            block.decode("utf-8")  # pyarrow lets invalid UTF-8 through; parse_line does not
+        except UnicodeDecodeError:
+            return None
     try:
         table = pj.read_json(
             pa.BufferReader(block),
@@ -259,13 +280,17 @@ def _fast_batch(block: bytes, schema, by: Sequence[str], default_split: str | No
     except (pa.ArrowException, UnicodeDecodeError):
         return None
     # pyarrow skips blank lines and reads `{..}{..}` on one line as two rows, where parse_line
-    # rejects the line; only a block of one object per non-blank line is taken as is.
-    lines = block.count(b"\n") + (not block.endswith(b"\n"))
-    if table.num_rows != lines or _BLANK_LINE.search(b"\n" + block):
+    # rejects the line. Taken as is: blocks where every line starts with `{` (so none is blank)
+    # and pyarrow found exactly one row per line.
+    data = np.frombuffer(block, dtype=np.uint8)
+    lines = len(ends) + (not block.endswith(b"\n"))
+    starts = np.r_[0, ends[:-1] + 1] if block.endswith(b"\n") else np.r_[0, ends + 1]
+    if table.num_rows != lines or not (data[starts] == ord("{")).all():
         return None
 
     def numbers(array) -> np.ndarray:
-        return pc.fill_null(pc.cast(array, pa.float64()), math.nan).to_numpy(zero_copy_only=False)
+        # float64 by the schema; nulls come out as NaN. (pc.cast here would cost more than the parse.)
+        return array.to_numpy(zero_copy_only=False)
 
     values = {name: numbers(table.column(name)) for name in SCORE_FIELDS}
     results = table.column("test_results").combine_chunks()
@@ -342,10 +367,9 @@ def _slow_batch(
     return _Batch(values, labels, tests)
 
 
-def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """(number of the block's first line, bytes ending at a line end) over a JSONL source."""
+def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """Blocks of about `size` bytes of a JSONL source, each ending at a line end (or the end of the data)."""
     stream = open_input(source)
-    line = 1
     try:
         while True:
             block = stream.read(size)
@@ -353,8 +377,7 @@ def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[tuple[i
                 return
             if not block.endswith(b"\n"):
                 block += stream.readline()  # finish the last line; a very long line makes a longer block
-            yield line, block
-            line += block.count(b"\n")
+            yield block
     except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
         raise InputError(f"{source}: cannot read: {exc}") from None
     finally:
@@ -390,7 +413,7 @@ def _source_name(source: str | Path) -> str:
     return "<stdin>" if str(source) == STDIN else str(source)
 
 
-def _implied_split(source: str | Path) -> str | None:
+def implied_split(source: str | Path) -> str | None:
     """`train.jsonl` / `evaluation.jsonl.gz` hold the rows of that split."""
     name = Path(str(source)).name
     stem = name.split(".")[0]
@@ -424,7 +447,7 @@ def compute_stats(
         name = _source_name(source)
         file_skips = skips.total
         file_rows = overall.rows
-        default_split = _implied_split(source)
+        default_split = implied_split(source)
 
         def skip_line(skip: Skip) -> None:
             if strict:
@@ -433,10 +456,13 @@ def compute_stats(
             if on_skip:
                 on_skip(skip)
 
-        for first_line, block in iter_blocks(source, block_bytes):
-            batch = _fast_batch(block, schema, by, default_split)
+        first_line = 1
+        for block in iter_blocks(source, block_bytes):
+            ends = _line_ends(block)
+            batch = _fast_batch(block, ends, schema, by, default_split)
             if batch is None:
                 batch = _slow_batch(block, first_line, name, by, default_split, skip_line)
+            first_line += len(ends)
             if not batch.size:
                 continue
             overall.add(batch, slice(None))
@@ -457,7 +483,7 @@ def compute_stats(
 
 def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str]) -> None:
     # One stable sort, then a slice per group: linear in rows however many groups there are.
-    order = np.argsort(codes, kind="stable")
+    order = np.argsort(codes.astype(np.int32), kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     ends = np.r_[starts[1:], len(order)]

@@ -1,0 +1,198 @@
+"""Select rows of a JSONL dataset in one stream: score bounds, language, split, secrets, dedupe, top-k.
+
+Kept rows are written as the exact bytes they were read as (unknown fields and key order
+survive), except rows whose secrets are redacted, which are re-serialised from their original
+JSON. Memory stays flat: predicates look at one row at a time, `top_k` keeps a heap of k rows,
+and `dedupe` keeps one small digest per distinct code sample while it spools the kept rows to a
+temporary file, then replays that file keeping each sample's best row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+import tempfile
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterator, Literal
+
+from ..errors import InputError
+from ..records import SCORE_FIELDS, STDIN, Skip, SkipHandler, dumps, iter_lines, normalize_language, parse_line
+from .secrets import has_secret, redact_value
+from .stats import implied_split
+
+
+@dataclass
+class FilterSpec:
+    minimum: dict[str, float] = field(default_factory=dict)  # score field -> lowest value kept
+    maximum: dict[str, float] = field(default_factory=dict)  # score field -> highest value kept
+    languages: frozenset[str] = frozenset()  # empty: any
+    splits: frozenset[str] = frozenset()
+    top_k: int | None = None
+    by: str = "reward"
+    dedupe: bool = False
+    secrets: Literal["keep", "drop", "redact"] = "keep"
+
+    def __post_init__(self) -> None:
+        self.languages = frozenset(normalize_language(name) for name in self.languages)
+        for name in (*self.minimum, *self.maximum):
+            if name not in SCORE_FIELDS:
+                raise InputError(f"cannot bound '{name}': expected one of {', '.join(SCORE_FIELDS)}")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError("--top-k must be at least 1")
+
+
+@dataclass
+class FilterReport:
+    read: int = 0  # valid rows read
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> rows
+    redacted_rows: int = 0
+    skipped: int = 0  # malformed lines
+
+    def summary(self) -> str:
+        text = f"kept {self.kept} of {self.read} rows"
+        if self.dropped:
+            text += " (dropped: " + ", ".join(f"{n} {reason}" for reason, n in self.dropped.most_common()) + ")"
+        if self.redacted_rows:
+            text += f"; redacted secrets in {self.redacted_rows} rows"
+        if self.skipped:
+            text += f"; skipped {self.skipped} malformed lines"
+        return text
+
+
+def normalize_code(code: str) -> str:
+    """Code as dedupe compares it: same line endings, no trailing spaces, no blank lines, common indent removed."""
+    lines = [line.rstrip() for line in code.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return textwrap.dedent("\n".join(line for line in lines if line)).strip()
+
+
+def _number(row: dict, name: str) -> float | None:
+    value = row.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _drop_reason(row: dict, spec: FilterSpec, default_split: str | None) -> str | None:
+    for name, bound in spec.minimum.items():
+        value = _number(row, name)
+        if value is None or value < bound:
+            return f"by --min-{name.replace('_', '-')}"
+    for name, bound in spec.maximum.items():
+        value = _number(row, name)
+        if value is None or value > bound:
+            return f"by --max-{name.replace('_', '-')}"
+    if spec.languages and row.get("language") not in spec.languages:
+        return "by --language"
+    # As in stats: the file's name (train.jsonl) says the split, else the row's field does.
+    if spec.splits and (default_split or row.get("split")) not in spec.splits:
+        return "by --split"
+    if spec.secrets == "drop" and has_secret(row):
+        return "with secrets"
+    return None
+
+
+def _selected(
+    source: str | Path, spec: FilterSpec, report: FilterReport, strict: bool, on_skip: SkipHandler | None
+) -> Iterator[tuple[dict, bytes]]:
+    """(row, output line) for each valid row that passes the per-row tests, secrets redacted if asked."""
+    name = "<stdin>" if str(source) == STDIN else str(source)
+    default_split = implied_split(source)
+    for number, line in iter_lines(source):
+        row, reason = parse_line(line)
+        if row is None:
+            skip = Skip(name, number, reason)
+            if strict:
+                raise InputError(str(skip))
+            report.skipped += 1
+            if on_skip:
+                on_skip(skip)
+            continue
+        report.read += 1
+        reason = _drop_reason(row, spec, default_split)
+        if reason:
+            report.dropped[reason] += 1
+            continue
+        if spec.secrets == "redact" and has_secret(row):
+            # Redact the row as it was written (parse_line normalised its language).
+            clean, _ = redact_value(json.loads(line))
+            line = (dumps(clean) + "\n").encode("utf-8")
+            report.redacted_rows += 1
+        elif not line.endswith(b"\n"):
+            line += b"\n"
+        yield row, line
+
+
+def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> Iterator[tuple[dict, bytes]]:
+    """Keep, per language and normalised student code, the row with the highest reward (the first on ties).
+
+    Rows without student code are all kept. The kept rows wait in a temporary file; memory holds
+    a 16-byte digest per distinct sample and one byte per row.
+    """
+    best: dict[bytes, tuple[float, int]] = {}
+    keep = bytearray()
+    with tempfile.TemporaryFile() as spool:
+        for index, (row, line) in enumerate(rows):
+            spool.write(line)
+            code = row.get("student_code")
+            keep.append(not isinstance(code, str))
+            if isinstance(code, str):
+                key = hashlib.blake2b(f"{row.get('language')}\0{normalize_code(code)}".encode(), digest_size=16).digest()
+                reward = _number(row, "reward")
+                reward = -math.inf if reward is None else reward
+                if key not in best or reward > best[key][0]:
+                    best[key] = (reward, index)
+        for _, index in best.values():
+            keep[index] = 1
+        best.clear()
+        spool.seek(0)
+        for index, line in enumerate(spool):
+            if keep[index]:
+                yield json.loads(line), line
+            else:
+                report.dropped["duplicates"] += 1
+
+
+def _top(rows: Iterator[tuple[dict, bytes]], spec: FilterSpec, report: FilterReport) -> list[bytes]:
+    """The k rows with the highest `spec.by`, highest first, file order on ties; a heap of k rows."""
+    heap: list[tuple[float, int, bytes]] = []
+    seen = 0
+    for index, (row, line) in enumerate(rows):
+        value = _number(row, spec.by)
+        if value is None:
+            report.dropped[f"without a number in '{spec.by}'"] += 1
+            continue
+        seen += 1
+        item = (value, -index, line)
+        if len(heap) < spec.top_k:
+            heapq.heappush(heap, item)
+        else:
+            heapq.heappushpop(heap, item)
+    if seen > len(heap):
+        report.dropped[f"outside the top {spec.top_k}"] += seen - len(heap)
+    return [line for _, _, line in sorted(heap, reverse=True)]
+
+
+def filter_rows(
+    source: str | Path,
+    output: IO[bytes],
+    spec: FilterSpec,
+    *,
+    strict: bool = False,
+    on_skip: SkipHandler | None = None,
+) -> FilterReport:
+    """Stream the rows of `source` that `spec` keeps into `output` (bytes, one JSON line each)."""
+    report = FilterReport()
+    rows = _selected(source, spec, report, strict, on_skip)
+    if spec.dedupe:
+        rows = _deduplicated(rows, report)
+    lines = _top(rows, spec, report) if spec.top_k is not None else (line for _, line in rows)
+    for line in lines:
+        output.write(line)
+        report.kept += 1
+    return report

@@ -1,0 +1,148 @@
+import json
+import random
+
+import pytest
+from test_stats import one_line_error, seed_row
+
+from rfai_cli.data.card import CUSTOM_END, CUSTOM_START, read_run_info, size_category, write_card
+
+
+def make_dataset(directory, counts: dict[str, int]):
+    directory.mkdir(exist_ok=True)
+    rng = random.Random(5)
+    for split, count in counts.items():
+        rows = []
+        for i in range(count):
+            extra = {"split": split, "task_id": f"t{i}"}
+            if i % 2:
+                extra["test_results"] = {"student": {"passed": 1, "total": 2}, "teacher": {"passed": 2, "total": 2}}
+            if i % 3 == 0:
+                extra["student_score"] = 1  # an integer score in some rows: still float64
+            rows.append(json.dumps(seed_row(i, rng, **extra)))
+        (directory / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+def load(directory, tmp_path):
+    import datasets
+
+    return datasets.load_dataset(str(directory), cache_dir=str(tmp_path / "hf-cache"))
+
+
+@pytest.mark.slow
+def test_load_dataset_returns_exactly_the_splits_and_rows_on_disk(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 7, "validation": 2, "evaluation": 3})
+    path = write_card(directory, repo_id="me/rfai-python-ds")
+    assert path == directory / "README.md"
+    loaded = load(directory, tmp_path)
+    assert {name: split.num_rows for name, split in loaded.items()} == {"train": 7, "validation": 2, "evaluation": 3}
+    assert loaded["evaluation"]["student_score"][0] == 1.0
+
+    from datasets import Features
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(path)
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0"
+    assert meta["pretty_name"] == "rfai python ds"
+    assert meta["size_categories"] == ["n<1K"]
+    assert {"code", "python", "cpp", "rust"} <= set(meta["tags"])
+    assert meta["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [
+                {"split": "train", "path": "train.jsonl"},
+                {"split": "validation", "path": "validation.jsonl"},
+                {"split": "evaluation", "path": "evaluation.jsonl"},
+            ],
+        }
+    ]
+    # The declared features are the ones datasets loads with.
+    assert Features._from_yaml_list(meta["dataset_info"]["features"]) == loaded["train"].features
+    assert loaded["train"].features["student_score"].dtype == "float64"
+    assert 'load_dataset("me/rfai-python-ds")' in card.text
+    assert "| train | `train.jsonl` | 7 |" in card.text
+
+
+@pytest.mark.slow
+def test_only_the_splits_present_and_evaluation_is_not_renamed(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 4, "evaluation": 2})
+    write_card(directory)
+    loaded = load(directory, tmp_path)
+    assert {name: split.num_rows for name, split in loaded.items()} == {"train": 4, "evaluation": 2}
+
+
+def test_rewrite_is_identical_but_for_the_date_and_keeps_hand_written_text(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 3})
+    path = write_card(directory)
+    first = path.read_text()
+    assert write_card(directory).read_text() == first
+    edited = first.replace(first[first.index(CUSTOM_START) : first.index(CUSTOM_END)], f"{CUSTOM_START}\nOur notes.\n")
+    edited = edited.replace("license: apache-2.0", "license: mit")
+    path.write_text(edited)
+    again = write_card(directory).read_text()
+    assert f"{CUSTOM_START}\nOur notes.\n{CUSTOM_END}" in again
+    assert "license: mit" in again  # a license chosen by hand stays
+    assert again == edited
+
+
+def test_a_readme_rfai_did_not_write_is_kept_in_the_notes(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 2})
+    (directory / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n# My data\n\nCollected by hand.\n")
+    text = write_card(directory).read_text()
+    assert "license: cc-by-4.0" in text
+    assert f"{CUSTOM_START}\n# My data\n\nCollected by hand.\n{CUSTOM_END}" in text
+
+
+def test_run_metadata_gives_training_details(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 2})
+    run = {
+        "run_id": "run-42",
+        "student_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "teacher_model": "gpt-4o-mini",
+        "steps": "many",  # wrong type: ignored, not fatal
+        "rubric_weights": {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2},
+        "reward_cap": 2.0,
+        "learning_rate": 1e-5,
+    }
+    (directory / "run.json").write_text(json.dumps(run))
+    info = read_run_info(directory)
+    assert info.steps is None and info.reward_floor is None and info.extra == {"learning_rate": 1e-5}
+    text = write_card(directory).read_text()
+    assert "## Training details" in text
+    assert "| student model | HuggingFaceTB/SmolLM2-135M-Instruct |" in text
+    assert "| rubric weight: efficiency | 0.2 |" in text
+    assert "reward = min(2.0, student_score / max(teacher_score, floor))" in text
+
+
+def test_size_categories():
+    assert [size_category(n) for n in (0, 999, 1000, 54_321, 999_999, 1_000_000)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+
+
+def test_cli_card_uses_config_defaults(rfai, tmp_path):
+    make_dataset(tmp_path / "out", {"train": 2, "validation": 1})
+    (tmp_path / "config.yaml").write_text("huggingface:\n  dataset_output_dir: out\n  dataset_repo_id: org/from-config\n")
+    result = rfai("card")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "out/README.md"
+    assert 'load_dataset("org/from-config")' in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_cli_card_bad_inputs(rfai, tmp_path):
+    assert "no such directory" in one_line_error(rfai("card", "nope"))
+    (tmp_path / "file.jsonl").write_text("{}\n")
+    assert "not a directory" in one_line_error(rfai("card", "file.jsonl"))
+    (tmp_path / "empty").mkdir()
+    assert "no split files" in one_line_error(rfai("card", "empty"))
+    make_dataset(tmp_path / "ds", {"train": 2})
+    (tmp_path / "ds" / "run.json").write_text("{broken")
+    assert "run.json: cannot read the run metadata" in one_line_error(rfai("card", "ds"))
+    (tmp_path / "ds" / "run.json").unlink()
+    with open(tmp_path / "ds" / "train.jsonl", "a") as stream:
+        stream.write("{oops\n")
+    result = rfai("card", "ds")
+    assert result.returncode == 0
+    assert "train.jsonl:3: invalid JSON" in result.stderr
+    assert "load_dataset fails on malformed lines" in result.stderr
+    assert "| train | `train.jsonl` | 2 |" in (tmp_path / "ds" / "README.md").read_text()

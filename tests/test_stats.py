@@ -1,0 +1,208 @@
+import json
+import random
+
+import numpy as np
+import pytest
+
+from rfai_cli.data.stats import compute_stats
+from rfai_cli.errors import InputError
+
+
+def seed_row(i: int, rng: random.Random, **extra) -> dict:
+    student, teacher = round(rng.random(), 4), round(0.5 + rng.random() / 2, 4)
+    return {
+        "prompt": f"task {i}",
+        "language": ("python", "C++", "rust")[i % 3],
+        "student_code": "def f():\n    return 1\n",
+        "teacher_code": "def f():\n    return 1\n",
+        "student_score": student,
+        "teacher_score": teacher,
+        "reward": round(min(2.0, student / max(teacher, 0.05)), 4),
+        "scoring_breakdown": {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2},
+        "timestamp": "2024-01-15T10:30:00",
+        **extra,
+    }
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return str(path)
+
+
+def test_figures_equal_numpy_and_pandas_conventions(tmp_path):
+    rng = random.Random(1)
+    rows = [seed_row(i, rng) for i in range(3000)]
+    result = compute_stats([write_jsonl(tmp_path / "train.jsonl", rows)], block_bytes=64 << 10)
+    for name in ("student_score", "teacher_score", "reward"):
+        values = np.array([row[name] for row in rows])
+        figures = result[name]
+        assert figures["count"] == len(values)
+        assert figures["mean"] == pytest.approx(values.mean(), abs=1e-6)
+        assert figures["std"] == pytest.approx(values.std(ddof=1), abs=1e-6)  # pandas' describe() std
+        for key, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9)):
+            # Values with 4 decimals sit exactly on the grid: quantiles are exact.
+            assert figures[key] == pytest.approx(np.quantile(values, q), abs=1e-9), key
+        assert (figures["min"], figures["max"]) == (values.min(), values.max())
+    by_language = result["by"]["language"]
+    assert sorted(by_language) == ["cpp", "python", "rust"]  # C++ normalised
+    assert sum(group["rows"] for group in by_language.values()) == 3000
+    python = np.array([row["reward"] for row in rows if row["language"] == "python"])
+    assert by_language["python"]["reward"]["mean"] == pytest.approx(python.mean(), abs=1e-6)
+    assert by_language["python"]["reward"]["median"] == pytest.approx(np.median(python), abs=1e-9)
+    assert result["by"]["split"] == {"train": result["by"]["split"]["train"]}  # named by the file
+    assert sum(result["histograms"]["student_score"]["counts"]) == 3000
+
+
+def test_quantiles_of_arbitrary_values_stay_within_the_reported_resolution(tmp_path):
+    values = np.random.default_rng(0).normal(0, 50, 5000)  # wide range: the grid coarsens
+    rows = [{"reward": float(v)} for v in values]
+    result = compute_stats([write_jsonl(tmp_path / "x.jsonl", rows)], block_bytes=32 << 10)
+    resolution = result["quantile_resolution"]["reward"]
+    assert resolution > 1e-4
+    for key, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9)):
+        assert abs(result["reward"][key] - np.quantile(values, q)) <= resolution
+
+
+def test_fast_and_line_by_line_paths_agree(tmp_path):
+    rng = random.Random(2)
+    rows = [seed_row(i, rng, split="train") for i in range(400)]
+    clean = compute_stats([write_jsonl(tmp_path / "a.jsonl", rows)], block_bytes=4096)
+    # The same rows plus bad lines in several blocks: those blocks take the tolerant path.
+    bad = rows[:100] + ["{not json"] + rows[100:300] + ['{"student_score": "high"}', "[1, 2]"] + rows[300:]
+    mixed = compute_stats([write_jsonl(tmp_path / "b.jsonl", bad)], block_bytes=4096)
+    for key in ("rows", "student_score", "teacher_score", "reward", "by", "histograms"):
+        assert mixed[key] == clean[key], key
+    assert mixed["skipped"]["total"] == 3
+    assert mixed["skipped"]["examples"][0].endswith("b.jsonl:101: invalid JSON: Expecting property name enclosed in double quotes at column 2")
+    assert [e.split(":")[1] for e in mixed["skipped"]["examples"]] == ["101", "302", "303"]
+
+
+def test_every_invalid_type_is_skipped_like_read_rows(tmp_path):
+    lines = [
+        '{"prompt": 5, "reward": 1.0}',
+        '{"reward": true}',
+        '{"sample_index": 1.5, "reward": 1.0}',
+        '{"scoring_breakdown": "x", "reward": 1.0}',
+        '{"a": 1}{"b": 2}',
+        '{"reward": 0.5}',
+        '{"tests": ["a", "b"], "reward": 0.25}',  # a list of tests is valid
+    ]
+    result = compute_stats([write_jsonl(tmp_path / "x.jsonl", lines)])
+    assert result["rows"] == 2
+    assert result["reward"]["mean"] == 0.375
+    assert result["skipped"]["total"] == 5
+
+
+def test_prompt_file_gets_counts_by_language(tmp_path):
+    rows = [{"prompt": "a", "language": "python"}, {"prompt": "b", "language": "py"}, {"prompt": "c", "language": "rust"}]
+    result = compute_stats([write_jsonl(tmp_path / "prompts.jsonl", rows)])
+    assert result["rows"] == 3
+    assert result["student_score"] == {"count": 0}
+    assert {k: v["rows"] for k, v in result["by"]["language"].items()} == {"python": 2, "rust": 1}
+    assert result["histograms"] == {}
+
+
+def test_test_pass_rates_and_custom_grouping(tmp_path):
+    rows = [
+        {"reward": 1.0, "task_id": "t1", "test_results": {"student": {"passed": 1, "total": 4}, "teacher": {"passed": 4, "total": 4}}},
+        {"reward": 0.5, "task_id": "t2", "test_results": {"student": {"passed": 3, "total": 4}, "teacher": {"passed": 3, "total": 4}}},
+        {"reward": 0.2, "task_id": "t1"},
+    ]
+    result = compute_stats([write_jsonl(tmp_path / "x.jsonl", rows)], by=["task_id"])
+    assert result["tests"] == {
+        "rows": 2, "student_passed": 4, "student_total": 8, "student_pass_rate": 0.5,
+        "teacher_passed": 7, "teacher_total": 8, "teacher_pass_rate": 0.875,
+    }
+    assert {k: v["rows"] for k, v in result["by"]["task_id"].items()} == {"t1": 2, "t2": 1}
+    assert result["by"]["task_id"]["t2"]["tests"]["student_pass_rate"] == 0.75
+
+
+def test_strict_stops_at_the_first_bad_line(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", ['{"reward": 1}', "oops"])
+    with pytest.raises(InputError, match=r"x.jsonl:2: invalid JSON"):
+        compute_stats([path], strict=True)
+
+
+def test_grouping_by_an_object_is_refused(tmp_path):
+    with pytest.raises(InputError, match="cannot group by 'test_results'"):
+        compute_stats([write_jsonl(tmp_path / "x.jsonl", ['{"reward": 1}'])], by=["test_results"])
+
+
+# ---------------------------------------------------------------- through the real CLI
+
+
+def test_cli_json_in_a_pipe_is_plain_and_complete(rfai, tmp_path):
+    rng = random.Random(3)
+    write_jsonl(tmp_path / "train.jsonl", [seed_row(i, rng) for i in range(50)])
+    result = rfai("stats", "train.jsonl", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["rows"] == 50 and "\x1b" not in result.stdout
+    assert set(data["by"]) == {"language", "split"}
+
+
+def test_cli_tables_show_scores_groups_histogram_and_skips(rfai, tmp_path):
+    rng = random.Random(4)
+    write_jsonl(tmp_path / "train.jsonl", [seed_row(i, rng) for i in range(20)] + ["garbage"])
+    result = rfai("stats", "train.jsonl")
+    assert result.returncode == 0, result.stderr
+    for text in ("20 rows", "By language", "By split", "student_score distribution", "median", "skipped 1 lines"):
+        assert text in result.stdout, text
+    assert "warning: skipped train.jsonl:21: invalid JSON" in result.stderr
+
+
+def test_cli_reads_stdin(rfai):
+    result = rfai("stats", "-", "--json", input='{"language": "python", "reward": 0.5}\n')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["by"]["language"]["python"]["rows"] == 1
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+def test_cli_bad_inputs(rfai, tmp_path):
+    assert "no such file" in one_line_error(rfai("stats", "missing.jsonl"))
+    (tmp_path / "folder").mkdir()
+    assert "is a directory" in one_line_error(rfai("stats", "folder"))
+    (tmp_path / "binary.jsonl").write_bytes(bytes(range(256)) * 64)
+    assert "no valid rows" in one_line_error(rfai("stats", "binary.jsonl"))
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9"}\n')
+    assert "not UTF-8" in one_line_error(rfai("stats", "latin1.jsonl"))
+    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    assert "cannot read" in one_line_error(rfai("stats", "bad.gz"))
+
+
+def test_cli_empty_file_is_zero_rows(rfai, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = rfai("stats", "empty.jsonl", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["rows"] == 0
+
+
+def test_cli_malformed_line_in_the_middle_and_wrong_type_are_reported(rfai, tmp_path):
+    lines = ['{"reward": 0.5}', '{"reward": 0.7', '{"student_score": "high"}', '{"reward": 0.9}']
+    write_jsonl(tmp_path / "x.jsonl", lines)
+    result = rfai("stats", "x.jsonl", "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "x.jsonl:2: invalid JSON" in result.stderr
+    assert "x.jsonl:3: field 'student_score'" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["rows"] == 2 and data["skipped"]["total"] == 2
+
+
+def test_cli_ten_megabyte_line(rfai, tmp_path):
+    huge = json.dumps({"prompt": "x" * (10 << 20), "language": "python", "reward": 1.5})
+    write_jsonl(tmp_path / "x.jsonl", ['{"reward": 0.5}', huge, '{"reward": 1.0}'])
+    result = rfai("stats", "x.jsonl", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["reward"]["max"] == 1.5
+
+
+def test_cli_bad_config_is_exit_two(rfai, tmp_path):
+    write_jsonl(tmp_path / "x.jsonl", ['{"reward": 0.5}'])
+    (tmp_path / "bad.yaml").write_text("training:\n  top_p: high\n")
+    assert "training.top_p" in one_line_error(rfai("stats", "x.jsonl", "--config", "bad.yaml"))
