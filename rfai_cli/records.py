@@ -105,7 +105,7 @@ def row_problem(row: Any) -> str | None:
             continue
         # bool is an int subclass in Python but never a valid score or count here.
         if isinstance(value, bool) or not isinstance(value, types):
-            expected = " or ".join(_json_type_name(t) for t in types)
+            expected = " or ".join(dict.fromkeys(_json_type_name(t) for t in types))
             return f"field '{name}' should be {expected}, got {json.dumps(value)[:40]}"
     return None
 

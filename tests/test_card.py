@@ -146,3 +146,14 @@ def test_cli_card_bad_inputs(rfai, tmp_path):
     assert "train.jsonl:3: invalid JSON" in result.stderr
     assert "load_dataset fails on malformed lines" in result.stderr
     assert "| train | `train.jsonl` | 2 |" in (tmp_path / "ds" / "README.md").read_text()
+
+
+def test_a_field_mixing_strings_and_lists_leaves_typing_to_the_loader(tmp_path):
+    directory = tmp_path / "ds"
+    directory.mkdir()
+    (directory / "train.jsonl").write_text(
+        '{"prompt": "a", "tests": "assert f()", "student_score": 0.5}\n'
+        '{"prompt": "b", "tests": ["assert f()"], "student_score": 0.7}\n'
+    )
+    text = write_card(directory).read_text()
+    assert "dataset_info" not in text.split("---")[1] or "features" not in text.split("---")[1]

@@ -131,15 +131,15 @@ def infer_features(paths: Iterable[Path]) -> list[dict]:
     import pyarrow.json as pj
 
     schemas = []
-    for path in paths:
-        for block in iter_blocks(path):
-            try:
-                schemas.append(pj.read_json(pa.BufferReader(block)).schema)
-            except (pa.ArrowException, UnicodeDecodeError):
-                rows = [row for row, _ in map(parse_line, block.split(b"\n")) if row is not None]
-                if rows:
-                    schemas.append(pa.Table.from_struct_array(pa.array(rows)).schema)
     try:
+        for path in paths:
+            for block in iter_blocks(path):
+                try:
+                    schemas.append(pj.read_json(pa.BufferReader(block)).schema)
+                except (pa.ArrowException, UnicodeDecodeError):
+                    rows = [row for row, _ in map(parse_line, block.split(b"\n")) if row is not None]
+                    if rows:
+                        schemas.append(pa.Table.from_struct_array(pa.array(rows)).schema)
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowException, ValueError):
         return []  # no single type per field: leave typing to the loader rather than declare a wrong one
