@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -50,7 +50,6 @@ class CollectSummary:
     tasks_skipped: int
     rows_written: int = 0
     seconds: float = 0.0
-    rows: list[dict] = field(default_factory=list, repr=False)  # the rows written by this run
 
 
 def plan(tasks: Sequence[PromptTask], output: Path, samples: int, *, resume: bool) -> CollectPlan:
@@ -141,7 +140,6 @@ def run_collect(
             rows = future.result()
             writer.write_many(rows)
             summary.rows_written += len(rows)
-            summary.rows.extend(rows)
             if on_batch:
                 on_batch(BatchReport(n_tasks, rows))
 
@@ -196,35 +194,17 @@ def write_run_metadata(directory: Path, config: Config, **facts) -> Path:
     return path
 
 
-def summarize(rows: Sequence[dict], *, tasks: int, seconds: float, output: Path) -> dict:
-    """The end-of-run summary: rows written, throughput, and mean scores per language."""
-    by_language: dict[str, list[dict]] = {}
-    for row in rows:
-        by_language.setdefault(row.get("language") or "unknown", []).append(row)
+def summarize(summary: CollectSummary, *, tasks: int) -> dict:
+    """The end-of-run summary: what this run wrote, its throughput, and the whole split's statistics."""
+    from .data.stats import compute_stats
+
+    dataset = compute_stats([summary.output], by=("language",), on_skip=lambda skip: None) if summary.output.exists() else None
     return {
-        "output": str(output),
+        "output": str(summary.output),
         "tasks": tasks,
-        "rows_written": len(rows),
-        "seconds": round(seconds, 3),
-        "samples_per_second": len(rows) / seconds if seconds > 0 else 0.0,
-        "by_language": {language: _figures(group) for language, group in sorted(by_language.items())},
-    }
-
-
-def _figures(rows: list[dict]) -> dict:
-    def mean(field: str) -> float | None:
-        values = [row[field] for row in rows if isinstance(row.get(field), (int, float))]
-        return sum(values) / len(values) if values else None
-
-    passed = total = 0
-    for row in rows:
-        student = (row.get("test_results") or {}).get("student") or {}
-        passed += student.get("passed", 0)
-        total += student.get("total", 0)
-    return {
-        "rows": len(rows),
-        "student_score": mean("student_score"),
-        "teacher_score": mean("teacher_score"),
-        "reward": mean("reward"),
-        "test_pass_rate": passed / total if total else None,
+        "tasks_already_done": summary.tasks_skipped,
+        "rows_written": summary.rows_written,
+        "seconds": round(summary.seconds, 3),
+        "samples_per_second": summary.rows_written / summary.seconds if summary.seconds > 0 else 0.0,
+        "dataset": dataset,
     }

@@ -39,7 +39,7 @@ def collect(
     as_json: JsonOption = False,
 ) -> None:
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
-    from ..collect import plan, run_collect
+    from ..collect import CollectSummary, plan, run_collect, summarize
     from ..config import load_config
     from ..data.prompts import BUILTIN, HUMANEVAL, load_prompts
     from ..records import split_path
@@ -64,21 +64,20 @@ def collect(
     err = console.stderr()
     if work.already_done:
         err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
-    if not work.todo:
-        summary_rows: list[dict] = []
-        _report(work.output, summary_rows, as_json, tasks=len(tasks), seconds=0.0)
-        return
-    with _progress(len(work.todo), n) as on_batch:
-        summary = run_collect(
-            config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
-        )
-    _report(work.output, summary.rows, as_json, tasks=len(tasks), seconds=summary.seconds)
+    if work.todo:
+        with _progress(len(work.todo)) as on_batch:
+            summary = run_collect(
+                config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
+            )
+    else:
+        summary = CollectSummary(work.output, len(tasks), work.already_done)
+    _report(summarize(summary, tasks=len(tasks)), as_json)
 
 
 class _progress:
     """A rich progress bar on a terminal (prompts, samples/s, mean reward, ETA); nothing in a pipe."""
 
-    def __init__(self, total_tasks: int, samples: int):
+    def __init__(self, total_tasks: int):
         self.total_tasks = total_tasks
         self.rewards: list[float] = []
         self.samples_done = 0
@@ -113,25 +112,27 @@ class _progress:
         self.bar.__exit__(*exc_info)
 
 
-def _report(output: Path, rows: list[dict], as_json: bool, *, tasks: int, seconds: float) -> None:
-    from ..collect import summarize
-
-    summary = summarize(rows, tasks=tasks, seconds=seconds, output=output)
+def _report(summary: dict, as_json: bool) -> None:
     if as_json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
         return
     from rich.table import Table
 
-    table = Table(title=f"collected into {output}")
+    out = console.stdout()
+    out.print(f"{summary['rows_written']} rows written to {summary['output']} in {summary['seconds']:.1f} s "
+              f"({summary['samples_per_second']:.2f} samples/s)")
+    dataset = summary["dataset"]
+    if not dataset or not dataset["rows"]:
+        return
+    table = Table(title=f"{summary['output']}: {dataset['rows']} rows", title_justify="left")
     for column in ("language", "rows", "student score", "teacher score", "reward", "tests passed"):
         table.add_column(column, justify="left" if column == "language" else "right")
-    for language, figures in summary["by_language"].items():
-        table.add_row(language, str(figures["rows"]), _fmt(figures["student_score"]), _fmt(figures["teacher_score"]),
-                      _fmt(figures["reward"]), _fmt(figures["test_pass_rate"], percent=True))
-    console.stdout().print(table)
-    console.stdout().print(f"{summary['rows_written']} rows written in {summary['seconds']:.1f} s "
-                           f"({summary['samples_per_second']:.2f} samples/s)")
+    for language, group in dataset["by"]["language"].items():
+        passed = group.get("tests", {}).get("student_pass_rate")
+        table.add_row(language, str(group["rows"]), _fmt(group["student_score"]["mean"]),
+                      _fmt(group["teacher_score"]["mean"]), _fmt(group["reward"]["mean"]), _fmt(passed, percent=True))
+    out.print(table)
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:

@@ -44,10 +44,11 @@ def stats(
 
 
 def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _render(result: dict) -> None:
+    from rich.box import SIMPLE_HEAVY
     from rich.table import Table
 
     from ..console import stdout
@@ -57,10 +58,11 @@ def _render(result: dict) -> None:
     console.print(f"[bold]{result['rows']}[/bold] rows in {files}")
     scored = [name for name in _SCORES if result[name]["count"]]
     if scored:
-        table = Table(title="Scores", title_justify="left")
-        table.add_column("field")
+        # A light box keeps all nine columns readable in an 80-column terminal.
+        table = Table(title="Scores", title_justify="left", box=SIMPLE_HEAVY, pad_edge=False)
+        table.add_column("field", no_wrap=True)
         for figure in _FIGURES:
-            table.add_column(figure, justify="right")
+            table.add_column(figure, justify="right", no_wrap=True)
         for name in scored:
             table.add_row(_SHORT[name], *(_fmt(result[name].get(figure)) for figure in _FIGURES))
         console.print(table)
@@ -68,7 +70,7 @@ def _render(result: dict) -> None:
         console.print("no scores in these rows (a prompt file?): counts only")
 
     for field, groups in result["by"].items():
-        table = Table(title=f"By {field}", title_justify="left")
+        table = Table(title=f"By {field}", title_justify="left", box=SIMPLE_HEAVY)
         table.add_column(field)
         table.add_column("rows", justify="right")
         for name in scored:
