@@ -119,7 +119,9 @@ class Scorer:
         self.tools = tools or Toolchains()
         self._namespaces = namespaces
         self._sandbox: Sandbox | None = None
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rfai-score")
+        # Two programs in flight per worker: half of a short program's life is process start/exit
+        # handoffs that leave the CPU idle; CPU-time limits and timings are per program anyway.
+        self._pool = ThreadPoolExecutor(2 * self.workers, thread_name_prefix="rfai-score")
         seconds = math.ceil(self.settings.timeout)
         self.limits = Limits(timeout=self.settings.timeout, cpu=seconds, memory_mb=self.settings.memory_mb)
         compile_seconds = math.ceil(self.settings.compile_timeout)
