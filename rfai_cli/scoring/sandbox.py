@@ -129,6 +129,11 @@ class Sandbox:
         self._ensure_started()
         return list(self._isolation)
 
+    @property
+    def server_pid(self) -> int:
+        """The zygote's pid (it is started if it was not)."""
+        return self._ensure_started().pid
+
     def _ensure_started(self) -> subprocess.Popen:
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
