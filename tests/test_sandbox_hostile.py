@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="co
 SECRETS = {"HF_TOKEN": "hf_rfai-test-secret-1", "HUGGINGFACE_TOKEN": "hf_rfai-test-secret-2",
            "OPENAI_API_KEY": "sk-rfai-test-secret-3", "ANTHROPIC_API_KEY": "sk-ant-rfai-test-secret-4"}
 SLEEP_MARK = "731.25"  # a daemon runs `sleep 731.25`; no such process may survive
+VICTIM_MARK = "731.75"  # the same, for the test that kills rfai itself
 
 
 @pytest.fixture(scope="module")
@@ -137,23 +138,32 @@ def folder_state(folder: Path) -> dict[str, str]:
 
 
 def leftovers(scorer: Scorer) -> list[str]:
-    """Processes that a sandboxed program could have left: sandbox uids, the daemon's marker,
-    or any child of the zygote (every job is finished, so it should have none)."""
+    """Processes a sandboxed program could have left: any descendant of this scorer's zygote
+    (every job is finished, so it should have none; orphans are reparented to it, as it is a
+    subreaper) and anything running the daemon's marker."""
     zygote = scorer.sandbox.server_pid
-    found = []
+    parents, cmdlines = {}, {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            status = Path(f"/proc/{name}/status").read_text()
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmdlines[int(name)] = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        uid, ppid = int(fields["Uid"].split()[0]), int(fields["PPid"])
-        if SLEEP_MARK in cmdline or ppid == zygote or 61000 <= uid < 62000:
-            found.append(f"{name} uid={uid} ppid={ppid} {cmdline[:80]}")
-    return found
+        parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends_from_zygote(pid: int) -> bool:
+        for _ in range(64):
+            pid = parents.get(pid, 0)
+            if pid == zygote:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [f"{pid} {cmdline[:80]}" for pid, cmdline in cmdlines.items()
+            if SLEEP_MARK in cmdline or descends_from_zygote(pid)]
 
 
 def wait_for_no_leftovers(scorer: Scorer, seconds: float = 5.0) -> list[str]:
@@ -249,21 +259,21 @@ def test_killing_rfai_kills_its_programs(tmp_path):
         "import sys\n"
         "scorer = Scorer(ScoringSettings(timeout=60, workers=1))\n"
         "print(scorer.sandbox.server_pid, flush=True)\n"
-        f"code = 'import subprocess, time\\nsubprocess.Popen([\"sleep\", \"{SLEEP_MARK}\"])\\ntime.sleep(60)\\n'\n"
+        f"code = 'import subprocess, time\\nsubprocess.Popen([\"sleep\", \"{VICTIM_MARK}\"])\\ntime.sleep(60)\\n'\n"
         "scorer.score(ScoreItem({'prompt': 'p', 'tests': ['pass']}, [code]))\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     victim = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     zygote = int(victim.stdout.readline())
     deadline = time.monotonic() + 20
-    while not any(SLEEP_MARK in p for p in _cmdlines()) and time.monotonic() < deadline:
+    while not any(VICTIM_MARK in p for p in _cmdlines()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert any(SLEEP_MARK in p for p in _cmdlines()), "the program never started"
+    assert any(VICTIM_MARK in p for p in _cmdlines()), "the program never started"
     victim.kill()
     victim.wait()
     deadline = time.monotonic() + 5
-    while (SLEEP_MARK in " ".join(_cmdlines()) or Path(f"/proc/{zygote}").exists()) and time.monotonic() < deadline:
+    while (VICTIM_MARK in " ".join(_cmdlines()) or Path(f"/proc/{zygote}").exists()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(SLEEP_MARK in p for p in _cmdlines())
+    assert not any(VICTIM_MARK in p for p in _cmdlines())
     assert not Path(f"/proc/{zygote}").exists() or "Z" in Path(f"/proc/{zygote}/stat").read_text().split()[2]
 
 
