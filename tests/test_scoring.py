@@ -8,7 +8,7 @@ import pytest
 
 from rfai_cli.config import ScoringSettings, load_config
 from rfai_cli.errors import ConfigError
-from rfai_cli.scoring import JudgeVerdict, ScoreItem, Scorer, compute_reward, extract_code, fill_record
+from rfai_cli.scoring import Judge, JudgeVerdict, ScoreItem, Scorer, compute_reward, extract_code, fill_record
 from rfai_cli.scoring.programs import Toolchains
 from rfai_cli.scoring.rubric import timing_efficiency
 from rfai_cli.scoring.static import analyze_python, brace_documentation, brace_loop_depth
@@ -170,6 +170,7 @@ class FixedJudge:
 
 def test_judge_blends_into_quality_and_documentation_and_never_overrides_tests():
     judge = FixedJudge({"correctness": 0.0, "code_quality": 0.0, "documentation": 0.0})
+    assert isinstance(judge, Judge)
     with Scorer(ScoringSettings(judge_weight=0.25, workers=2), judge) as scorer:
         result = scorer.score(ScoreItem({"prompt": "add", "language": "python", "tests": ADD_TESTS}, [GOOD]))
     student = result.students[0]

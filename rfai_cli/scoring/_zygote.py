@@ -43,7 +43,7 @@ ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 UID_BASE = 61000  # per-slot sandbox uids when running as root: uid 61000 + slot
 OUT_FILES = (".stdout", ".stderr")
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 8, 38, 36
 CAP_DAC_READ_SEARCH = 2
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
