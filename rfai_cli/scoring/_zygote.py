@@ -1,18 +1,19 @@
 """The sandbox's pre-started interpreter: forks one contained process per program.
 
-`rfai_cli.scoring.sandbox` starts this file as `python -I _zygote.py` with an empty environment.
+`rfai_cli.scoring.sandbox` starts this file as `python -I -S _zygote.py` with an empty environment.
 It imports what test programs commonly need once, then reads jobs (one JSON object per line)
 on stdin and answers each with one JSON line on stdout. Python programs run in a fork of this
 interpreter (no interpreter start-up per program); compilers and compiled programs are exec'd.
 
-Each job runs as a chain  zygote -> A -> [B] -> C:
+Each job runs as a chain  zygote -> A -> C:
   A  starts a new session (so one killpg reaches the whole tree) and, where the OS permits,
-     enters new PID and network namespaces (plus a user namespace when not root);
-  B  is PID 1 of that namespace: it waits for C, and when it exits the kernel kills every
-     process left in the namespace, daemons included;
-  C  drops to a per-slot unprivileged uid (when root; compilers excepted), applies rlimits and Landlock (writes
-     only inside its directory, reads only system/toolchain paths, no TCP, no signals out),
-     then runs the program with stdout/stderr going to files bounded by RLIMIT_FSIZE.
+     enters a new PID namespace and an empty network namespace (plus a user namespace when
+     not root), then waits for C;
+  C  is PID 1 of that namespace, so when it ends the kernel kills every process it left,
+     daemons included. It drops to a per-slot unprivileged uid (when root; compilers
+     excepted), applies rlimits and Landlock (writes only inside its directory, reads only
+     system/toolchain paths and the sandbox root, no TCP, no signals out), then runs the
+     program with stdout/stderr going to files bounded by RLIMIT_FSIZE.
 The zygote enforces the wall-clock timeout by killing A's process group, and (without PID
 namespaces) kills any orphan that gets reparented to it, as it is a child subreaper.
 
@@ -22,6 +23,7 @@ Stdlib only, and no rfai imports: this runs before anything else and in every ch
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -41,7 +43,7 @@ ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 UID_BASE = 61000  # per-slot sandbox uids when running as root: uid 61000 + slot
 OUT_FILES = (".stdout", ".stderr")
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 8, 38, 36
 CAP_DAC_READ_SEARCH = 2
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
@@ -54,6 +56,10 @@ LL_READ = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
 LL_FILE_ONLY = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE
 
 _libc = ctypes.CDLL(None, use_errno=True) if LINUX else None
+if _libc is not None:  # resolve once here, not in every forked child
+    for _name in ("syscall", "prctl", "capset", "unshare", "setns"):
+        getattr(_libc, _name)
+    _libc.syscall.restype = ctypes.c_long
 
 
 def _call(name: str, *args: int | bytes | ctypes.Array) -> int:
@@ -65,7 +71,6 @@ def _call(name: str, *args: int | bytes | ctypes.Array) -> int:
 
 
 def _syscall(number: int, *args) -> int:
-    _libc.syscall.restype = ctypes.c_long
     return _call("syscall", ctypes.c_long(number), *args)
 
 
@@ -110,6 +115,30 @@ def _probe_namespaces() -> int:
     return 0
 
 
+def _empty_netns() -> int | None:
+    """An fd holding a fresh network namespace, made by a child that exits once we hold it."""
+    ready_r, ready_w = os.pipe()  # child -> parent: the namespace exists
+    done_r, done_w = os.pipe()  # parent -> child: opened, you may go
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            _call("unshare", ctypes.c_int(CLONE_NEWNET))
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    try:
+        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY) if os.read(ready_r, 1) == b"1" else None
+    finally:
+        os.close(done_w)  # the child's read returns
+        os.waitpid(pid, 0)
+        for fd in (ready_r, done_r):
+            os.close(fd)
+
+
 def _toolchain_readable_paths() -> list[str]:
     """Where programs and compilers may read: system dirs, this Python, and the compilers' roots."""
     paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/dev", "/proc", "/sys/devices/system/cpu",
@@ -125,6 +154,13 @@ class Isolation:
 
     def __init__(self) -> None:
         self.ns_flags = _probe_namespaces()
+        self.shared_netns = None
+        if ROOT and self.ns_flags & CLONE_NEWNET:
+            # One empty network namespace (loopback down) joined by every program: as isolated
+            # as one each, without creating and tearing down a namespace per program.
+            self.shared_netns = _empty_netns()
+            if self.shared_netns is not None:
+                self.ns_flags &= ~CLONE_NEWNET
         self.landlock = _landlock_abi()
         self.subreaper = False
         if LINUX:
@@ -134,6 +170,7 @@ class Isolation:
             except OSError:
                 pass
         self.read_paths = _toolchain_readable_paths()
+        self.landlock_base = _landlock_base(self.landlock, self.read_paths) if self.landlock else None
 
     def names(self) -> list[str]:
         names = ["session", "rlimits", "clean-env", "tmpdir"]
@@ -141,7 +178,7 @@ class Isolation:
             names.append("userns")
         if self.ns_flags & CLONE_NEWPID:
             names.append("pidns")
-        if self.ns_flags & CLONE_NEWNET:
+        if self.ns_flags & CLONE_NEWNET or self.shared_netns is not None:
             names.append("netns")
         if ROOT:
             names.append("uid-drop")
@@ -187,29 +224,48 @@ def _drop_privileges(uid: int, keep_read: bool) -> None:
         _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(data))
 
 
-def _landlock(abi: int, workdir: str, read_paths: list[str]) -> None:
-    """Writes only beneath `workdir`; reads only beneath `read_paths`; no TCP; no signals out."""
-    write = LL_WRITE_FILE | LL_WRITE_TREE | (LL_REFER if abi >= 2 else 0) | (LL_TRUNCATE if abi >= 3 else 0)
-    handled_fs = write | LL_READ
-    handled_net = 0b11 if abi >= 4 else 0  # bind + connect TCP, no rule allows either
-    scoped = 0b11 if abi >= 6 else 0  # abstract unix sockets + signals outside the domain
+def _landlock_ruleset(handled_fs: int, handled_net: int, scoped: int, abi: int) -> int:
     attr = struct.pack("QQQ", handled_fs, handled_net, scoped)[: 24 if abi >= 6 else 16 if abi >= 4 else 8]
-    ruleset = _syscall(SYS_LANDLOCK[0], ctypes.create_string_buffer(attr, len(attr)), ctypes.c_size_t(len(attr)),
-                       ctypes.c_uint32(0))
-    rules = [(workdir, handled_fs), ("/dev/null", LL_READ_FILE | LL_WRITE_FILE | (LL_TRUNCATE if abi >= 3 else 0))]
-    rules += [(path, LL_READ) for path in read_paths]
-    for path, access in rules:
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            continue
+    return _syscall(SYS_LANDLOCK[0], ctypes.create_string_buffer(attr, len(attr)), ctypes.c_size_t(len(attr)),
+                    ctypes.c_uint32(0))
+
+
+def _landlock_allow(ruleset: int, handled_fs: int, path: str, access: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
         if not os.path.isdir(path):
             access &= LL_FILE_ONLY
         rule = struct.pack("=Qi", access & handled_fs, fd)
         _syscall(SYS_LANDLOCK[1], ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.create_string_buffer(rule, len(rule)),
                  ctypes.c_uint32(0))
+    finally:
         os.close(fd)
+
+
+def _landlock_write_bits(abi: int) -> int:
+    return LL_WRITE_FILE | LL_WRITE_TREE | (LL_REFER if abi >= 2 else 0) | (LL_TRUNCATE if abi >= 3 else 0)
+
+
+def _landlock_base(abi: int, read_paths: list[str]) -> int:
+    """Built once in the zygote, never changed after: reads only beneath `read_paths`, no TCP,
+    no signals or abstract sockets outside the domain. Each child adds its own write layer."""
+    ruleset = _landlock_ruleset(LL_READ, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0, abi)
+    for path in read_paths:
+        _landlock_allow(ruleset, LL_READ, path, LL_READ)
+    return ruleset
+
+
+def _landlock(abi: int, base: int, workdir: str) -> None:
+    """Enforce the shared base layer, then a layer of our own: writes only beneath `workdir`."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _syscall(SYS_LANDLOCK[2], ctypes.c_int(base), ctypes.c_uint32(0))
+    write = _landlock_write_bits(abi)
+    ruleset = _landlock_ruleset(write, 0, 0, abi)
+    _landlock_allow(ruleset, write, workdir, write)
+    _landlock_allow(ruleset, write, "/dev/null", write)
     _syscall(SYS_LANDLOCK[2], ctypes.c_int(ruleset), ctypes.c_uint32(0))
     os.close(ruleset)
 
@@ -224,18 +280,23 @@ def _become_program(job: dict, iso: Isolation, slot: int) -> None:
         for fd, name in zip((1, 2), OUT_FILES):
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(out, fd)
-        os.closerange(3, 65536)
         if ROOT and not job.get("tool"):  # compilers run as the user (their toolchain may be private)
             uid = UID_BASE + slot
-            for root, dirs, files in os.walk(workdir):
+            for root, dirs, files in os.walk(workdir) if job.get("argv") else [(workdir, [], list(OUT_FILES))]:
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                     os.lchown(name, uid, uid)
             _drop_privileges(uid, keep_read=job.get("python") is not None)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
         _apply_rlimits(job, iso)
         if iso.landlock:
-            _landlock(iso.landlock, workdir, iso.read_paths)
-        os.environ.clear()
-        os.environ.update(job["env"])
+            _landlock(iso.landlock, iso.landlock_base, workdir)
+        os.closerange(3, 65536)
+        env = job["env"]
+        for name in [name for name in os.environ if name not in env]:
+            del os.environ[name]
+        for name, value in env.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
         for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):  # Python's own choices, not the program's
             signal.signal(signum, signal.SIG_DFL)
     except BaseException as exc:  # containment failed: refuse to run the program at all
@@ -278,39 +339,30 @@ def _encode(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _init(job: dict, iso: Isolation, slot: int) -> None:
-    """B (or A without a PID namespace): fork C, reap everything, exit with C's status."""
-    child = os.fork()
-    if child == 0:
-        _become_program(job, iso, slot)
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            os._exit(125)
-        if pid == child:
-            os._exit(_encode(status))
-
-
 def _run_job(job: dict, iso: Isolation, slot: int, zygote: int) -> None:
-    """A: new session, namespaces, then the init. Never returns."""
+    """A: new session and namespaces, then fork C (PID 1 of its namespace) and wait. Never returns.
+
+    The program itself is the namespace's init, so everything it leaves behind dies with it.
+    (As init it ignores signals it sends itself without a handler; RLIMIT_CPU's final SIGKILL
+    and our own kill still apply.)"""
     try:
         os.setsid()
         if LINUX:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != zygote:
                 os._exit(125)
+        if iso.shared_netns is not None:
+            _call("setns", ctypes.c_int(iso.shared_netns), ctypes.c_int(CLONE_NEWNET))
         if iso.ns_flags:
             _call("unshare", ctypes.c_int(iso.ns_flags))
             if iso.ns_flags & CLONE_NEWUSER:
                 _write_id_maps()
-        if not iso.ns_flags & CLONE_NEWPID:
-            _init(job, iso, slot)
-        init = os.fork()
-        if init == 0:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _init(job, iso, slot)
-        os._exit(_encode(os.waitpid(init, 0)[1]))
+        child = os.fork()
+        if child == 0:
+            if LINUX:
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            _become_program(job, iso, slot)
+        os._exit(_encode(os.waitpid(child, 0)[1]))
     except BaseException as exc:
         os.write(2, f"rfai sandbox: {exc}\n".encode())
         os._exit(125)
@@ -427,9 +479,13 @@ class Zygote:
 
 
 def main() -> None:
-    if LINUX:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive rfai
-    Zygote().serve()
+    # Started with -S (no site: faster); the client names the site-packages programs may import from.
+    sys.path += [p for p in os.environ.pop("RFAI_SANDBOX_PATH", "").split(os.pathsep) if p]
+    # No parent-death signal here: it would follow the *thread* that started us. rfai's death
+    # closes our stdin instead, and we exit; our children carry a parent-death signal.
+    zygote = Zygote()
+    gc.freeze()  # forked programs then never touch (copy) the pages of these objects
+    zygote.serve()
 
 
 if __name__ == "__main__":

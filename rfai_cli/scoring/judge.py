@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, runtime_checkable
 
-JUDGED_CRITERIA = ("correctness", "code_quality", "documentation")
-
 
 @dataclass(frozen=True)
 class JudgeVerdict:

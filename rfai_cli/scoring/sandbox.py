@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import shutil
+import site
 import stat
 import subprocess
 import sys
@@ -112,6 +114,9 @@ class Sandbox:
         forces the fallback used where the OS refuses namespaces (tests use it to check that path)."""
         self._read_paths = read_paths or []
         self._namespaces = namespaces
+        # Every program's directory lives under this root, which programs may read (not write).
+        self._root = Path(tempfile.mkdtemp(prefix="rfai-sandbox-"))
+        self._root.chmod(0o711)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, tuple[threading.Event, list]] = {}
@@ -124,18 +129,25 @@ class Sandbox:
         self._ensure_started()
         return list(self._isolation)
 
+    @property
+    def server_pid(self) -> int:
+        """The zygote's pid (it is started if it was not)."""
+        return self._ensure_started().pid
+
     def _ensure_started(self) -> subprocess.Popen:
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 return self._proc
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
-                   "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0"}
+                   "RFAI_SANDBOX_READ": os.pathsep.join([*self._read_paths, str(self._root)]),
+                   "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0",
+                   "RFAI_SANDBOX_PATH": os.pathsep.join(site.getsitepackages())}
             proc = subprocess.Popen(
-                [sys.executable, "-I", str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-I", "-S", str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True,
             )
-            hello = proc.stdout.readline()
+            started, _, _ = select.select([proc.stdout], [], [], 60)
+            hello = proc.stdout.readline() if started else b""
             try:
                 self._isolation = json.loads(hello)["hello"]["isolation"]
             except (ValueError, KeyError, TypeError):
@@ -161,7 +173,7 @@ class Sandbox:
     @contextmanager
     def directory(self) -> Iterator[Path]:
         """A fresh empty directory for one program (and its compile step), removed afterwards."""
-        path = Path(tempfile.mkdtemp(prefix="rfai-box-"))
+        path = Path(tempfile.mkdtemp(prefix="box-", dir=self._root))
         try:
             yield path
         finally:
@@ -204,6 +216,7 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _remove_tree(self._root)
 
     def __enter__(self) -> "Sandbox":
         return self

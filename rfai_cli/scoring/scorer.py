@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -119,7 +120,10 @@ class Scorer:
         self.tools = tools or Toolchains()
         self._namespaces = namespaces
         self._sandbox: Sandbox | None = None
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rfai-score")
+        self._sandbox_lock = threading.Lock()
+        # Two programs in flight per worker: half of a short program's life is process start/exit
+        # handoffs that leave the CPU idle; CPU-time limits and timings are per program anyway.
+        self._pool = ThreadPoolExecutor(2 * self.workers, thread_name_prefix="rfai-score")
         seconds = math.ceil(self.settings.timeout)
         self.limits = Limits(timeout=self.settings.timeout, cpu=seconds, memory_mb=self.settings.memory_mb)
         compile_seconds = math.ceil(self.settings.compile_timeout)
@@ -128,9 +132,10 @@ class Scorer:
 
     @property
     def sandbox(self) -> Sandbox:
-        if self._sandbox is None:
-            self._sandbox = Sandbox(read_paths=self.tools.read_paths(), namespaces=self._namespaces)
-        return self._sandbox
+        with self._sandbox_lock:  # first use comes from several pool threads at once
+            if self._sandbox is None:
+                self._sandbox = Sandbox(read_paths=self.tools.read_paths(), namespaces=self._namespaces)
+            return self._sandbox
 
     @property
     def isolation(self) -> list[str]:
