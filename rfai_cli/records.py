@@ -172,7 +172,7 @@ def parse_line(line: bytes) -> tuple[dict | None, str | None]:
     except UnicodeDecodeError:
         return None, "not UTF-8 text (binary file?)"
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
     problem = row_problem(row)
     if problem:
         return None, problem

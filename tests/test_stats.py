@@ -73,7 +73,7 @@ def test_fast_and_line_by_line_paths_agree(tmp_path):
     for key in ("rows", "student_score", "teacher_score", "reward", "by", "histograms"):
         assert mixed[key] == clean[key], key
     assert mixed["skipped"]["total"] == 3
-    assert mixed["skipped"]["examples"][0].endswith("b.jsonl:101: invalid JSON: Expecting property name enclosed in double quotes at column 2")
+    assert mixed["skipped"]["examples"][0].endswith("b.jsonl:101: invalid JSON: Expecting property name enclosed in double quotes (column 2)")
     assert [e.split(":")[1] for e in mixed["skipped"]["examples"]] == ["101", "302", "303"]
 
 
