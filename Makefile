@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   set up, then collect a small scored dataset with the embedded model (offline) and show its stats
+#   make demo   set up, then collect a small scored dataset with the embedded model (offline), show its stats, write its card
 #   make test   set up, then run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -32,8 +32,9 @@ system-deps:
 setup: system-deps $(BIN)/rfai
 
 demo: setup
-	$(BIN)/rfai collect --prompts builtin --split train --limit 4 --samples 2 --output-dir ./datasets
+	$(BIN)/rfai collect --prompts builtin --split train --limit 3 --samples 2 --output-dir ./datasets
 	$(BIN)/rfai stats ./datasets/train.jsonl
+	$(BIN)/rfai card ./datasets
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --durations=15
