@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ PROSE = (
 )
 
 
-def run_python(script: str, cache: Path, timeout: float = 300) -> subprocess.Popen:
+def run_python(script: str, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "RFAI_CACHE": str(cache), "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -43,6 +44,13 @@ def cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RFAI_CACHE", str(directory))
         yield directory
+    shutil.rmtree(directory)  # 540 MB of float32 weights; pytest would keep three runs' worth
+
+
+@pytest.fixture
+def fresh_cache(tmp_path):
+    yield tmp_path
+    shutil.rmtree(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +111,18 @@ def test_quantized_variant_for_gpus_loads_and_matches(smollm, tmp_path):
     assert mx.allclose(quantized.model(ids), smollm.model(ids), atol=1e-2).item()
 
 
-def test_concurrent_first_runs_convert_once(tmp_path):
+def test_concurrent_first_runs_convert_once(fresh_cache):
     script = "from rfai_cli.engine.embedded import embedded_model_dir; print(embedded_model_dir())"
-    workers = [run_python(script, tmp_path) for _ in range(2)]
+    workers = [run_python(script, fresh_cache) for _ in range(2)]
     outputs = [worker.communicate(timeout=300) for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), outputs
     paths = {out.strip() for out, _ in outputs}
     assert len(paths) == 1
-    models = tmp_path / "models"
+    models = fresh_cache / "models"
     assert [p.name for p in models.iterdir() if p.is_dir()] == [Path(paths.pop()).name]
 
 
-def test_a_crash_mid_conversion_leaves_no_model_behind(tmp_path):
+def test_a_crash_mid_conversion_leaves_no_model_behind(fresh_cache):
     """Kill the converter after it wrote part of the model: nothing half-written is ever used."""
     script = (
         "import os, signal\n"
@@ -125,13 +133,13 @@ def test_a_crash_mid_conversion_leaves_no_model_behind(tmp_path):
         "embedded.convert_gguf = crash\n"
         "embedded.embedded_model_dir()\n"
     )
-    crashed = run_python(script, tmp_path)
+    crashed = run_python(script, fresh_cache)
     crashed.communicate(timeout=120)
     assert crashed.returncode == -9
-    models = tmp_path / "models"
+    models = fresh_cache / "models"
     assert not [p for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
-    healthy = run_python("from rfai_cli.engine.embedded import embedded_model_dir; print(embedded_model_dir())", tmp_path)
+    healthy = run_python("from rfai_cli.engine.embedded import embedded_model_dir; print(embedded_model_dir())", fresh_cache)
     out, err = healthy.communicate(timeout=300)
     assert healthy.returncode == 0, err
     assert json.loads((Path(out.strip()) / "config.json").read_text())["model_type"] == "llama"

@@ -145,3 +145,36 @@ def test_padded_logprobs_match_one_sequence_at_a_time(tiny):
         expected = [full[len(prompt) - 1 + t, token].item() for t, token in enumerate(completion)]
         assert mx.allclose(logprobs[row, : len(completion)], mx.array(expected), atol=1e-5).item()
     assert [a.shape[0] for a in completion_logprobs(tiny.model, prompts, completions)] == [2, 5, 0]
+
+
+def test_each_prompt_is_prefilled_once_for_all_its_samples(tiny, chats):
+    """Count the tokens the model processes: the prompt once per prompt, then one token per sample per step."""
+    from dataclasses import replace
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.calls = model, []
+
+        def __call__(self, inputs, **kwargs):
+            self.calls.append(tuple(inputs.shape))
+            return self.model(inputs, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+    counting = Counting(tiny.model)
+    groups = generate_samples(replace(tiny, model=counting), chats, 4, GREEDY)
+    prompt_lengths = [len(group[0].prompt_ids) for group in groups]
+    prefills = [shape for shape in counting.calls if shape[1] > 1]
+    assert sorted(shape[1] for shape in prefills) == sorted(length - 1 for length in prompt_lengths)
+    assert all(shape[0] == 1 for shape in prefills)
+    decode_tokens = sum(shape[0] for shape in counting.calls if shape[1] == 1)
+    generated = sum(len(s.token_ids) for group in groups for s in group)
+    # BatchGenerator computes one step ahead of what it returns: at most one spare step.
+    assert generated <= decode_tokens <= generated + len(chats) * 4
+
+
+def test_tokenizer_without_chat_template_gets_plain_text(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir))
+    loaded.tokenizer._tokenizer.chat_template = None
+    assert chat_prompt(loaded.tokenizer, "Sum a list.", "go") == f"{system_prompt('go')}\n\nSum a list.\n"

@@ -16,7 +16,6 @@ def on_cpu() -> bool:
 
 def fit_to_device(model) -> None:
     """On CPU, dequantize and cast floating parameters to float32 (in place); on a GPU, do nothing."""
-    import mlx.core as mx
     from mlx.utils import tree_map
     from mlx_lm.utils import dequantize_model
 

@@ -111,7 +111,8 @@ def generate_samples(
 ) -> list[list[Sample]]:
     """`n` samples for each prompt (a chat-formatted string or chat messages), decoded in one batch.
 
-    Returns one list of `n` Samples per prompt, in order. `on_progress(k)` is called after each
+    All n * len(prompts) sequences are decoded at once, so pass a batch of prompts (the
+    training batch), not a whole dataset. Returns one list of `n` Samples per prompt, in order. `on_progress(k)` is called after each
     decoding step with the number of tokens that step produced.
     """
     from mlx_lm.generate import BatchGenerator

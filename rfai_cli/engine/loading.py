@@ -33,7 +33,7 @@ def load_model(base_model: str | None, adapter_path: str | None = None) -> Loade
     that is not a model, or adapters that do not fit the model.
     """
     import mlx.core as mx
-    from mlx_lm.utils import load_config, load_model as mlx_load_model, load_tokenizer
+    from mlx_lm.utils import load_model as mlx_load_model, load_tokenizer
 
     if base_model is None:
         path, name = embedded.embedded_model_dir(), embedded.MODEL_NAME

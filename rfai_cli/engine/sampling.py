@@ -25,7 +25,8 @@ def make_sampler(temperature: float, top_p: float = 1.0, top_k: int = 0) -> Call
     if temperature == 0 or (top_p >= 1.0 and top_k == 0):
         # Greedy, or plain sampling from the full distribution: nothing to sort.
         return mlx_make_sampler(temperature)
-    exact = mlx_make_sampler(temperature, top_p=top_p, top_k=top_k)
+    # Needed only where top-k cannot cut (top_k off, or at least the vocabulary size).
+    exact = mlx_make_sampler(temperature, top_p=top_p)
 
     def sample(logprobs):
         import mlx.core as mx
