@@ -37,7 +37,7 @@ class TeacherSettings(_Section):
     timeout: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0)
     retry_backoff: float = Field(1.0, ge=0)
-    max_tokens: int = Field(1024, ge=1)
+    max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
     judge: bool = False
     cache_dir: str | None = None

@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine import embedded
-from rfai_cli.engine.generation import SamplingSettings, generate_samples
+from rfai_cli.engine.generation import SamplingSettings, chat_prompt, generate_samples
 from rfai_cli.engine.loading import load_model
 from rfai_cli.errors import RfaiError
 
@@ -77,6 +78,17 @@ def test_capital_of_france(smollm):
     [[answer]] = generate_samples(smollm, [messages], 1, SamplingSettings(0.0, 1.0, 0, 24))
     assert "Paris" in answer.text
     assert answer.finish_reason == "stop"
+
+
+def test_code_answers_end_where_their_code_block_closes(smollm):
+    prompt = chat_prompt(smollm.tokenizer, "Write a function `add(a, b)` that returns the sum of two numbers.", "python")
+    greedy = SamplingSettings(0.0, 1.0, 0, 400)
+    [[answer]] = generate_samples(smollm, [prompt], 1, greedy)
+    assert answer.finish_reason == "block"
+    assert answer.text.count("```") == 2 and answer.text.rstrip().endswith("```")
+    # Without the rule the same greedy answer runs on past the block.
+    [[rambling]] = generate_samples(smollm, [prompt], 1, replace(greedy, stop_after_code_block=False))
+    assert rambling.text.startswith(answer.text) and len(rambling.token_ids) > len(answer.token_ids)
 
 
 def test_tokenizer_rebuilt_from_the_gguf(smollm):

@@ -48,14 +48,15 @@ class Sample:
     `logprobs[i]` is log p(token_ids[i] | prompt, token_ids[:i]) under the model's own
     distribution (temperature 1, before top-p/top-k), the quantity `completion_logprobs`
     recomputes. When `finish_reason` is "stop", the last token is the end-of-sequence token:
-    it is kept in `token_ids` (the policy chose to stop) but not in `text`.
+    it is kept in `token_ids` (the policy chose to stop) but not in `text`. "block" means the
+    sample ended where its first fenced code block closed (see SamplingSettings).
     """
 
     text: str
     prompt_ids: list[int]
     token_ids: list[int]
     logprobs: list[float]
-    finish_reason: str  # "stop" (end-of-sequence token) or "length" (max_new_tokens reached)
+    finish_reason: str  # "stop" (end-of-sequence token), "block" (code block closed) or "length"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class SamplingSettings:
     top_p: float  # 1 = off
     top_k: int  # 0 = off
     max_new_tokens: int
+    # Every prompt asks for one fenced code block, and the code is all that gets scored: stop a
+    # sample once that block closes instead of paying for whatever a small model rambles on with.
+    stop_after_code_block: bool = True
 
     @classmethod
     def from_config(cls, training: Any) -> "SamplingSettings":
@@ -141,7 +145,8 @@ def generate_samples(
                 [ids[-1:] for ids in prompt_ids for _ in range(n)],
                 caches=[cache for cache in caches for _ in range(n)],
             )
-            tokens, logprobs, finished = _decode(generator, uids, on_progress)
+            block_end = _BlockEnd(tokenizer) if settings.stop_after_code_block else None
+            tokens, logprobs, finished = _decode(generator, uids, on_progress, block_end)
         finally:
             generator.close()
 
@@ -164,7 +169,27 @@ def _prefill(model: Any, ids: list[int]) -> list:
     return cache
 
 
-def _decode(generator: Any, uids: list[int], on_progress: Callable[[int], None] | None):
+FENCE = "```"
+
+
+class _BlockEnd:
+    """Tells when a sample's text holds a complete fenced block (two fences).
+
+    Only tokens containing a backtick can complete one, so the sample is decoded just then.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._has_tick: dict[int, bool] = {}
+
+    def reached(self, token: int, tokens: list[int]) -> bool:
+        tick = self._has_tick.get(token)
+        if tick is None:
+            tick = self._has_tick[token] = "`" in self.tokenizer.decode([token])
+        return tick and self.tokenizer.decode(tokens).count(FENCE) >= 2
+
+
+def _decode(generator: Any, uids: list[int], on_progress: Callable[[int], None] | None, block_end: _BlockEnd | None):
     import mlx.core as mx
 
     tokens: dict[int, list[int]] = {uid: [] for uid in uids}
@@ -173,11 +198,17 @@ def _decode(generator: Any, uids: list[int], on_progress: Callable[[int], None] 
     while responses := generator.next_generated():
         # One evaluation per step for the chosen tokens' log-probs, not one per sequence.
         chosen = mx.stack([r.logprobs[r.token] for r in responses]).tolist()
+        closed = []
         for response, logprob in zip(responses, chosen):
             tokens[response.uid].append(response.token)
             logprobs[response.uid].append(logprob)
             if response.finish_reason is not None:
                 finished[response.uid] = response.finish_reason
+            elif block_end is not None and block_end.reached(response.token, tokens[response.uid]):
+                finished[response.uid] = "block"
+                closed.append(response.uid)
+        if closed:
+            generator.remove(closed)
         if on_progress is not None:
             on_progress(len(responses))
     return tokens, logprobs, finished
