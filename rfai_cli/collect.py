@@ -88,7 +88,7 @@ def run_collect(
     """Generate, score and append rows for every task of `work`; returns what was written."""
     from .engine.generation import SamplingSettings, chat_prompt, generate_samples
     from .engine.loading import load_model
-    from .scoring import ScoreItem, Scorer, extract_code, fill_record
+    from .scoring import Scorer
     from .teachers import build_teacher
 
     student = load_model(config.model.base_model, config.model.adapter_path)
@@ -97,38 +97,8 @@ def run_collect(
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
-    write_run_metadata(work.output.parent, config, run_id=run_id, student_model=student.name,
-                       teacher_model=teacher.model, split=split, samples=samples)
-
-    def score(batch: Sequence[tuple[PromptTask, list[int]]], answers: list[list[str]], references) -> list[dict]:
-        items = [
-            ScoreItem(task_row(task), texts, ref.code or None)
-            for (task, _), texts, ref in zip(batch, answers, references)
-        ]
-        rows = []
-        for (task, indices), texts, ref, result in zip(batch, answers, references, scorer.score_many(items)):
-            for position, (index, text) in enumerate(zip(indices, texts)):
-                record = new_record(
-                    prompt=task.prompt,
-                    language=task.language,
-                    student_code=extract_code(text, task.language),
-                    teacher_code=ref.code,
-                )
-                fill_record(record, result, position)
-                record.update(
-                    split=split,
-                    task_id=task.task_id,
-                    sample_index=index,
-                    student_model=student.name,
-                    teacher_model=teacher.model,
-                    run_id=run_id,
-                    tests=task.tests or None,
-                    entry_point=task.entry_point,
-                )
-                if ref.error:
-                    record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
-                rows.append(record)
-        return rows
+    provenance = {"split": split, "student_model": student.name, "teacher_model": teacher.model, "run_id": run_id}
+    write_run_metadata(work.output.parent, config, **provenance, samples=samples)
 
     judge = teacher if teacher.judge_enabled else None
     with teacher, Scorer(config.scoring, judge=judge) as scorer, JsonlWriter(work.output) as writer, \
@@ -153,11 +123,39 @@ def run_collect(
             answers = [[sample.text for sample in group[:count]] for group, count in zip(generated, counts)]
             if pending:
                 finish(pending)
-            pending = (background.submit(score, batch, answers, references), len(batch))
+            pending = (background.submit(score_batch, scorer, batch, answers, references, provenance), len(batch))
         if pending:
             finish(pending)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def score_batch(scorer, batch: Sequence[tuple[PromptTask, list[int]]], answers: list[list[str]],
+                references: Sequence, provenance: dict) -> list[dict]:
+    """Score one batch (students and teacher alike) and build its dataset rows, in task then sample order.
+
+    `references` are the teacher's answers (`TeacherAnswer`); `provenance` holds the fields every
+    row of the run shares (split, models, run_id).
+    """
+    from .scoring import ScoreItem, extract_code, fill_record
+
+    items = [ScoreItem(task_row(task), texts, ref.code or None) for (task, _), texts, ref in zip(batch, answers, references)]
+    rows = []
+    for (task, indices), texts, ref, result in zip(batch, answers, references, scorer.score_many(items)):
+        for position, (index, text) in enumerate(zip(indices, texts)):
+            record = new_record(
+                prompt=task.prompt,
+                language=task.language,
+                student_code=extract_code(text, task.language),
+                teacher_code=ref.code,
+            )
+            fill_record(record, result, position)
+            record.update(provenance, task_id=task.task_id, sample_index=index, tests=task.tests or None,
+                          entry_point=task.entry_point)
+            if ref.error:
+                record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
+            rows.append(record)
+    return rows
 
 
 def task_row(task: PromptTask) -> dict:
