@@ -60,3 +60,28 @@ def test_score_missing_file_is_one_line(rfai):
     result = rfai("score", "nope.jsonl")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: nope.jsonl: no such file"
+
+
+def test_score_asks_the_configured_teacher_to_judge(rfai, tmp_path):
+    """With teacher.judge on, a row without tests gets its correctness from the teacher's verdict."""
+    from messages_server import VERDICT, MessagesServer
+
+    server = MessagesServer()
+    try:
+        (tmp_path / "config.yaml").write_text(
+            "teacher:\n  provider: anthropic\n  model_name: claude-test\n  judge: true\n"
+            f"  base_url: {server.url}\n  api_key_env: RFAI_TEST_KEY\n  cache_dir: {tmp_path / 'cache'}\n"
+        )
+        (tmp_path / "in.jsonl").write_text(json.dumps(
+            {"prompt": "add two numbers", "language": "python", "student_code": "def add(a, b):\n    return a + b\n"}) + "\n")
+        result = rfai("score", "in.jsonl", "-o", "out.jsonl", env={"RFAI_TEST_KEY": "sk-test-not-real"})
+        assert result.returncode == 0, result.stderr
+        (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert row["score_sources"]["student"]["correctness"] == "judge"
+        assert row["student_breakdown"]["correctness"] == VERDICT["correctness"]
+        assert server.count >= 1
+        missing = rfai("score", "in.jsonl", "-o", "out2.jsonl", env={"RFAI_TEST_KEY": ""})
+        assert missing.returncode != 0 and "RFAI_TEST_KEY" in missing.stderr
+        assert not (tmp_path / "out2.jsonl").exists()
+    finally:
+        server.close()

@@ -23,13 +23,18 @@ def score(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Wall-clock seconds per program (default: scoring.timeout).", show_default=False)] = None,
 ) -> None:
     """(Re)score rows that already hold code: student_score, teacher_score, breakdowns, sources, test results, reward."""
+    from contextlib import nullcontext
+
     from ..scoring.rescore import rescore
     from ..scoring.scorer import Scorer
+    from ..teachers import build_teacher
 
-    settings = load_config(config, {"scoring.workers": workers, "scoring.timeout": timeout}).scoring
+    settings = load_config(config, {"scoring.workers": workers, "scoring.timeout": timeout})
+    # The same judge as `collect` when teacher.judge is on; a missing key fails here, before any work.
+    judge = build_teacher(settings) if settings.teacher.judge else None
     err = stderr()
     on_problem = lambda text: err.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    with Scorer(settings) as scorer:
+    with judge or nullcontext(), Scorer(settings.scoring, judge=judge) as scorer:
         if progress_enabled():
             with err.status("scoring...") as status:
                 summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem,
