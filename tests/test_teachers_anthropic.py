@@ -8,7 +8,7 @@ import time
 import pytest
 from messages_server import SOLUTION, VERDICT, MessagesServer
 
-from rfai_cli.config import load_config
+from rfai_cli.config import TeacherSettings, load_config
 from rfai_cli.scoring import ScoreItem, Scorer
 from rfai_cli.teachers import JudgeItem, TeacherError, build_teacher
 
@@ -50,7 +50,8 @@ def test_reference_request_shape_and_answer(server, make_teacher):
     [body], [headers] = server.requests, server.headers
     assert headers["x-api-key"] == KEY
     assert headers["anthropic-version"] == "2023-06-01"
-    assert body["model"] == "claude-test" and body["max_tokens"] == 1024 and body["temperature"] == 0.0
+    assert body["model"] == "claude-test" and body["temperature"] == 0.0
+    assert body["max_tokens"] == TeacherSettings().max_tokens
     assert "system" in body and all(m["role"] != "system" for m in body["messages"])
     assert "Add two numbers." in body["messages"][0]["content"] and "python" in body["messages"][0]["content"]
 
