@@ -24,3 +24,12 @@ class InputError(RfaiError):
     """A dataset or prompt file that cannot be read (missing, a directory, malformed under --strict)."""
 
     exit_code = 2
+
+
+def first_line(text: object, limit: int = 200) -> str:
+    """The first non-blank line of `text` (an exception shows its type when it has no message),
+    cut to `limit` characters: what a one-line error may quote of someone else's message."""
+    if isinstance(text, BaseException):
+        text = str(text).strip() or type(text).__name__
+    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"

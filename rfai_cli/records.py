@@ -205,11 +205,6 @@ def read_rows(
         on_skip(skip)
 
 
-def read_many(sources: Iterable[str | Path], *, strict: bool = False, on_skip: SkipHandler | None = None) -> Iterator[dict]:
-    for source in sources:
-        yield from read_rows(source, strict=strict, on_skip=on_skip)
-
-
 def dumps(row: dict) -> str:
     """One JSONL line (no newline): UTF-8 kept readable, key order kept."""
     return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hubserver import hub  # noqa: F401  (the Hub-compatible test server fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,5 +46,3 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
-
-from hubserver import hub  # noqa: E402,F401  (the Hub-compatible test server fixture)

@@ -1,5 +1,3 @@
-import pytest
-
 COMMANDS = ("train", "collect", "card", "upload", "stats", "filter", "score")
 
 

@@ -90,7 +90,8 @@ def test_seed_prompt_file_without_tests_is_scored_by_compile_check(rfai, tmp_pat
     assert "prompts.jsonl:2" in result.stderr  # the malformed line is reported
     (row,) = rows_of(tmp_path / "datasets" / "validation.jsonl")
     assert row["split"] == "validation" and row["tests"] is None
-    assert row["score_sources"]["student"]["correctness"] != "tests"
+    assert row["score_sources"]["student"]["correctness"] == "fallback"
+    assert row["test_results"]["student"]["notes"][0] == "correctness is a syntax/compile check only (no tests, no judge)"
 
 
 def test_missing_teacher_key_fails_before_any_work(rfai, tmp_path, tiny_model_dir):
@@ -139,7 +140,9 @@ def test_embedded_model_end_to_end_then_stats(rfai, tmp_path):
     assert any(row["student_score"] > 0 for row in rows)
     stats = rfai("stats", "datasets/train.jsonl", "--json")
     assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout)
+    figures = json.loads(stats.stdout)
+    assert figures["rows"] == 4 and figures["skipped"]["total"] == 0
+    assert figures["student_score"]["mean"] == pytest.approx(sum(row["student_score"] for row in rows) / 4, abs=1e-6)
 
 
 def test_local_teacher_judges_from_scoring_threads_while_the_student_generates(rfai, tmp_path, tiny_model_dir):

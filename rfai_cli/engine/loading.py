@@ -12,7 +12,7 @@ from typing import Any
 
 from . import embedded
 from .device import fit_to_device
-from ..errors import RfaiError
+from ..errors import RfaiError, first_line
 
 # "org/name" on the Hub; anything else that is not an existing path is a missing local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -45,7 +45,7 @@ def load_model(base_model: str | None, adapter_path: str | None = None) -> Loade
         model, config = mlx_load_model(path, lazy=True)
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except (OSError, ValueError, KeyError) as exc:
-        raise RfaiError(f"model {name!r}: cannot load {path}: {_first_line(exc)}") from None
+        raise RfaiError(f"model {name!r}: cannot load {path}: {first_line(exc)}") from None
     fit_to_device(model)
     if adapter_path is not None:
         apply_adapters(model, adapter_path)
@@ -71,7 +71,7 @@ def resolve_model_path(base_model: str) -> Path:
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise RfaiError(
             f"model {base_model!r}: not a local path, and the Hugging Face Hub cannot provide it "
-            f"(offline, or an unknown id): {_first_line(exc)}"
+            f"(offline, or an unknown id): {first_line(exc)}"
         ) from None
 
 
@@ -86,9 +86,4 @@ def apply_adapters(model, adapter_path: str) -> None:
     try:
         load_adapters(model, str(directory))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RfaiError(f"adapter_path {adapter_path!r}: does not fit the model: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+        raise RfaiError(f"adapter_path {adapter_path!r}: does not fit the model: {first_line(exc)}") from None

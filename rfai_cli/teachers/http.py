@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import first_line
 from .errors import TeacherError
 
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -68,7 +69,7 @@ class JsonPoster:
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {_first_line(str(exc))})"
+                problem = f"connection failed ({type(exc).__name__}: {first_line(str(exc))})"
             else:
                 if response.is_success:
                     return _decode(response, self.label)
@@ -101,7 +102,7 @@ def _decode(response, label: str) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise TeacherError(f"{label}: the answer is not JSON: {_first_line(response.text)}") from None
+        raise TeacherError(f"{label}: the answer is not JSON: {first_line(response.text)}") from None
     if not isinstance(body, dict):
         raise TeacherError(f"{label}: expected a JSON object, got {type(body).__name__}")
     return body
@@ -114,9 +115,4 @@ def _error_text(response) -> str:
         message = body["error"]["message"] if isinstance(body.get("error"), dict) else body.get("error")
     except (ValueError, AttributeError, KeyError, TypeError):
         message = None
-    return _first_line(str(message) if message else response.text or response.reason_phrase)
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return first_line(str(message) if message else response.text or response.reason_phrase)
