@@ -81,7 +81,7 @@ def test_no_resume_refuses_to_mix_into_existing_rows(rfai, tmp_path, tiny_model_
     assert out.read_text().count("\n") == 1
 
 
-def test_seed_prompt_file_without_tests_is_scored_by_compile_check(rfai, tmp_path, tiny_model_dir):
+def test_seed_prompt_file_without_tests_gets_measured_capped_correctness(rfai, tmp_path, tiny_model_dir):
     config_file(tmp_path, tiny_model_dir)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "Implement a binary search function", "language": "python"}\n{"oops\n')
@@ -90,8 +90,9 @@ def test_seed_prompt_file_without_tests_is_scored_by_compile_check(rfai, tmp_pat
     assert "prompts.jsonl:2" in result.stderr  # the malformed line is reported
     (row,) = rows_of(tmp_path / "datasets" / "validation.jsonl")
     assert row["split"] == "validation" and row["tests"] is None
-    assert row["score_sources"]["student"]["correctness"] == "fallback"
-    assert row["test_results"]["student"]["notes"][0] == "correctness is a syntax/compile check only (no tests, no judge)"
+    assert row["score_sources"]["student"]["correctness"] == "measured"
+    assert row["student_score"] <= 0.5  # random tiny-model text: at most the measured cap
+    assert row["test_results"]["student"]["notes"][0].startswith("no tests, no judge")
 
 
 def test_missing_teacher_key_fails_before_any_work(rfai, tmp_path, tiny_model_dir):

@@ -144,12 +144,19 @@ def test_fill_record_fields_and_no_teacher(scorer):
     assert set(record["student_breakdown"]) == set(record["score_sources"]["student"]) == set(record["scoring_breakdown"])
 
 
-def test_without_tests_correctness_is_a_marked_syntax_check(scorer):
-    result = scorer.score(ScoreItem({"prompt": "p", "language": "python"}, ["def f(:\n", GOOD]))
-    broken, fine = result.students
-    assert broken.breakdown["correctness"] == 0.0 and fine.breakdown["correctness"] == 1.0
-    assert fine.sources["correctness"] == "fallback"
-    assert "syntax/compile check only" in fine.tests["notes"][0]
+def test_without_tests_correctness_is_measured_marked_and_capped(scorer):
+    stub = 'def add(a, b):\n    """Add."""\n    raise NotImplementedError\n'
+    crashes = GOOD + "raise SystemExit(add(1, 2))\n"
+    answers = ["def f(:\n", "", stub, 'print("ok")\n', crashes, GOOD]
+    result = scorer.score(ScoreItem({"prompt": "p", "language": "python", "entry_point": "add"}, answers))
+    broken, empty, stubbed, prose, crashing, fine = result.students
+    assert {s.sources["correctness"] for s in result.students} == {"measured"}
+    assert broken.score == empty.score == crashing.score == 0.0  # does not parse / nothing / does not run to its end
+    assert stubbed.breakdown["correctness"] == prose.breakdown["correctness"] == 0.2  # builds, defines nothing real
+    assert fine.breakdown["correctness"] == 0.5 and fine.score == 0.5  # the cap: all criteria scaled by 0.5
+    assert "capped at 0.5" in fine.tests["notes"][0]
+    other_name = scorer.score(ScoreItem({"prompt": "p", "language": "python", "entry_point": "plus"}, [GOOD]))
+    assert other_name.students[0].breakdown["correctness"] == 0.2  # the entry point is not defined
 
 
 # --- the judge ----------------------------------------------------------------------------
@@ -186,7 +193,8 @@ def test_judge_gives_correctness_without_tests_and_falls_back_when_it_cannot():
         result = scorer.score(ScoreItem({"prompt": "p", "language": "python"}, [GOOD, GOOD + "# UNJUDGEABLE\n"]))
     judged, unjudged = result.students
     assert judged.breakdown["correctness"] == 0.4 and judged.sources["correctness"] == "judge"
-    assert unjudged.breakdown["correctness"] == 1.0 and unjudged.sources["correctness"] == "fallback"
+    assert judged.breakdown["documentation"] == 0.4 and judged.score == 0.4  # gated by the judged correctness
+    assert unjudged.breakdown["correctness"] == 0.5 and unjudged.sources["correctness"] == "measured"
     assert unjudged.sources["code_quality"] == "static"
     assert any("no parseable rating" in note for note in unjudged.tests["notes"])
 
@@ -206,6 +214,9 @@ def test_cpp_cases_count_separately_and_warnings_cost_quality(scorer):
     clean, noisy, broken = result.students
     assert clean.tests["passed"] == 2 and clean.tests["total"] == 3
     assert "add(2, 2) == 5" in clean.tests["reason"]
+    assert clean.breakdown["code_quality"] == 0.0  # a failing case: correctness only
+    passing = [CPP_TESTS[0], CPP_TESTS[2]]
+    clean, noisy = scorer.score(ScoreItem({"prompt": "p", "language": "c++", "tests": passing}, [CPP, warned])).students
     assert clean.breakdown["code_quality"] == 1.0 and noisy.breakdown["code_quality"] == 0.9
     assert broken.breakdown["correctness"] == 0.0 and "does not compile" in broken.tests["reason"]
 
@@ -218,7 +229,8 @@ def test_rust_cases_and_test_functions(scorer):
     wrapped, declared = (r.students[0] for r in result)
     assert (wrapped.tests["passed"], wrapped.tests["total"]) == (2, 3)
     assert (declared.tests["passed"], declared.tests["total"]) == (1, 2)
-    assert wrapped.breakdown["documentation"] == 1.0
+    passing = scorer.score(ScoreItem({"prompt": "p", "language": "rust", "tests": RUST_TESTS[::2]}, [RUST]))
+    assert passing.students[0].breakdown["documentation"] == 1.0
 
 
 class NoCompilers(Toolchains):
@@ -232,5 +244,6 @@ def test_missing_compiler_is_said_not_scored_silently():
     with Scorer(ScoringSettings(workers=2), tools=NoCompilers()) as scorer:
         result = scorer.score(ScoreItem({"prompt": "p", "language": "cpp", "tests": CPP_TESTS}, [CPP]))
     student = result.students[0]
-    assert student.sources["correctness"] == "fallback" and student.sources["code_quality"] == "fallback"
+    assert student.sources["correctness"] == "unassessed" and student.sources["code_quality"] == "unassessed"
+    assert student.score == 0.0  # nobody could check it: never a high score
     assert student.tests["reason"] == "g++ is not installed: tests not run"

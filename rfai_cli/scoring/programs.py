@@ -86,8 +86,18 @@ def run_tests(sandbox: Sandbox, tools: Toolchains, language: str, code: str, cas
     return _compiled_tests(sandbox, language, compiler, build(code, cases), limits, compile_limits)
 
 
-def compile_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, limits: Limits) -> TestOutcome:
-    """Compile only (no tests): does it build, and how many warnings. total is 0."""
+def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, limits: Limits,
+                compile_limits: Limits) -> TestOutcome:
+    """For a task without tests: does the program build (c++/rust: compile, counting warnings;
+    python: load and run as a module to its end). `compiled` says whether it did; total is 0."""
+    if language == "python":
+        nonce = secrets.token_hex(8)
+        with sandbox.directory() as box:
+            run = sandbox.run(box, limits, python=_python_source(nonce, code, [], None))
+            report = read_bounded(box / RESULTS)
+        loaded = run.ok and f"{nonce} load ok" in report.splitlines()
+        outcome = _outcome(report, nonce, 0, run)
+        return TestOutcome(0, 0, outcome.cpu, outcome.reason, compiled=loaded)
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, 0, reason=f"{name} is not installed: not compiled", compiled=False, missing=name)
@@ -100,7 +110,7 @@ def compile_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str,
                 "-o", "out.rmeta", source]
     with sandbox.directory() as box:
         (box / source).write_text(code)
-        run = sandbox.run(box, limits, argv=argv, tool=True)
+        run = sandbox.run(box, compile_limits, argv=argv, tool=True)
     warnings = _count_warnings(language, run.stderr, 1, code.count("\n") + 1)
     if not run.ok:
         return TestOutcome(0, 0, reason=_compile_error(language, run), warnings=warnings, compiled=False)
@@ -124,6 +134,7 @@ def run():
     except BaseException as exc:
         RESULTS.write(NONCE + " load fail " + why(exc) + "\\n")
         return
+    RESULTS.write(NONCE + " load ok\\n")
     for index, case in enumerate(CASES):
         before = namespace.get("check")
         try:
@@ -144,11 +155,14 @@ run()
 
 def _python_tests(sandbox: Sandbox, code: str, cases: list[str], entry_point: str | None, limits: Limits) -> TestOutcome:
     nonce = secrets.token_hex(8)
-    source = _PYTHON_HARNESS.format(nonce=nonce, code=code, cases=cases, entry=entry_point, results=RESULTS)
     with sandbox.directory() as box:
-        run = sandbox.run(box, limits, python=source)
+        run = sandbox.run(box, limits, python=_python_source(nonce, code, cases, entry_point))
         report = read_bounded(box / RESULTS)
     return _outcome(report, nonce, len(cases), run)
+
+
+def _python_source(nonce: str, code: str, cases: list[str], entry_point: str | None) -> str:
+    return _PYTHON_HARNESS.format(nonce=nonce, code=code, cases=cases, entry=entry_point, results=RESULTS)
 
 
 def _outcome(report: str, nonce: str, total: int, run: RunResult, warnings: int | None = None) -> TestOutcome:

@@ -1,14 +1,41 @@
-"""The rubric's arithmetic: weighted score, reward, and the bucketed timing efficiency."""
+"""The rubric's arithmetic: the correctness gate, weighted score, reward, and the bucketed timing efficiency.
+
+How a program's correctness is known, and how much the other criteria may then count (the gate):
+
+| correctness source | correctness | gate on quality, efficiency, documentation |
+|---|---|---|
+| tests        | passed / total                                  | 1 when every test passes, else 0 |
+| judge        | the judge's rating (0 if the code does not build) | the correctness itself |
+| measured     | at most MEASURED_CAP: builds/runs, defines the entry point (or some non-stub callable) | the correctness itself |
+| unassessed   | 0 (no runner or compiler for the tests, nothing else to go on) | 0 |
+
+So code that fails a test earns correctness only, and is never worth more than code passing one
+more test; code nobody could test scores at most MEASURED_CAP.
+"""
 
 from __future__ import annotations
 
 from typing import Mapping
 
 CRITERIA = ("correctness", "code_quality", "efficiency", "documentation")
+GATED = ("code_quality", "efficiency", "documentation")  # worth something only for code that works
+CORRECTNESS_SOURCES = ("tests", "judge", "measured", "unassessed")
+MEASURED_CAP = 0.5
+MEASURED_BUILDS = 0.2  # python: parses and runs to its end as a module; c++/rust: compiles
+MEASURED_DEFINES = MEASURED_CAP - MEASURED_BUILDS  # ...and defines the entry point (or a non-stub callable)
 # Below this many CPU seconds, run times are timer noise: both count as equally fast.
 TIMING_NOISE_S = 0.05
 # (largest student/teacher CPU-time ratio, efficiency) in order; slower than the last is 0.25.
 TIMING_BUCKETS = ((1.5, 1.0), (3.0, 0.75), (10.0, 0.5))
+
+
+def correctness_gate(correctness: float, source: str, all_tests_passed: bool) -> float:
+    """The factor on the gated criteria (see the table above)."""
+    if source == "tests":
+        return 1.0 if all_tests_passed else 0.0
+    if source == "unassessed":
+        return 0.0
+    return correctness
 
 
 def weighted_score(breakdown: Mapping[str, float], weights: Mapping[str, float]) -> float:

@@ -23,8 +23,9 @@ from ..config import ScoringSettings
 from ..records import normalize_language
 from .extract import extract_code
 from .judge import Judge, JudgeVerdict
-from .programs import LANGUAGES, TestOutcome, Toolchains, compile_check, run_tests
-from .rubric import CRITERIA, blend, compute_reward, timing_efficiency, weighted_score
+from .programs import LANGUAGES, TestOutcome, Toolchains, build_check, run_tests
+from .rubric import (CRITERIA, GATED, MEASURED_BUILDS, MEASURED_CAP, MEASURED_DEFINES, blend, compute_reward,
+                     correctness_gate, timing_efficiency, weighted_score)
 from .sandbox import Limits, Sandbox
 from .static import WARNING_PENALTY, StaticReport, analyze, clamp
 
@@ -105,8 +106,9 @@ class _Evaluation:
 
     static: StaticReport
     tests: TestOutcome | None  # None when the task has no tests
-    build: TestOutcome | None  # compile-only check (c++/rust without tests)
+    build: TestOutcome | None  # without tests: compiled (c++/rust) or loaded and run (python)
     verdict: JudgeVerdict | None
+    entry_point: str | None = None
 
 
 class Scorer:
@@ -165,21 +167,27 @@ class Scorer:
         language = item.language
         static = analyze(code, language)
         tests = build = None
+        if not code.strip():  # nothing to run or judge
+            if cases:
+                tests = TestOutcome(0, len(cases), reason="empty answer")
+            else:
+                build = TestOutcome(0, 0, reason="empty answer", compiled=False)
+            return _Evaluation(static, tests, build, None, item.row.get("entry_point"))
         if cases:
             if language in LANGUAGES:
                 tests = run_tests(self.sandbox, self.tools, language, code, cases, item.row.get("entry_point"),
                                   self.limits, self.compile_limits)
             else:
                 tests = TestOutcome(0, len(cases), reason=f"no test runner for {language}", missing=language)
-        elif language in ("cpp", "rust"):
-            build = compile_check(self.sandbox, self.tools, language, code, self.compile_limits)
+        elif language in LANGUAGES:
+            build = build_check(self.sandbox, self.tools, language, code, self.limits, self.compile_limits)
         verdict = None
         if self.judge is not None:
             try:
                 verdict = self.judge.judge(str(item.row.get("prompt", "")), code, language)
             except Exception as exc:  # a judge bug must not lose the measured scores
                 verdict = JudgeVerdict.unavailable(f"judge failed: {type(exc).__name__}: {exc}")
-        return _Evaluation(static, tests, build, verdict)
+        return _Evaluation(static, tests, build, verdict, entry_point=item.row.get("entry_point"))
 
     def _assemble(self, students: list[Future], teacher: Future | None) -> ScoreResult:
         teacher_eval = teacher.result() if teacher is not None else None
@@ -198,16 +206,10 @@ class Scorer:
         if ev.verdict and ev.verdict.fallback:
             notes.append(f"judge: {ev.verdict.fallback}")
 
-        # correctness: tests when the task has them (and they could run), else the judge, else a syntax check
         outcome = ev.tests or ev.build
-        if ev.tests is not None and ev.tests.missing is None:
-            values["correctness"], sources["correctness"] = ev.tests.passed / ev.tests.total, "tests"
-        elif judged("correctness") is not None:
-            values["correctness"], sources["correctness"] = judged("correctness"), "judge"
-        else:
-            values["correctness"], sources["correctness"] = self._syntax_check(ev), "fallback"
-            if ev.tests is None:
-                notes.insert(0, "correctness is a syntax/compile check only (no tests, no judge)")
+        values["correctness"], sources["correctness"], why = self._correctness(ev, judged)
+        if why:
+            notes.insert(0, why)
         if ev.tests is not None:
             tests.update(passed=ev.tests.passed, total=ev.tests.total)
             if ev.tests.cpu is not None:
@@ -222,18 +224,26 @@ class Scorer:
         values["code_quality"] = blend(quality, judged("code_quality"), self.settings.judge_weight)
         sources["code_quality"] = quality_source + ("+judge" if judged("code_quality") is not None else "")
 
-        # efficiency: run time against the teacher's on the same tests when both pass, else static
+        # efficiency: run time against the reference's on the same tests when both pass them all,
+        # else the static estimate (which the gate zeroes for code that fails a test)
         if ev.tests is not None and reference is not None and reference.tests is not None \
                 and ev.tests.all_passed and reference.tests.all_passed \
                 and ev.tests.cpu is not None and reference.tests.cpu is not None:
             values["efficiency"], sources["efficiency"] = timing_efficiency(ev.tests.cpu, reference.tests.cpu), "tests"
         else:
-            built = outcome is None or outcome.compiled
-            values["efficiency"], sources["efficiency"] = (ev.static.efficiency if built else 0.0), "static"
+            values["efficiency"], sources["efficiency"] = ev.static.efficiency, "static"
 
         values["documentation"] = blend(ev.static.documentation, judged("documentation"), self.settings.judge_weight)
         sources["documentation"] = "static" + ("+judge" if judged("documentation") is not None else "")
 
+        all_passed = ev.tests is not None and ev.tests.all_passed
+        gate = correctness_gate(values["correctness"], sources["correctness"], all_passed)
+        if gate < 1:
+            notes.append(f"quality, efficiency and documentation scaled by {gate:.2f}: "
+                         + ("code that fails a test earns correctness only" if sources["correctness"] == "tests"
+                            else f"correctness is {sources['correctness']}"))
+        for name in GATED:
+            values[name] *= gate
         breakdown = {name: round(clamp(values[name]), 4) for name in CRITERIA}
         if notes:
             tests["notes"] = notes[:MAX_NOTES]
@@ -241,12 +251,23 @@ class Scorer:
                          {name: sources[name] for name in CRITERIA}, tests)
 
     @staticmethod
-    def _syntax_check(ev: _Evaluation) -> float:
-        if ev.build is not None:
-            return 1.0 if ev.build.compiled else 0.0
-        if ev.static.quality is None:  # a language we can neither run nor compile
-            return 0.0
-        return 1.0 if ev.static.parses else 0.0
+    def _correctness(ev: _Evaluation, judged) -> tuple[float, str, str | None]:
+        """(value, source, a note saying why when it is not from tests)."""
+        if ev.tests is not None and ev.tests.missing is None:
+            return ev.tests.passed / ev.tests.total, "tests", None
+        build = ev.build
+        builds = ev.static.parses and (build is None or build.compiled) and (build is None or build.missing is None)
+        if judged("correctness") is not None:
+            return (judged("correctness") if builds else 0.0), "judge", None if builds else "does not build: judge ignored"
+        if ev.tests is not None or (build is not None and build.missing is not None):
+            return 0.0, "unassessed", "correctness unassessed: " + (ev.tests or build).reason
+        if not builds:
+            return 0.0, "measured", "no tests, no judge: does not build"
+        defines = ev.entry_point in ev.static.implemented if ev.entry_point else bool(ev.static.implemented)
+        why = ("no tests, no judge: correctness measured (builds"
+               + (", defines " + (f"'{ev.entry_point}'" if ev.entry_point else "a callable") if defines else "")
+               + f"), capped at {MEASURED_CAP}")
+        return MEASURED_BUILDS + (MEASURED_DEFINES if defines else 0.0), "measured", why
 
     @staticmethod
     def _quality(ev: _Evaluation) -> tuple[float, str]:
@@ -254,7 +275,7 @@ class Scorer:
             return ev.static.quality, "static"
         build = ev.tests or ev.build
         if build is None or build.missing is not None:
-            return 0.0, "fallback"  # no compiler to ask
+            return 0.0, "unassessed"  # no compiler to ask
         if not build.compiled:
             return 0.0, "static"
         return clamp(1.0 - WARNING_PENALTY * (build.warnings or 0)), "static"

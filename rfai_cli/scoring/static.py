@@ -28,6 +28,10 @@ class StaticReport:
     documentation: float
     efficiency: float
     notes: list[str] = field(default_factory=list)
+    # Top-level functions and classes whose body does something (not only pass/.../a docstring/
+    # `raise NotImplementedError`); for brace languages every function found, main excepted.
+    implemented: frozenset[str] = frozenset()
+    defined: frozenset[str] = frozenset()  # every top-level function and class, stubs included
 
 
 def clamp(value: float) -> float:
@@ -75,7 +79,32 @@ def analyze_python(code: str) -> StaticReport:
                 notes.append(f"function '{node.name}' has complexity {complexity}")
     documentation = python_documentation(tree, code)
     efficiency = loop_depth_efficiency(python_loop_depth(tree))
-    return StaticReport(True, clamp(quality), documentation, efficiency, notes)
+    definitions = {node.name: node for node in tree.body
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    implemented = frozenset(name for name, node in definitions.items() if not is_stub(node))
+    return StaticReport(True, clamp(quality), documentation, efficiency, notes, implemented, frozenset(definitions))
+
+
+def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    """A definition that does nothing: its body is only docstrings, `pass`, `...`, a bare or
+    `None` return, or `raise NotImplementedError`."""
+    def empty(statement: ast.stmt) -> bool:
+        if isinstance(statement, ast.Pass):
+            return True
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            return True  # a docstring or a bare `...`
+        if isinstance(statement, ast.Return):
+            return statement.value is None or (isinstance(statement.value, ast.Constant) and statement.value.value is None)
+        if isinstance(statement, ast.Raise) and statement.exc is not None:
+            raised = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+            return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+        return False
+
+    if isinstance(node, ast.ClassDef):
+        methods = [s for s in node.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        others = [s for s in node.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        return all(empty(s) for s in others) and all(is_stub(m) for m in methods)
+    return all(empty(statement) for statement in node.body)
 
 
 def undefined_names(tree: ast.AST) -> set[str]:
@@ -161,7 +190,16 @@ _LOOP_TOKENS = re.compile(r"\b(for|while|loop)\b|[{}]")
 
 
 def analyze_braces(code: str, language: str) -> StaticReport:
-    return StaticReport(True, None, brace_documentation(code, language), loop_depth_efficiency(brace_loop_depth(code)))
+    names = frozenset(brace_function_names(code, language))
+    return StaticReport(True, None, brace_documentation(code, language), loop_depth_efficiency(brace_loop_depth(code)),
+                        implemented=names, defined=names)
+
+
+def brace_function_names(code: str, language: str) -> list[str]:
+    """Functions defined in C++/Rust source (main and keywords excepted), found by the same pattern
+    as the documentation check."""
+    pattern = _FUNCTION.get(language, _FUNCTION["cpp"])
+    return [match["name"] for match in pattern.finditer(code) if match["name"] not in _NOT_FUNCTIONS]
 
 
 def brace_documentation(code: str, language: str) -> float:
