@@ -84,15 +84,24 @@ def run_collect(
     samples: int,
     prompts_per_batch: int,
     on_batch: Callable[[BatchReport], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> CollectSummary:
-    """Generate, score and append rows for every task of `work`; returns what was written."""
+    """Generate, score and append rows for every task of `work`; returns what was written.
+
+    `on_notice` gets one-line warnings: a weak teacher, a reference solution failing its own tests."""
     from .engine.generation import SamplingSettings, chat_prompt, generate_samples
     from .engine.loading import load_model
     from .scoring import Scorer
     from .teachers import build_teacher
+    from .teachers.build import weak_teacher_notice
 
+    notice = on_notice or (lambda _message: None)
     student = load_model(config.model.base_model, config.model.adapter_path)
     teacher = build_teacher(config, student)  # a missing API key fails here, before any generation
+    weak = weak_teacher_notice(teacher, [task for task, _ in work.todo])
+    if weak:
+        notice(weak)
+    failing_references: set[str] = set()
     sampling = SamplingSettings.from_config(config.training)
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
@@ -110,11 +119,13 @@ def run_collect(
             rows = future.result()
             writer.write_many(rows)
             summary.rows_written += len(rows)
+            for message in failing_reference_notices(rows, failing_references):
+                notice(message)
             if on_batch:
                 on_batch(BatchReport(n_tasks, rows))
 
         for batch in batches(work.todo, prompts_per_batch):
-            references = teacher.references([(task.prompt, task.language) for task, _ in batch])
+            references = teacher.references([(task.prompt, task.language, task.canonical_solution) for task, _ in batch])
             prompts, counts = [], []
             for task, indices in batch:
                 prompts.append(chat_prompt(student.tokenizer, task.prompt, task.language))
@@ -151,11 +162,27 @@ def score_batch(scorer, batch: Sequence[tuple[PromptTask, list[int]]], answers: 
             )
             fill_record(record, result, position)
             record.update(provenance, task_id=task.task_id, sample_index=index, tests=task.tests or None,
-                          entry_point=task.entry_point)
+                          entry_point=task.entry_point, teacher_model=ref.model or provenance["teacher_model"])
             if ref.error:
                 record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
             rows.append(record)
     return rows
+
+
+def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[str]:
+    """One warning per task whose own reference solution fails its tests (each task once: `reported`)."""
+    from .teachers.teacher import KNOWN_SOLUTION
+
+    messages = []
+    for row in rows:
+        results = (row.get("test_results") or {}).get("teacher") or {}
+        if row.get("teacher_model") != KNOWN_SOLUTION or row["task_id"] in reported:
+            continue
+        if results.get("passed", 0) < results.get("total", 0):
+            reported.add(row["task_id"])
+            messages.append(f"task {row['task_id']}: its reference solution passes {results['passed']} of "
+                            f"{results['total']} of its own tests ({results.get('reason', 'no reason given')})")
+    return messages
 
 
 def task_row(task: PromptTask) -> dict:

@@ -29,7 +29,9 @@ class ModelSettings(_Section):
 
 
 class TeacherSettings(_Section):
-    provider: Literal["mlx", "openai", "anthropic"] = "mlx"
+    # auto: a task's own reference solution when it has one, else the local mlx model;
+    # reference: only tasks' reference solutions (no model at all).
+    provider: Literal["auto", "reference", "mlx", "openai", "anthropic"] = "auto"
     model_name: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None

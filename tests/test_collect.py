@@ -137,8 +137,11 @@ def test_embedded_model_end_to_end_then_stats(rfai, tmp_path):
     rows = rows_of(tmp_path / "datasets" / "train.jsonl")
     assert len(rows) == 4
     assert {row["student_model"] for row in rows} == {MODEL_NAME}
-    # A real model writes real code: at least one answer parses and gets some credit.
-    assert any(row["student_score"] > 0 for row in rows)
+    # The built-in tasks carry reference solutions: they teach (teacher.provider auto), and pass every test.
+    assert {row["teacher_model"] for row in rows} == {"reference"}
+    assert all(row["teacher_score"] == 1.0 for row in rows)
+    assert all(row["reward"] == row["student_score"] for row in rows)  # a perfect teacher: reward = score
+    assert "embedded" not in result.stderr  # no model wrote a reference, so no weak-teacher warning
     stats = rfai("stats", "datasets/train.jsonl", "--json")
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
@@ -158,3 +161,21 @@ def test_local_teacher_judges_from_scoring_threads_while_the_student_generates(r
     notes = [note for row in rows for note in row["test_results"]["student"].get("notes", []) if note.startswith("judge")]
     assert len(notes) == len(rows)
     assert all("unparsable judge answer" in note for note in notes), notes
+
+
+def test_reference_solutions_teach_and_a_failing_one_is_reported_once(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"task_id": "good", "prompt": "Add.", "tests": ["assert add(1, 2) == 3"], "solution": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n    return a + b\n"},
+            {"task_id": "bad", "prompt": "Add!", "tests": ["assert add(1, 2) == 3"], "solution": "def add(a, b):\n    return a - b\n"},
+            {"task_id": "none", "prompt": "Mul.", "tests": ["assert mul(2, 2) == 4"]}]
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = rfai("collect", "--prompts", prompts, "--samples", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("task bad: its reference solution passes 0 of 1 of its own tests") == 1
+    assert "task good" not in result.stderr
+    written = rows_of(tmp_path / "datasets" / "train.jsonl")
+    by_task = {row["task_id"]: row for row in written}
+    assert by_task["good"]["teacher_model"] == by_task["bad"]["teacher_model"] == "reference"
+    assert by_task["good"]["teacher_score"] == 1.0 and by_task["bad"]["teacher_score"] == 0.0
+    assert by_task["none"]["teacher_model"] == str(tiny_model_dir)  # no solution: the model teaches

@@ -67,7 +67,8 @@ def collect(
     if work.todo:
         with _progress(len(work.todo)) as on_batch:
             summary = run_collect(
-                config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch
+                config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch,
+                on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
             )
     else:
         summary = CollectSummary(work.output, len(tasks), work.already_done)

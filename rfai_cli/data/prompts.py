@@ -47,7 +47,9 @@ BUILTIN = "builtin"
 HUMANEVAL = "humaneval"
 DEFAULT_LANGUAGE = "python"
 # Row fields that PromptTask holds as attributes; every other field is kept in `extras`.
-_TASK_FIELDS = ("prompt", "language", "tests", "entry_point", "task_id", "canonical_solution", "split")
+# A known-good answer may come under any of these names (HumanEval's, and the usual others).
+SOLUTION_FIELDS = ("canonical_solution", "solution", "reference")
+_TASK_FIELDS = ("prompt", "language", "tests", "entry_point", "task_id", "split", *SOLUTION_FIELDS)
 
 
 @dataclass
@@ -60,7 +62,7 @@ class PromptTask:
     tests: list[str] = field(default_factory=list)
     entry_point: str | None = None
     split: str | None = None  # the split the task belongs to, when its source says
-    canonical_solution: str | None = None  # a known-good answer (built-in tasks, HumanEval)
+    canonical_solution: str | None = None  # a known-good answer (built-in tasks, HumanEval, SOLUTION_FIELDS)
     extras: dict = field(default_factory=dict)  # the source row's other fields, untouched
 
 
@@ -153,8 +155,9 @@ def _row_problem(row: dict) -> str | None:
     tests = row.get("tests")
     if isinstance(tests, list) and not all(isinstance(case, str) for case in tests):
         return "field 'tests' should be a string or a list of strings"
-    if row.get("canonical_solution") is not None and not isinstance(row["canonical_solution"], str):
-        return "field 'canonical_solution' should be a string"
+    for name in SOLUTION_FIELDS:
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return f"field '{name}' should be a string"
     if row.get("split") is not None and row["split"] not in SPLITS:
         return f"unknown split '{row['split']}' (expected one of {', '.join(SPLITS)})"
     return None
@@ -185,6 +188,6 @@ def _task(row: dict, split: str | None) -> PromptTask:
         tests=[tests] if isinstance(tests, str) else list(tests or []),
         entry_point=row.get("entry_point"),
         split=split,
-        canonical_solution=row.get("canonical_solution"),
+        canonical_solution=next((row[name] for name in SOLUTION_FIELDS if (row.get(name) or "").strip()), None),
         extras={key: value for key, value in row.items() if key not in _TASK_FIELDS},
     )

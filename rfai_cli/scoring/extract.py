@@ -18,6 +18,7 @@ _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\s`]*)")
 class Block:
     language: str | None
     code: str
+    closed: bool = True  # False: the text ended inside the block
 
 
 def fenced_blocks(text: str) -> list[Block]:
@@ -37,8 +38,9 @@ def fenced_blocks(text: str) -> list[Block]:
         while i < len(lines) and not closing.match(lines[i].rstrip("\r\n")):
             body.append(lines[i])
             i += 1
+        closed = i < len(lines)
         i += 1  # past the closing fence (or the end)
-        blocks.append(Block(normalize_language(opening["info"]) or None, "".join(body)))
+        blocks.append(Block(normalize_language(opening["info"]) or None, "".join(body), closed))
     return blocks
 
 

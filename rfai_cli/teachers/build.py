@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
 from ..config import Config, TeacherSettings
@@ -13,7 +13,7 @@ from .base import Backend, Sampling
 from .cache import AnswerCache, default_cache_dir
 from .errors import TeacherError
 from .http import RetryPolicy
-from .teacher import Teacher
+from .teacher import KNOWN_SOLUTION, Teacher
 
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 
@@ -25,6 +25,9 @@ def build_teacher(config: Config, student: Any = None) -> Teacher:
     its weights, with adapters off, instead of loading a second copy.
     """
     settings = config.teacher
+    if settings.provider == KNOWN_SOLUTION and settings.judge:
+        raise ConfigError("teacher.judge: needs a model teacher, and teacher.provider 'reference' has none "
+                          "(set teacher.provider to auto, mlx, openai or anthropic)")
     backend, model = _backend(config, student)
     return Teacher(
         backend=backend,
@@ -33,12 +36,31 @@ def build_teacher(config: Config, student: Any = None) -> Teacher:
         cache=AnswerCache(settings.cache_dir or default_cache_dir()),
         sampling=Sampling(max_tokens=settings.max_tokens, temperature=settings.temperature),
         judge_enabled=settings.judge,
+        use_known_solutions=settings.provider in ("auto", KNOWN_SOLUTION),
     )
 
 
-def _backend(config: Config, student: Any) -> tuple[Backend, str]:
+def weak_teacher_notice(teacher: Teacher, tasks: Sequence[Any]) -> str | None:
+    """A one-line warning when the embedded 135M model will write references for some of `tasks`
+    (objects with `canonical_solution`): its answers rarely pass tests."""
+    from ..engine.embedded import MODEL_NAME
+
+    if teacher.model != MODEL_NAME:
+        return None
+    asked = sum(1 for task in tasks if not (teacher.use_known_solutions and task.canonical_solution))
+    if not asked:
+        return None
+    return (f"the teacher is the embedded {MODEL_NAME}: its reference solutions are weak ({asked} of {len(tasks)} "
+            "prompts have no reference solution of their own). For a capable teacher set teacher.provider to "
+            "openai (any OpenAI-compatible server, e.g. mlx_lm.server) or anthropic with teacher.model_name, "
+            "or give the prompts a 'canonical_solution'")
+
+
+def _backend(config: Config, student: Any) -> tuple[Backend | None, str]:
     settings = config.teacher
-    if settings.provider == "mlx":
+    if settings.provider == KNOWN_SOLUTION:
+        return None, KNOWN_SOLUTION
+    if settings.provider in ("auto", "mlx"):
         from .mlx_local import MlxBackend
 
         backend = MlxBackend.from_config(config, student)

@@ -15,11 +15,13 @@ from typing import Callable, Sequence
 from ..scoring.judge import JudgeVerdict
 from .base import Backend, Chat, Sampling
 from .cache import AnswerCache, cache_key
+from .degenerate import degenerate_reason
 from .errors import TeacherError
 from .prompts import VerdictError, judge_chat, parse_verdict, reference_chat, repair_chat
 
 # Where an answer came from (judge verdicts use the words of the record's `score_sources`).
 REFERENCE = "teacher"
+KNOWN_SOLUTION = "reference"  # the task's own reference solution; also the rows' teacher_model then
 JUDGE = "judge"
 CACHE = "cache"
 FALLBACK = "fallback"
@@ -32,8 +34,9 @@ class TeacherAnswer:
 
     text: str
     code: str
-    source: str  # "teacher", "cache" or "fallback" (then `error` says why and `code` is empty)
+    source: str  # "reference", "teacher", "cache" or "fallback" (then `error` says why and `code` is empty)
     error: str | None = None
+    model: str = ""  # who answered: the teacher's model, or "reference" for a task's own solution
 
     @property
     def ok(self) -> bool:
@@ -62,14 +65,18 @@ class _Reply:
     error: str | None = None
 
 
+NO_MODEL = "the task has no reference solution and teacher.provider is 'reference' (no model to ask)"
+
+
 @dataclass
 class Teacher:
-    backend: Backend
+    backend: Backend | None  # None: teacher.provider reference, only tasks' own solutions
     model: str  # recorded as the rows' `teacher_model`
     extract_code: Callable[[str, str], str]  # (answer text, language) -> code
     cache: AnswerCache | None = None
     sampling: Sampling = field(default_factory=Sampling)
     judge_enabled: bool = True  # teacher.judge: callers pass the teacher to the Scorer as its judge only when set
+    use_known_solutions: bool = False  # teacher.provider auto/reference: a task's own solution comes first
 
     @property
     def judge_sampling(self) -> Sampling:
@@ -77,20 +84,33 @@ class Teacher:
         return replace(self.sampling, max_tokens=min(self.sampling.max_tokens, JUDGE_MAX_TOKENS))
 
     # --- references -------------------------------------------------------------------------
-    def reference(self, prompt: str, language: str) -> TeacherAnswer:
-        return self.references([(prompt, language)])[0]
+    def reference(self, prompt: str, language: str, solution: str | None = None) -> TeacherAnswer:
+        return self.references([(prompt, language, solution)])[0]
 
-    def references(self, tasks: Sequence[tuple[str, str]]) -> list[TeacherAnswer]:
-        """One reference solution per (prompt, language); failures are answers with `error` set."""
-        replies = self._complete([reference_chat(prompt, language) for prompt, language in tasks], self.sampling)
-        answers = []
-        for (_, language), reply in zip(tasks, replies):
-            if reply.error is not None:
-                answers.append(TeacherAnswer(text="", code="", source=FALLBACK, error=reply.error))
+    def references(self, tasks: Sequence[tuple[str, str] | tuple[str, str, str | None]]) -> list[TeacherAnswer]:
+        """One reference solution per (prompt, language[, known solution]); failures, and degenerate
+        answers (a repetition loop, code cut off at max_tokens), are answers with `error` set."""
+        answers: list[TeacherAnswer | None] = [None] * len(tasks)
+        asked: list[int] = []
+        for index, (prompt, language, *known) in enumerate(tasks):
+            solution = known[0] if known else None
+            if self.use_known_solutions and solution and solution.strip():
+                answers[index] = TeacherAnswer(solution, solution, KNOWN_SOLUTION, model=KNOWN_SOLUTION)
             else:
-                source = CACHE if reply.cached else REFERENCE
-                answers.append(TeacherAnswer(reply.text, self.extract_code(reply.text, language), source))
-        return answers
+                asked.append(index)
+        replies = self._complete([reference_chat(tasks[i][0], tasks[i][1]) for i in asked], self.sampling)
+        for index, reply in zip(asked, replies):
+            answers[index] = self._answer(reply, tasks[index][1])
+        return answers  # type: ignore[return-value]
+
+    def _answer(self, reply: _Reply, language: str) -> TeacherAnswer:
+        if reply.error is not None:
+            return TeacherAnswer(text="", code="", source=FALLBACK, error=reply.error, model=self.model)
+        problem = degenerate_reason(reply.text)
+        if problem is not None:  # kept for inspection, never scored as a reference
+            return TeacherAnswer(reply.text, "", FALLBACK, error=f"degenerate answer: {problem}", model=self.model)
+        source = CACHE if reply.cached else REFERENCE
+        return TeacherAnswer(reply.text, self.extract_code(reply.text, language), source, model=self.model)
 
     # --- judging ----------------------------------------------------------------------------
     def judge(self, prompt: str, code: str, language: str) -> TeacherVerdict:
@@ -113,7 +133,9 @@ class Teacher:
 
     # --- the cache in front of the provider -------------------------------------------------
     def _complete(self, chats: list[Chat], sampling: Sampling) -> list[_Reply]:
-        identity = self.backend.identity()
+        if not chats:
+            return []
+        identity = self.backend.identity() if self.backend is not None else {"provider": KNOWN_SOLUTION}
         keys = [cache_key(identity, chat, asdict(sampling)) for chat in chats]
         replies: list[_Reply | None] = [None] * len(chats)
         missing: dict[str, list[int]] = {}  # identical requests in one batch are sent once
@@ -123,7 +145,11 @@ class Teacher:
                 replies[index] = _Reply(text, cached=True)
             else:
                 missing.setdefault(key, []).append(index)
-        if missing:
+        if missing and self.backend is None:
+            for indices in missing.values():
+                for i in indices:
+                    replies[i] = _Reply(None, error=NO_MODEL)
+        elif missing:
             first = [indices[0] for indices in missing.values()]
             answers = self.backend.complete_all([chats[i] for i in first], sampling)
             for (key, indices), answer in zip(missing.items(), answers):
@@ -138,7 +164,8 @@ class Teacher:
         return replies  # type: ignore[return-value]
 
     def close(self) -> None:
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
 
     def __enter__(self) -> "Teacher":
         return self
