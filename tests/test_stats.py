@@ -206,3 +206,59 @@ def test_cli_bad_config_is_exit_two(rfai, tmp_path):
     write_jsonl(tmp_path / "x.jsonl", ['{"reward": 0.5}'])
     (tmp_path / "bad.yaml").write_text("training:\n  top_p: high\n")
     assert "training.top_p" in one_line_error(rfai("stats", "x.jsonl", "--config", "bad.yaml"))
+
+
+def scored_row(i: int, rng: random.Random) -> dict:
+    """A row of task i // 10 with test counts and the student's correctness source."""
+    total = 4
+    passed = rng.choice([0, 2, 4, 4])
+    source = rng.choice(["tests", "tests", "measured", "unassessed"])
+    return seed_row(i, rng, task_id=f"t{i // 10}", sample_index=i % 10,
+                    test_results={"student": {"passed": passed, "total": total}, "teacher": {"passed": 4, "total": 4}},
+                    score_sources={"student": {"correctness": source}, "teacher": {"reference": "fallback: x"}})
+
+
+def unbiased_pass_at(n: int, c: int, k: int) -> float:
+    from math import comb
+
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def test_pass_at_k_and_correctness_sources_on_both_paths(tmp_path):
+    rng = random.Random(3)
+    rows = [scored_row(i, rng) for i in range(300)] + [seed_row(999, rng, task_id="few",
+                                                       test_results={"passed": 1, "total": 1})]
+    clean = compute_stats([write_jsonl(tmp_path / "a.jsonl", rows)], block_bytes=4096, pass_at=(1, 5, 10))
+    mixed = compute_stats([write_jsonl(tmp_path / "b.jsonl", rows[:150] + ["", "{bad"] + rows[150:])],
+                          block_bytes=4096, pass_at=(1, 5, 10))
+    for key in ("pass_at_k", "correctness_sources", "unassessed", "by"):
+        assert mixed[key] == clean[key], key
+    tasks: dict[str, list[int]] = {}
+    for row in rows:
+        counts = row["test_results"].get("student", row["test_results"])
+        n_c = tasks.setdefault(row["task_id"], [0, 0])
+        n_c[0] += 1
+        n_c[1] += counts["passed"] == counts["total"]
+    figures = clean["pass_at_k"]
+    assert figures["tasks"] == 31 and figures["samples"] == 301
+    for k in (1, 5, 10):
+        eligible = [unbiased_pass_at(n, c, k) for n, c in tasks.values() if n >= k]
+        assert figures[str(k)] == pytest.approx(sum(eligible) / len(eligible), abs=1e-6)
+    assert figures["tasks_too_few"] == {"5": 1, "10": 1}  # the task with a single sample
+    sources = [row["score_sources"]["student"]["correctness"] for row in rows[:300]]
+    assert clean["correctness_sources"] == {name: sources.count(name) for name in set(sources)}
+    assert clean["unassessed"] == sources.count("unassessed")
+    assert clean["by"]["language"]["python"]["pass_at_k"]["tasks"] > 0  # per group too
+
+
+def test_cli_pass_at_option_and_unassessed_in_the_table(rfai, tmp_path):
+    rng = random.Random(4)
+    path = write_jsonl(tmp_path / "evaluation.jsonl", [scored_row(i, rng) for i in range(40)])
+    result = rfai("stats", path, "--pass-at", "1,5", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures["pass_at_k"]) >= {"1", "5", "tasks", "samples"}
+    table = rfai("stats", path, "--pass-at", "1,5")
+    assert "pass@1" in table.stdout and "pass@5" in table.stdout and "unassessed" in table.stdout
+    bad = rfai("stats", path, "--pass-at", "0,x")
+    assert bad.returncode == 2 and "--pass-at" in bad.stderr and "Traceback" not in bad.stderr

@@ -21,18 +21,23 @@ def stats(
         Optional[List[str]],
         typer.Option("--by", metavar="FIELD", help="Group by this field (repeatable). Default: language and split.", show_default=False),
     ] = None,
+    pass_at: Annotated[
+        str,
+        typer.Option("--pass-at", metavar="K,K...", help="pass@k over each task's samples (unbiased estimator), e.g. 1,5,10."),
+    ] = "1",
     json_output: JsonOption = False,
     strict: StrictOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Statistics of dataset files: scores, rewards, languages, splits."""
+    """Statistics of dataset files: scores, rewards, languages, splits, test pass rates, pass@k."""
     from ..config import load_config
 
     load_config(config)
     from ..data.stats import DEFAULT_BY, compute_stats
 
+    ks = _parse_ks(pass_at)
     warnings = SkipWarnings()
-    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings)
+    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings, pass_at=ks)
     warnings.finish()
     skipped = result["skipped"]
     if not result["rows"] and skipped["total"]:
@@ -41,6 +46,17 @@ def stats(
         print(json.dumps(result))
         return
     _render(result)
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise typer.BadParameter(f"expected whole numbers of 1 or more separated by commas, got '{text}'",
+                                 param_hint="--pass-at")
+    return ks
 
 
 def _fmt(value: object) -> str:
@@ -104,6 +120,14 @@ def _render(result: dict) -> None:
             f"({_fmt(tests['student_pass_rate'])}), teacher passed {tests['teacher_passed']}/{tests['teacher_total']} "
             f"({_fmt(tests['teacher_pass_rate'])}) over {tests['rows']} rows with test results"
         )
+    passes = result.get("pass_at_k")
+    if passes:
+        figures = ", ".join(f"pass@{k} {_fmt(v)}" for k, v in passes.items() if k.isdigit())
+        console.print(f"{figures} over {passes['tasks']} tasks ({passes['samples']} samples)", highlight=False)
+    sources = result.get("correctness_sources")
+    if sources:
+        counted = ", ".join(f"{n} {name}" for name, n in sources.items())
+        console.print(f"student correctness from: {counted}; {result['unassessed']} unassessed", highlight=False)
     skipped = result["skipped"]
     if skipped["total"]:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped["reasons"].items())

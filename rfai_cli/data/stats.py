@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +44,10 @@ HISTOGRAM_BINS = 10
 MISSING = "(none)"
 DEFAULT_BY = ("language", "split")
 TEST_PARTS = ("student_passed", "student_total", "teacher_passed", "teacher_total")
+TASK = "task_id"  # pass@k is computed over the samples of each task
+CORRECTNESS_SOURCE = "score_sources.student.correctness"  # tests, judge, measured or unassessed
+UNASSESSED = "unassessed"
+DEFAULT_PASS_AT = (1,)
 _SKIP_EXAMPLES = 10
 
 
@@ -175,11 +179,14 @@ _BIN_WIDTHS = [m * 10.0**e for e in range(-1, 16) for m in (1, 2, 2.5, 5)]
 class _Group:
     """Everything counted for one group of rows (or for all of them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pass_at: Sequence[int] = DEFAULT_PASS_AT) -> None:
         self.rows = 0
         self.columns = {name: _Column() for name in SCORE_FIELDS}
         self.test_rows = 0
         self.test_sums = np.zeros(len(TEST_PARTS))
+        self.sources: dict[str, int] = {}  # the student's correctness source -> rows
+        self.tasks: dict[str, list[int]] = {}  # task_id -> [samples with tests, samples passing them all]
+        self.pass_at = pass_at
 
     def add(self, batch: "_Batch", index: np.ndarray | slice) -> None:
         values = {name: column[index] for name, column in batch.values.items()}
@@ -190,11 +197,34 @@ class _Group:
         has = np.isfinite(tests[:, 1])  # rows that say how many student tests there were
         self.test_rows += int(has.sum())
         self.test_sums += np.nansum(tests[has], axis=0)
+        codes, names = batch.labels[CORRECTNESS_SOURCE]
+        for code, count in enumerate(np.bincount(codes[index], minlength=len(names))):
+            if count and names[code] != MISSING:
+                self.sources[names[code]] = self.sources.get(names[code], 0) + int(count)
+        self._add_tasks(batch, index, tests)
+
+    def _add_tasks(self, batch: "_Batch", index: np.ndarray | slice, tests: np.ndarray) -> None:
+        codes, names = batch.labels[TASK]
+        tested = tests[:, 1] > 0  # NaN compares False: rows without test counts are not samples
+        correct = tested & (tests[:, 0] == tests[:, 1])
+        codes = codes[index]
+        samples = np.bincount(codes[tested], minlength=len(names))
+        passing = np.bincount(codes[correct], minlength=len(names))
+        for code in np.flatnonzero(samples):
+            if names[code] != MISSING:
+                counts = self.tasks.setdefault(names[code], [0, 0])
+                counts[0] += int(samples[code])
+                counts[1] += int(passing[code])
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": self.rows}
         for name, column in self.columns.items():
             out[name] = column.summary()
+        if self.sources:
+            out["correctness_sources"] = dict(sorted(self.sources.items()))
+            out["unassessed"] = self.sources.get(UNASSESSED, 0)
+        if self.tasks:
+            out["pass_at_k"] = pass_at_k(self.tasks.values(), self.pass_at)
         if self.test_rows:
             student_passed, student_total, teacher_passed, teacher_total = self.test_sums
             out["tests"] = {
@@ -207,6 +237,27 @@ class _Group:
                 "teacher_pass_rate": _rate(teacher_passed, teacher_total),
             }
         return out
+
+
+def pass_at_k(tasks: Iterable[Sequence[int]], ks: Sequence[int]) -> dict[str, Any]:
+    """The unbiased pass@k of the Codex paper (Chen et al., 2021), averaged over tasks:
+    per task with n samples of which c pass every test, 1 - C(n-c, k) / C(n, k).
+    Tasks with fewer than k samples are left out of pass@k (counted in `tasks_too_few`)."""
+    tasks = [(n, c) for n, c in tasks]
+    out: dict[str, Any] = {"tasks": len(tasks), "samples": sum(n for n, _ in tasks)}
+    for k in ks:
+        estimates = [_pass_at(n, c, k) for n, c in tasks if n >= k]
+        out[str(k)] = _tidy(sum(estimates) / len(estimates)) if estimates else None
+        if len(estimates) < len(tasks):
+            out.setdefault("tasks_too_few", {})[str(k)] = len(tasks) - len(estimates)
+    return out
+
+
+def _pass_at(n: int, c: int, k: int) -> float:
+    if n - c < k:
+        return 1.0
+    # 1 - prod_{i=n-c+1}^{n} (1 - k/i): the ratio of binomials without huge numbers
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 def _rate(passed: float, total: float) -> float | None:
@@ -252,6 +303,7 @@ def _schema(by: Sequence[str]):
     counts = pa.struct([("passed", pa.float64()), ("total", pa.float64())])
     fields = {name: _arrow_type(types) for name, types in FIELD_TYPES.items()}
     fields["test_results"] = pa.struct([("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())])
+    fields["score_sources"] = pa.struct([("student", pa.struct([("correctness", pa.string())]))])
     for name in by:
         fields.setdefault(name, pa.string())
     return pa.schema(list(fields.items()))
@@ -303,12 +355,15 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
             numbers(teacher.field("total")),
         ]
     )
+    columns = {name: table.column(name) for name in (*by, TASK)}
+    columns[CORRECTNESS_SOURCE] = pc.struct_field(table.column("score_sources").combine_chunks(), ["student", "correctness"])
     labels = {}
-    for name in by:
-        column = table.column(name)
+    for name, column in columns.items():
         if not pa.types.is_string(column.type):
             column = pc.cast(column, pa.string())
-        encoded = column.combine_chunks().dictionary_encode()
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        encoded = column.dictionary_encode()
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         names = [_label(name, value, default_split) for value in encoded.dictionary.to_pylist()]
         names.append(_label(name, None, default_split))  # code -1: the field is missing
@@ -360,11 +415,18 @@ def _slow_batch(
     values = {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64) for name in SCORE_FIELDS}
     tests = np.array([_test_counts(row) for row in rows], dtype=np.float64).reshape(len(rows), len(TEST_PARTS))
     labels = {}
-    for name in by:
+    for name in (*by, TASK, CORRECTNESS_SOURCE):
         names: dict[str, int] = {}
-        codes = [names.setdefault(_label(name, row.get(name), default_split), len(names)) for row in rows]
+        read = _correctness_source if name == CORRECTNESS_SOURCE else (lambda row, name=name: row.get(name))
+        codes = [names.setdefault(_label(name, read(row), default_split), len(names)) for row in rows]
         labels[name] = (np.array(codes, dtype=np.int64), list(names))
     return _Batch(values, labels, tests)
+
+
+def _correctness_source(row: dict) -> str | None:
+    student = (row.get("score_sources") or {}).get("student")
+    source = student.get("correctness") if isinstance(student, dict) else None
+    return source if isinstance(source, str) else None
 
 
 def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
@@ -427,6 +489,7 @@ def compute_stats(
     strict: bool = False,
     on_skip: SkipHandler | None = None,
     block_bytes: int = BLOCK_BYTES,
+    pass_at: Sequence[int] = DEFAULT_PASS_AT,
 ) -> dict[str, Any]:
     """Statistics of JSONL dataset files as a plain JSON-ready dict (see README for its keys).
 
@@ -437,8 +500,10 @@ def compute_stats(
     for name in by:
         if dict in FIELD_TYPES.get(name, ()):
             raise InputError(f"cannot group by '{name}': it holds an object")
+    if any(k < 1 for k in pass_at):
+        raise InputError(f"pass@k needs k >= 1, got {min(pass_at)}")
     schema = _schema(by)
-    overall = _Group()
+    overall = _Group(pass_at)
     groups: dict[str, dict[str, _Group]] = {name: {} for name in by}
     skips = _Skips()
     files = []
@@ -466,8 +531,9 @@ def compute_stats(
             if not batch.size:
                 continue
             overall.add(batch, slice(None))
-            for field_name, (codes, names) in batch.labels.items():
-                _add_by_group(groups[field_name], batch, codes, names)
+            for field_name in by:
+                codes, names = batch.labels[field_name]
+                _add_by_group(groups[field_name], batch, codes, names, pass_at)
         files.append({"path": name, "rows": overall.rows - file_rows, "skipped": skips.total - file_skips})
 
     result = {"files": files, **overall.summary()}
@@ -481,7 +547,8 @@ def compute_stats(
     return result
 
 
-def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str]) -> None:
+def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str],
+                  pass_at: Sequence[int]) -> None:
     # One stable sort, then a slice per group: linear in rows however many groups there are.
     order = np.argsort(codes.astype(np.int32), kind="stable")
     sorted_codes = codes[order]
@@ -489,5 +556,5 @@ def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, na
     ends = np.r_[starts[1:], len(order)]
     for start, end in zip(starts, ends):
         label = names[sorted_codes[start]]
-        found.setdefault(label, _Group()).add(batch, order[start:end])
+        found.setdefault(label, _Group(pass_at)).add(batch, order[start:end])
 
