@@ -157,3 +157,17 @@ def test_a_field_mixing_strings_and_lists_leaves_typing_to_the_loader(tmp_path):
     )
     text = write_card(directory).read_text()
     assert "dataset_info" not in text.split("---")[1] or "features" not in text.split("---")[1]
+
+
+def test_card_says_how_correctness_was_known_and_pass_at_1(tmp_path):
+    directory = tmp_path / "ds"
+    directory.mkdir()
+    rng = random.Random(6)
+    sources = ["tests"] * 4 + ["measured"] * 3 + ["unassessed"]
+    rows = [seed_row(i, rng, task_id=f"t{i % 2}", score_sources={"student": {"correctness": source}},
+                     test_results={"student": {"passed": i % 2, "total": 1}}) for i, source in enumerate(sources)]
+    (directory / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    text = write_card(directory).read_text()
+    assert "3 rows had no tests and no judge" in text and "capped at 0.5" in text
+    assert "1 rows could not be assessed" in text
+    assert "pass@1 over 2 tasks (8 samples): 0.5000" in text

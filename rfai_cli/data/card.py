@@ -352,8 +352,27 @@ def _stats_section(stats: dict) -> str:
             _score_table("split", stats["by"]["split"]) + "\n",
             "### By language\n",
             _score_table("language", stats["by"]["language"]) + "\n",
+            _correctness_note(stats),
         ]
     )
+
+
+def _correctness_note(stats: dict) -> str:
+    """How the student's correctness was established, and pass@k, when the rows say."""
+    lines = []
+    passes = stats.get("pass_at_k")
+    if passes and passes.get("1") is not None:
+        lines.append(f"pass@1 over {passes['tasks']} tasks ({passes['samples']} samples): {_fmt(passes['1'])}.")
+    sources = stats.get("correctness_sources") or {}
+    untested = sources.get("measured", 0)
+    if untested:
+        lines.append(f"{untested} rows had no tests and no judge: their correctness is only measured (the code builds, "
+                     "runs and defines the entry point) and their score is capped at 0.5, well below what tested "
+                     "code reaches; rank and filter them with that in mind.")
+    if stats.get("unassessed"):
+        lines.append(f"{stats['unassessed']} rows could not be assessed at all (no runner or compiler for their "
+                     "tests) and score 0.")
+    return ("### Correctness\n\n" + "\n\n".join(lines) + "\n") if lines else ""
 
 
 def _usage_section(target: str, files: dict[str, Path]) -> str:
