@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import traceback
 
 import typer
 
@@ -42,12 +45,39 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    """Console-script entry: user errors become one line on stderr and a non-zero exit, never a
+    traceback (RFAI_DEBUG=1 shows the traceback behind the line)."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a full or closed stdout fails here, inside the handlers below
     except RfaiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(f"error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader (head, jq) has had enough: not an error
+        _silence_stdout()
+        sys.exit(0)
+    except OSError as exc:  # a full disk or device, a vanished directory: the OS's one line
+        where = f"{exc.filename}: " if exc.filename else ("stdout: " if exc.errno in _WRITE_ERRNOS else "")
+        _fail(f"error: {where}{exc.strerror or exc}", 1)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _fail(message: str, code: int) -> None:
+    if os.environ.get("RFAI_DEBUG"):
+        traceback.print_exc()
+    print(message, file=sys.stderr)
+    _silence_stdout()
+    sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's own final flush cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

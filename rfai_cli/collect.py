@@ -10,7 +10,6 @@ continues from the first task that is not complete.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 from .config import Config
 from .data.prompts import PromptTask
 from .errors import InputError
+from .output import write_text
 from .records import JsonlWriter, new_record, read_rows, utc_timestamp
 
 RUN_FILE = "run.json"
@@ -211,11 +211,8 @@ def write_run_metadata(directory: Path, config: Config, **facts) -> Path:
             "cap": config.scoring.reward_cap,
         },
     }
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / RUN_FILE
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(metadata, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text(path, json.dumps(metadata, indent=2) + "\n", make_parents=True)
     return path
 
 

@@ -7,9 +7,10 @@ lines and flush, so an interrupted run never leaves half a row behind.
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import io
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from .errors import InputError
+from .errors import InputError, RfaiError
 
 SCHEMA_VERSION = 1
+MAX_LINE_BYTES = 64 << 20  # longer lines are reported as bad lines, never held in memory whole
+MAX_SKIP_BYTES = 1 << 30  # a line longer than this (an endless stream) stops the read
+TOO_LONG = b"\x00rfai: line too long\n"  # what read_line returns for a line over MAX_LINE_BYTES
 SPLITS = ("train", "validation", "evaluation")
 STDIN = "-"
 
@@ -96,7 +100,10 @@ def utc_timestamp() -> str:
 
 
 def row_problem(row: Any) -> str | None:
-    """Why `row` is not a valid record, or None. Only fields that are present are checked."""
+    """Why `row` is not a valid record, or None. Only fields that are present are checked.
+
+    A number field holding NaN or Infinity (which Python's json reads) is a malformed row for every
+    command alike: no statistic, card or filter could do anything sensible with it."""
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
     for name, types in FIELD_TYPES.items():
@@ -107,6 +114,8 @@ def row_problem(row: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join(dict.fromkeys(_json_type_name(t) for t in types))
             return f"field '{name}' should be {expected}, got {json.dumps(value)[:40]}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"field '{name}' should be a finite number, got {value}"
     return None
 
 
@@ -146,16 +155,53 @@ def open_input(source: str | Path) -> IO[bytes]:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
-    if path.suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    return raw
+    stream = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+    try:
+        _skip_utf8_bom(stream, str(path))
+    except BaseException:
+        stream.close()
+        raise
+    return stream  # type: ignore[return-value]
+
+
+def _skip_utf8_bom(stream, name: str) -> None:
+    """Input is UTF-8, with or without a BOM (dropped here); UTF-16/32 is refused in one line."""
+    try:
+        head = stream.peek(4)[:4]
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{name}: cannot read: {exc}") from None
+    if head.startswith(codecs.BOM_UTF8):
+        stream.read(len(codecs.BOM_UTF8))
+    elif head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise InputError(f"{name}: not UTF-8 text (a UTF-16/32 byte-order mark); convert it, e.g. iconv -f UTF-16 -t UTF-8")
+    elif b"\x00" in head:
+        raise InputError(f"{name}: not UTF-8 text (NUL bytes: UTF-16, UTF-32 or a binary file)")
+
+
+def read_line(stream: IO[bytes], name: str) -> bytes:
+    """The next line (b"" at the end), at most MAX_LINE_BYTES long: a longer one is read past and
+    comes back as TOO_LONG, which parse_line reports. A line that does not end within
+    MAX_SKIP_BYTES (an endless stream such as /dev/zero) stops the read with an InputError."""
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+        return line
+    skipped = len(line)
+    while skipped < MAX_SKIP_BYTES:
+        chunk = stream.readline(1 << 20)
+        if not chunk or chunk.endswith(b"\n"):
+            return TOO_LONG
+        skipped += len(chunk)
+    raise InputError(f"{name}: a line runs on for more than {MAX_SKIP_BYTES >> 30} GiB without ending; stopped reading")
 
 
 def iter_lines(source: str | Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) pairs of a JSONL source, blank lines dropped."""
     stream = open_input(source)
+    name = "<stdin>" if str(source) == STDIN else str(source)
     try:
-        for number, line in enumerate(stream, start=1):
+        number = 0
+        while line := read_line(stream, name):
+            number += 1
             if line.strip():
                 yield number, line
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -167,8 +213,10 @@ def iter_lines(source: str | Path) -> Iterator[tuple[int, bytes]]:
 
 def parse_line(line: bytes) -> tuple[dict | None, str | None]:
     """Decode one JSONL line into a record dict, or return the reason it is not one."""
+    if line.startswith(TOO_LONG):
+        return None, f"line longer than {MAX_LINE_BYTES >> 20} MiB"
     try:
-        row = json.loads(line)
+        row = json.loads(line.decode("utf-8"))  # bytes would let json guess UTF-16/32
     except UnicodeDecodeError:
         return None, "not UTF-8 text (binary file?)"
     except json.JSONDecodeError as exc:
@@ -211,37 +259,64 @@ def dumps(row: dict) -> str:
 
 
 class JsonlWriter:
-    """Appends records as whole lines; each `write` flushes so a crash never leaves half a row.
+    """Appends records as whole lines; each `write_many` is one write, flushed, so a crash never
+    leaves half a row, and a write that fails (a full disk) is cut back off the file before the
+    error is raised, so what was written before stays whole.
 
-    `path` of `-` writes to stdout. Use as a context manager.
+    `path` of `-` writes to stdout; `stream` writes to an already open binary stream instead.
     """
 
-    def __init__(self, path: str | Path, *, append: bool = True, fsync: bool = False):
+    def __init__(self, path: str | Path | None = None, *, stream: IO[bytes] | None = None, fsync: bool = False):
         self.path = path
         self._fsync = fsync
-        if str(path) == STDIN:
-            self._stream: IO[str] = sys.stdout
+        self._owned = stream is None and str(path) != STDIN
+        if stream is not None:
+            self._stream = stream
+        elif not self._owned:
+            sys.stdout.flush()
+            self._stream = sys.stdout.buffer
         else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(path, "a" if append else "w", encoding="utf-8")
-            _repair_partial_last_line(self._stream, Path(path))
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._stream = open(path, "ab")
+                _repair_partial_last_line(self._stream, Path(path))
+            except OSError as exc:
+                raise RfaiError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
     def write(self, row: dict) -> None:
         self.write_many([row])
 
     def write_many(self, rows: Iterable[dict]) -> None:
         # Build the whole batch first so one write call carries only complete lines.
-        text = "".join(dumps(row) + "\n" for row in rows)
-        if not text:
+        data = "".join(dumps(row) + "\n" for row in rows).encode("utf-8")
+        if not data:
             return
-        self._stream.write(text)
-        self._stream.flush()
-        if self._fsync and self._stream is not sys.stdout:
-            os.fsync(self._stream.fileno())
+        start = self._stream.tell() if self._owned else None
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+            if self._fsync and self._owned:
+                os.fsync(self._stream.fileno())
+        except OSError as exc:
+            if start is not None:
+                self._cut_back(start)
+            raise RfaiError(f"{self.path or 'output'}: cannot write: {exc.strerror or exc}") from None
+
+    def _cut_back(self, size: int) -> None:
+        """Drop what a failed write left after `size` bytes (the buffer too, so close() cannot re-send it)."""
+        try:
+            os.ftruncate(self._stream.fileno(), size)
+            self._stream.close()
+            self._stream = open(self.path, "ab")
+        except OSError:
+            pass
 
     def close(self) -> None:
-        if self._stream is not sys.stdout:
-            self._stream.close()
+        if self._owned:
+            try:
+                self._stream.close()
+            except OSError:
+                pass  # a failed flush of an already reported failed write
 
     def __enter__(self) -> "JsonlWriter":
         return self
@@ -250,7 +325,7 @@ class JsonlWriter:
         self.close()
 
 
-def _repair_partial_last_line(stream: io.TextIOBase, path: Path) -> None:
+def _repair_partial_last_line(stream: IO[bytes], path: Path) -> None:
     """If a previous process died mid-line, end that line so new rows start on a fresh one.
 
     The broken fragment then reads as one reported malformed line instead of corrupting the
@@ -262,7 +337,7 @@ def _repair_partial_last_line(stream: io.TextIOBase, path: Path) -> None:
     with open(path, "rb") as existing:
         existing.seek(size - 1)
         if existing.read(1) != b"\n":
-            stream.write("\n")
+            stream.write(b"\n")
             stream.flush()
 
 

@@ -77,18 +77,9 @@ def filter_rows(
 
 
 def _to_file(source, path: Path, spec, strict, warnings, run_filter):
-    """Write beside OUT and rename when done: a failed or interrupted run leaves OUT as it was."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected an output file")
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        with open(partial, "wb") as stream:
-            report = run_filter(source, stream, spec, strict=strict, on_skip=warnings)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return report
+    """Written beside OUT and renamed when done (a device or FIFO is written through): a failed or
+    interrupted run leaves OUT as it was."""
+    from ..output import open_output
+
+    with open_output(path) as stream:
+        return run_filter(source, stream, spec, strict=strict, on_skip=warnings)

@@ -9,7 +9,6 @@ rfai did not write is kept whole inside that section rather than lost.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import yaml
 
 from ..errors import InputError
+from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
 from .stats import MISSING, compute_stats, iter_blocks
 
@@ -219,10 +219,7 @@ def write_card(
         custom=custom,
         today=date.today().isoformat(),
     )
-    # Write beside and rename, so a crash never leaves half a card.
-    partial = card_path.with_name(f".{CARD_FILE}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, card_path)
+    write_text(card_path, text)  # beside and renamed: a crash or a full disk never leaves half a card
     return card_path
 
 

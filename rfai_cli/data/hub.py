@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import InputError, RfaiError, first_line
+from ..output import write_bytes
 from ..records import SPLITS
 from .parquet import DEFAULT_MAX_SHARD_SIZE, write_shards
 from .splitcheck import SecretHit, SplitCheck, check_split, merge_schemas
@@ -228,11 +229,33 @@ def _card_secrets(card: Path) -> str | None:
     return None
 
 
+STAGING_PREFIX = ".rfai-upload-"
+
+
 @contextmanager
 def _staging(directory: Path) -> Iterator[Path]:
     # Inside the dataset directory, so hard links work (same filesystem) and nothing big lands in /tmp.
-    with tempfile.TemporaryDirectory(prefix=".rfai-upload-", dir=directory) as name:
+    # Named by our pid: what a killed upload left behind is removed by the next one.
+    _remove_stale_staging(directory)
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=directory) as name:
         yield Path(name)
+
+
+def _remove_stale_staging(directory: Path) -> None:
+    for path in directory.glob(f"{STAGING_PREFIX}*"):
+        pid = path.name[len(STAGING_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stage(
@@ -263,9 +286,7 @@ def _stage(
     if write_card:
         make_card(stage, repo_id=repo_id, config=config)
         if not dry_run:
-            partial = directory / f".{CARD}.partial"
-            shutil.copyfile(stage / CARD, partial)
-            os.replace(partial, directory / CARD)
+            write_bytes(directory / CARD, (stage / CARD).read_bytes())
     if fmt == "jsonl":
         files = [UploadFile(c.path.name, c.path.stat().st_size, c.rows) for c in checks]
     else:

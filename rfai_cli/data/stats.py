@@ -33,8 +33,10 @@ from ..records import (
     Skip,
     SkipHandler,
     normalize_language,
+    TOO_LONG,
     open_input,
     parse_line,
+    read_line,
 )
 
 BLOCK_BYTES = 8 << 20
@@ -49,6 +51,7 @@ CORRECTNESS_SOURCE = "score_sources.student.correctness"  # tests, judge, measur
 UNASSESSED = "unassessed"
 DEFAULT_PASS_AT = (1,)
 _SKIP_EXAMPLES = 10
+NUMBER_FIELDS = [name for name, types in FIELD_TYPES.items() if float in types]
 
 
 # ---------------------------------------------------------------- accumulators
@@ -167,13 +170,21 @@ class _Column:
         # the narrowest round bin width that needs no more than `max_bins` bins.
         low = min(0.0, math.floor(self.moments.min * 10) / 10)
         high = max(1.0, self.moments.max)
-        width = next(w for w in _BIN_WIDTHS if (high - low) / w <= max_bins + 1e-9)
+        width = _bin_width(high - low, max_bins)
         bins = max(1, math.ceil((high - low) / width - 1e-9))
         counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts)
         return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-_BIN_WIDTHS = [m * 10.0**e for e in range(-1, 16) for m in (1, 2, 2.5, 5)]
+def _bin_width(span: float, max_bins: int) -> float:
+    """The narrowest of 1, 2, 2.5, 5 x 10^e (e >= -1) that covers `span` in at most `max_bins` bins."""
+    exponent = max(-1, math.floor(math.log10(span / max_bins)) if span > 0 else -1)
+    while True:
+        for mantissa in (1, 2, 2.5, 5):
+            width = mantissa * 10.0**exponent
+            if span / width <= max_bins + 1e-9:
+                return width
+        exponent += 1
 
 
 class _Group:
@@ -345,6 +356,11 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
         return array.to_numpy(zero_copy_only=False)
 
     values = {name: numbers(table.column(name)) for name in SCORE_FIELDS}
+    # pyarrow reads NaN and Infinity, which records.row_problem rejects: such blocks take the careful path.
+    for name in NUMBER_FIELDS:
+        column = values[name] if name in values else numbers(table.column(name))
+        if np.isinf(column).any() or int(np.isnan(column).sum()) != table.column(name).null_count:
+            return None
     results = table.column("test_results").combine_chunks()
     student, teacher = results.field("student"), results.field("teacher")
     tests = np.column_stack(
@@ -438,7 +454,8 @@ def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
             if not block:
                 return
             if not block.endswith(b"\n"):
-                block += stream.readline()  # finish the last line; a very long line makes a longer block
+                tail = read_line(stream, _source_name(source))  # finish the last line, within the line bound
+                block = block[: block.rfind(b"\n") + 1] + TOO_LONG if tail == TOO_LONG else block + tail
             yield block
     except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
         raise InputError(f"{source}: cannot read: {exc}") from None

@@ -9,13 +9,12 @@ so the output may be the input itself and an interrupted run leaves the old file
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
+from ..output import open_output
 from ..records import STDIN, JsonlWriter, Skip, iter_lines, parse_line
 from .scorer import ScoreItem, Scorer, fill_record
 
@@ -55,7 +54,7 @@ def rescore(source: str | Path, output: str | Path, scorer: Scorer, *, strict: b
         if on_problem:
             on_problem(text)
 
-    with _output(output) as writer:
+    with open_output(output) as stream, JsonlWriter(stream=stream) as writer:
         batch: list[tuple[dict, ScoreItem | None]] = []
         for number, line in iter_lines(source):
             row, reason = parse_line(line)
@@ -90,34 +89,3 @@ def _flush(batch: list, scorer: Scorer, writer: JsonlWriter, summary: RescoreSum
     batch.clear()
     if on_batch:
         on_batch(summary)
-
-
-class _output:
-    """A JsonlWriter on stdout, or on a temporary file renamed over `path` only on success."""
-
-    def __init__(self, path: str | Path):
-        self.path = path
-
-    def __enter__(self) -> JsonlWriter:
-        if str(self.path) == STDIN:
-            self.temp = None
-            self.writer = JsonlWriter(STDIN)
-            return self.writer
-        target = Path(self.path)
-        if target.is_dir():
-            raise InputError(f"{target}: is a directory, expected an output .jsonl file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        os.close(fd)
-        self.temp = Path(temp)
-        self.writer = JsonlWriter(self.temp, append=False, fsync=False)
-        return self.writer
-
-    def __exit__(self, exc_type, *_: object) -> None:
-        self.writer.close()
-        if self.temp is None:
-            return
-        if exc_type is None:
-            os.replace(self.temp, self.path)
-        else:
-            self.temp.unlink(missing_ok=True)
