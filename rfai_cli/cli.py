@@ -56,6 +56,10 @@ def main() -> None:
         _fail(f"error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
+            _fail("interrupted", 130)
+        raise
     except BrokenPipeError:  # the reader (head, jq) has had enough: not an error
         _silence_stdout()
         sys.exit(0)

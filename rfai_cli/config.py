@@ -14,13 +14,19 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from . import yaml_input
 from .errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("config.yaml")
 
 
+DAY = 86_400.0  # no single program, request or backoff may be given longer than a day
+MAX_MB = 1 << 20  # 1 TiB: beyond any machine, and within every OS's limit arithmetic
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are not numbers a setting can mean (`--timeout inf` would overflow the sandbox)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSettings(_Section):
@@ -35,10 +41,10 @@ class TeacherSettings(_Section):
     model_name: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
-    max_concurrency: int = Field(4, ge=1)
-    timeout: float = Field(120, gt=0)
-    max_retries: int = Field(3, ge=0)
-    retry_backoff: float = Field(1.0, ge=0)
+    max_concurrency: int = Field(4, ge=1, le=1024)
+    timeout: float = Field(120, gt=0, le=DAY)
+    max_retries: int = Field(3, ge=0, le=100)
+    retry_backoff: float = Field(1.0, ge=0, le=3600)
     max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
     judge: bool = False
@@ -80,11 +86,11 @@ class ScoringSettings(_Section):
     reward_floor: float = Field(0.05, gt=0)
     reward_cap: float = Field(2.0, gt=0)
     judge_weight: float = Field(0.5, ge=0, le=1)
-    timeout: float = Field(10, gt=0)
-    memory_mb: int = Field(1024, ge=64)
-    workers: int | None = Field(None, ge=1)
-    compile_timeout: float = Field(60, gt=0)
-    compile_memory_mb: int = Field(4096, ge=256)
+    timeout: float = Field(10, gt=0, le=DAY)
+    memory_mb: int = Field(1024, ge=64, le=MAX_MB)
+    workers: int | None = Field(None, ge=1, le=1024)
+    compile_timeout: float = Field(60, gt=0, le=DAY)
+    compile_memory_mb: int = Field(4096, ge=256, le=MAX_MB)
 
     @field_validator("weights")
     @classmethod
@@ -158,8 +164,8 @@ def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml_input.compose(text)
+        data = yaml_input.construct(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -23,7 +23,8 @@ from .errors import InputError, RfaiError
 SCHEMA_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # longer lines are reported as bad lines, never held in memory whole
 MAX_SKIP_BYTES = 1 << 30  # a line longer than this (an endless stream) stops the read
-TOO_LONG = b"\x00rfai: line too long\n"  # what read_line returns for a line over MAX_LINE_BYTES
+_TOO_LONG_MARK = b"\x00rfai: line too long"  # no JSON line can start with a NUL
+TOO_LONG = _TOO_LONG_MARK + b"\n"  # what read_line returns for a line over MAX_LINE_BYTES
 SPLITS = ("train", "validation", "evaluation")
 STDIN = "-"
 
@@ -178,12 +179,14 @@ def _skip_utf8_bom(stream, name: str) -> None:
         raise InputError(f"{name}: not UTF-8 text (NUL bytes: UTF-16, UTF-32 or a binary file)")
 
 
-def read_line(stream: IO[bytes], name: str) -> bytes:
-    """The next line (b"" at the end), at most MAX_LINE_BYTES long: a longer one is read past and
-    comes back as TOO_LONG, which parse_line reports. A line that does not end within
-    MAX_SKIP_BYTES (an endless stream such as /dev/zero) stops the read with an InputError."""
-    line = stream.readline(MAX_LINE_BYTES + 1)
-    if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+def read_line(stream: IO[bytes], name: str, started: int = 0) -> bytes:
+    """The next line (b"" at the end), at most MAX_LINE_BYTES long (`started`: bytes of it already
+    read by the caller): a longer one is read past and comes back as TOO_LONG, which parse_line
+    reports. A line that does not end within MAX_SKIP_BYTES (an endless stream such as /dev/zero)
+    stops the read with an InputError."""
+    room = MAX_LINE_BYTES - started
+    line = stream.readline(room + 1)
+    if len(line) <= room or line.endswith(b"\n"):
         return line
     skipped = len(line)
     while skipped < MAX_SKIP_BYTES:
@@ -213,7 +216,7 @@ def iter_lines(source: str | Path) -> Iterator[tuple[int, bytes]]:
 
 def parse_line(line: bytes) -> tuple[dict | None, str | None]:
     """Decode one JSONL line into a record dict, or return the reason it is not one."""
-    if line.startswith(TOO_LONG):
+    if line.startswith(_TOO_LONG_MARK):
         return None, f"line longer than {MAX_LINE_BYTES >> 20} MiB"
     try:
         row = json.loads(line.decode("utf-8"))  # bytes would let json guess UTF-16/32

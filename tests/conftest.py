@@ -11,6 +11,7 @@ import pytest
 from hubserver import hub  # noqa: F401  (the Hub-compatible test server fixture)
 
 REPO = Path(__file__).resolve().parent.parent
+RFAI = [sys.executable, "-m", "rfai_cli"]  # the CLI, for tests that need their own Popen
 
 
 class Cli:

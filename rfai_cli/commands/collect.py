@@ -41,6 +41,7 @@ def collect(
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
     from ..collect import CollectSummary, plan, run_collect, summarize
     from ..config import load_config
+    from ..data.layout import dataset_lock
     from ..data.prompts import BUILTIN, HUMANEVAL, load_prompts
     from ..records import split_path
 
@@ -60,18 +61,21 @@ def collect(
     if not tasks:
         raise typer.BadParameter(f"no prompts in {source} for split {split_name}", param_hint="--prompts")
     n = config.training.num_samples_per_prompt
-    work = plan(tasks, split_path(config.huggingface.dataset_output_dir, split_name), n, resume=resume)
     err = console.stderr()
-    if work.already_done:
-        err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
-    if work.todo:
-        with _progress(len(work.todo)) as on_batch:
-            summary = run_collect(
-                config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size, on_batch=on_batch,
-                on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
-            )
-    else:
-        summary = CollectSummary(work.output, len(tasks), work.already_done)
+    # Checked and held before the model loads: a file in the way or a second run fails at once.
+    with dataset_lock(config.huggingface.dataset_output_dir) as directory:
+        work = plan(tasks, split_path(directory, split_name), n, resume=resume)
+        if work.already_done:
+            err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
+        if work.todo:
+            with _progress(len(work.todo)) as on_batch:
+                summary = run_collect(
+                    config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size,
+                    on_batch=on_batch,
+                    on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
+                )
+        else:
+            summary = CollectSummary(work.output, len(tasks), work.already_done)
     _report(summarize(summary, tasks=len(tasks)), as_json)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
+from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
@@ -243,8 +244,8 @@ def _previous_card(path: Path) -> tuple[dict, str]:
     match = _FRONT_MATTER.match(text)
     if match:
         try:
-            loaded = yaml.safe_load(match.group(1))
-        except yaml.YAMLError:
+            loaded = yaml_input.load(match.group(1))
+        except yaml.YAMLError:  # unreadable, too deep, an alias bomb: the card is rewritten anyway
             loaded = None
         metadata = loaded if isinstance(loaded, dict) else {}
     start, end = text.find(CUSTOM_START), text.find(CUSTOM_END)

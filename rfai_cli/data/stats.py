@@ -72,7 +72,8 @@ class _Moments:
         if not n:
             return
         mean = float(x.mean())
-        m2 = float(((x - mean) ** 2).sum())
+        with np.errstate(over="ignore"):  # an overflowing spread is reported as None (see _tidy)
+            m2 = float(((x - mean) ** 2).sum())
         total = self.n + n
         delta = mean - self.mean
         self.mean += delta * n / total
@@ -276,8 +277,11 @@ def _rate(passed: float, total: float) -> float | None:
 
 
 def _tidy(value: float | None) -> float | None:
-    """Six decimals: enough for scores, and stable across runs for the dataset card."""
-    return None if value is None else round(float(value), 6)
+    """Six decimals: enough for scores, and stable across runs for the dataset card. A figure that
+    overflows float64 (the std of values near 1e308) is None: JSON has no NaN or Infinity."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 6)
 
 
 # ---------------------------------------------------------------- one block of rows, two parsers
@@ -454,8 +458,9 @@ def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
             if not block:
                 return
             if not block.endswith(b"\n"):
-                tail = read_line(stream, _source_name(source))  # finish the last line, within the line bound
-                block = block[: block.rfind(b"\n") + 1] + TOO_LONG if tail == TOO_LONG else block + tail
+                head = block.rfind(b"\n") + 1  # the last line started here: finish it, within the line bound
+                tail = read_line(stream, _source_name(source), started=len(block) - head)
+                block = block[:head] + TOO_LONG if tail == TOO_LONG else block + tail
             yield block
     except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
         raise InputError(f"{source}: cannot read: {exc}") from None
