@@ -224,6 +224,8 @@ def parse_line(line: bytes) -> tuple[dict | None, str | None]:
         return None, "not UTF-8 text (binary file?)"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply"
     problem = row_problem(row)
     if problem:
         return None, problem
