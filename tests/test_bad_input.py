@@ -287,6 +287,14 @@ def test_full_disk_score_card_and_collect_fail_in_one_line_and_leave_nothing(rfa
     assert "Traceback" not in card.stderr and (card.returncode == 0 or "No space left" in card.stderr), card.stderr
     assert sorted(p.name for p in data.iterdir()) in (["train.jsonl"], ["README.md", "train.jsonl"])
     assert (data / "train.jsonl").read_bytes() == before
+    (data / "README.md").unlink(missing_ok=True)
+    (tiny_fs / "fill").write_bytes(b"x" * (1024 * 1024 - 62 * 1024))  # room for the links, not for a card
+    dry = rfai("upload", "--dataset-dir", data, "--repo-id", "me/x", "--dry-run", env={"HF_TOKEN": "hf_" + "a" * 34})
+    assert "Traceback" not in dry.stderr, dry.stderr
+    if dry.returncode:  # upload prints what it checked first; the error is its last line
+        assert dry.returncode == 1 and dry.stderr.strip().splitlines()[-1].endswith("No space left on device")
+    assert sorted(p.name for p in data.iterdir()) in (["train.jsonl"], ["README.md", "train.jsonl"])
+    assert (data / "train.jsonl").read_bytes() == before
 
 
 def test_collect_on_a_full_disk_keeps_the_rows_it_wrote_whole(rfai, tmp_path, tiny_fs, tiny_model_dir):
