@@ -247,3 +247,9 @@ def test_missing_compiler_is_said_not_scored_silently():
     assert student.sources["correctness"] == "unassessed" and student.sources["code_quality"] == "unassessed"
     assert student.score == 0.0  # nobody could check it: never a high score
     assert student.tests["reason"] == "g++ is not installed: tests not run"
+
+
+def test_a_language_nobody_can_run_is_unassessed_not_measured(scorer):
+    result = scorer.score(ScoreItem({"prompt": "p", "language": "javascript"}, ["// adds\nfunction add(a, b) { return a + b; }\n"]))
+    student = result.students[0]
+    assert student.sources["correctness"] == "unassessed" and student.score == 0.0

@@ -261,6 +261,8 @@ class Scorer:
             return (judged("correctness") if builds else 0.0), "judge", None if builds else "does not build: judge ignored"
         if ev.tests is not None or (build is not None and build.missing is not None):
             return 0.0, "unassessed", "correctness unassessed: " + (ev.tests or build).reason
+        if build is None:  # a language rfai can neither run nor compile
+            return 0.0, "unassessed", "correctness unassessed: no runner or compiler for this language"
         if not builds:
             return 0.0, "measured", "no tests, no judge: does not build"
         defines = ev.entry_point in ev.static.implemented if ev.entry_point else bool(ev.static.implemented)
