@@ -31,7 +31,6 @@ class StaticReport:
     # Top-level functions and classes whose body does something (not only pass/.../a docstring/
     # `raise NotImplementedError`); for brace languages every function found, main excepted.
     implemented: frozenset[str] = frozenset()
-    defined: frozenset[str] = frozenset()  # every top-level function and class, stubs included
 
 
 def clamp(value: float) -> float:
@@ -79,10 +78,9 @@ def analyze_python(code: str) -> StaticReport:
                 notes.append(f"function '{node.name}' has complexity {complexity}")
     documentation = python_documentation(tree, code)
     efficiency = loop_depth_efficiency(python_loop_depth(tree))
-    definitions = {node.name: node for node in tree.body
-                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    implemented = frozenset(name for name, node in definitions.items() if not is_stub(node))
-    return StaticReport(True, clamp(quality), documentation, efficiency, notes, implemented, frozenset(definitions))
+    implemented = frozenset(node.name for node in tree.body
+                            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not is_stub(node))
+    return StaticReport(True, clamp(quality), documentation, efficiency, notes, implemented)
 
 
 def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
@@ -190,9 +188,8 @@ _LOOP_TOKENS = re.compile(r"\b(for|while|loop)\b|[{}]")
 
 
 def analyze_braces(code: str, language: str) -> StaticReport:
-    names = frozenset(brace_function_names(code, language))
     return StaticReport(True, None, brace_documentation(code, language), loop_depth_efficiency(brace_loop_depth(code)),
-                        implemented=names, defined=names)
+                        implemented=frozenset(brace_function_names(code, language)))
 
 
 def brace_function_names(code: str, language: str) -> list[str]:
