@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 MAX_FUNCTION_LINES = 60
+MAX_ANALYZED_CHARS = 1_000_000  # longer is not a program a model wrote for a task
 MAX_COMPLEXITY = 10
 WARNING_PENALTY = 0.1
 # Deductions from a perfect 1.0 for python code quality.
@@ -43,9 +44,15 @@ def loop_depth_efficiency(depth: int) -> float:
 
 
 def analyze(code: str, language: str) -> StaticReport:
-    if language == "python":
-        return analyze_python(code)
-    return analyze_braces(code, language)
+    """Never raises: this runs in rfai's own process on untrusted text, so every pattern is linear,
+    no walk recurses on the program's depth, the size is bounded, and any failure left becomes
+    this program's note (scored 0) instead of the run's crash."""
+    if len(code) > MAX_ANALYZED_CHARS:
+        return StaticReport(language != "python", 0.0, 0.0, 0.0, [f"too long for static analysis ({len(code)} characters)"])
+    try:
+        return analyze_python(code) if language == "python" else analyze_braces(code, language)
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return StaticReport(language != "python", 0.0, 0.0, 0.0, [f"static analysis failed: {type(exc).__name__}"])
 
 
 # --- python -------------------------------------------------------------------------------
@@ -59,7 +66,7 @@ def analyze_python(code: str) -> StaticReport:
     quality = 1.0
     for name in sorted(undefined_names(tree)):
         quality -= PENALTIES["undefined"]
-        notes.append(f"undefined name '{name}'")
+        notes.append(f"undefined name {name[:60]!r}")
     for node in ast.walk(tree):
         if isinstance(node, ast.ExceptHandler) and node.type is None:
             quality -= PENALTIES["bare_except"]
@@ -165,26 +172,91 @@ def _comment_near(node: ast.AST, lines: list[str]) -> bool:
 
 
 def python_loop_depth(tree: ast.AST) -> int:
-    loops = (ast.For, ast.AsyncFor, ast.While, ast.comprehension)
-
-    def depth(node: ast.AST) -> int:
-        below = max((depth(child) for child in ast.iter_child_nodes(node)), default=0)
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            return below + len(node.generators)
-        return below + (1 if isinstance(node, loops) and not isinstance(node, ast.comprehension) else 0)
-
-    return depth(tree)
+    """Deepest loop nesting (comprehension generators count), walked without recursion: untrusted
+    code can nest thousands of levels (an `elif` chain, a long sum)."""
+    loops = (ast.For, ast.AsyncFor, ast.While)
+    comprehensions = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+    deepest = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, loops):
+            depth += 1
+        elif isinstance(node, comprehensions):
+            depth += len(node.generators)
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 # --- c++ / rust (and anything with braces) ------------------------------------------------
 
-_FUNCTION = {
-    "cpp": re.compile(r"^[ \t]*(?:template\s*<[^>]*>\s*)?(?:[\w:<>,*&~\[\]]+[ \t\n*&]+)+(?P<name>~?\w+)\s*\([^;{}()]*(?:\([^)]*\)[^;{}()]*)*\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?:->\s*[\w:<>]+\s*)?\{", re.M),
-    "rust": re.compile(r"^[ \t]*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+|async\s+|unsafe\s+)*fn\s+(?P<name>\w+)", re.M),
-}
-_NOT_FUNCTIONS = {"if", "for", "while", "switch", "catch", "return", "else", "do", "main"}
+# Every pattern here runs on untrusted text: each is linear (no nested or overlapping repeats).
+_RUST_FUNCTION = re.compile(r"^[ \t]*(?:pub(?:\([^)\n]{0,40}\))?[ \t]+)?(?:(?:const|async|unsafe)[ \t]+)*fn[ \t]+(?P<name>\w+)", re.M)
+_CALL_LIKE = re.compile(r"(?<![\w~])(?P<name>~?[A-Za-z_]\w*)[ \t\n]*\(")
+_AFTER_PARAMETERS = re.compile(r"[ \t\n]*(?:(?:const|noexcept|override|final)\b[ \t\n]*)*(?:->[ \t\n]*[\w:<>, ]{1,80}?[ \t\n]*)?\{")
+_NOT_FUNCTIONS = {"if", "for", "while", "switch", "catch", "return", "else", "do", "main", "sizeof", "decltype",
+                  "alignof", "static_assert", "defined"}
 _COMMENT = re.compile(r"^\s*(//|/\*|\*|#\[doc)")
 _LOOP_TOKENS = re.compile(r"\b(for|while|loop)\b|[{}]")
+
+
+def blank_comments_and_strings(code: str) -> str:
+    """`code` with comments and string/char literals replaced by spaces (newlines kept, so
+    offsets and line numbers still match): one left-to-right pass, linear in the length."""
+    out = list(code)
+    i, n = 0, len(code)
+    while i < n:
+        two = code[i:i + 2]
+        if two == "//":
+            end = code.find("\n", i)
+            end = n if end < 0 else end
+        elif two == "/*":
+            end = code.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+        elif code[i] in "\"'":
+            quote, end = code[i], i + 1
+            while end < n and code[end] != quote and code[end] != "\n":
+                end += 2 if code[end] == "\\" else 1
+            end = min(n, end + 1)
+        else:
+            i += 1
+            continue
+        for j in range(i, end):
+            if out[j] != "\n":
+                out[j] = " "
+        i = end
+    return "".join(out)
+
+
+def _closing_parens(code: str) -> dict[int, int]:
+    """Offset of each `(` -> offset of its matching `)`, in one pass."""
+    pairs, stack = {}, []
+    for index, char in enumerate(code):
+        if char == "(":
+            stack.append(index)
+        elif char == ")" and stack:
+            pairs[stack.pop()] = index
+    return pairs
+
+
+def _function_starts(code: str, language: str) -> list[tuple[str, int]]:
+    """(name, offset of the name) of each function definition in C++/Rust source."""
+    if language == "rust":
+        return [(m["name"], m.start("name")) for m in _RUST_FUNCTION.finditer(code)]
+    bare = blank_comments_and_strings(code)
+    closing = _closing_parens(bare)
+    found = []
+    for match in _CALL_LIKE.finditer(bare):
+        name, start = match["name"], match.start("name")
+        end = closing.get(match.end() - 1)
+        if name in _NOT_FUNCTIONS or end is None or not _AFTER_PARAMETERS.match(bare, end + 1):
+            continue
+        before = bare[max(0, start - 80):start].rstrip(" \t\n*&")
+        if before.endswith(("::", ">")) or (before[-1:].isalnum() or before[-1:] == "_") \
+                and not before.endswith(("return", "new", "else", "throw")):
+            found.append((name, start))  # a return type (or `Class::`) precedes it: a definition
+    return found
 
 
 def analyze_braces(code: str, language: str) -> StaticReport:
@@ -193,21 +265,18 @@ def analyze_braces(code: str, language: str) -> StaticReport:
 
 
 def brace_function_names(code: str, language: str) -> list[str]:
-    """Functions defined in C++/Rust source (main and keywords excepted), found by the same pattern
-    as the documentation check."""
-    pattern = _FUNCTION.get(language, _FUNCTION["cpp"])
-    return [match["name"] for match in pattern.finditer(code) if match["name"] not in _NOT_FUNCTIONS]
+    """Functions defined in C++/Rust source (main and keywords excepted)."""
+    return [name for name, _ in _function_starts(code, language) if name not in _NOT_FUNCTIONS]
 
 
 def brace_documentation(code: str, language: str) -> float:
     """Share of functions (main and tests excluded) preceded by a comment or doc comment."""
-    pattern = _FUNCTION.get(language, _FUNCTION["cpp"])
     lines = code.splitlines()
     functions = []
-    for match in pattern.finditer(code):
-        if match["name"] in _NOT_FUNCTIONS:
+    for name, start in _function_starts(code, language):
+        if name in _NOT_FUNCTIONS:
             continue
-        line = code.count("\n", 0, match.start("name"))
+        line = code.count("\n", 0, start)
         above = line - 1
         while above >= 0 and lines[above].strip().startswith("#["):  # skip Rust attributes
             above -= 1
@@ -220,19 +289,19 @@ def brace_documentation(code: str, language: str) -> float:
 
 
 def brace_loop_depth(code: str) -> int:
-    code = re.sub(r"//[^\n]*|/\*.*?\*/|\"(?:\\.|[^\"\\])*\"", "", code, flags=re.S)
-    stack: list[bool] = []
+    stack: list[bool] = []  # per open brace: does it open a loop body
     pending = False
-    deepest = 0
-    for match in _LOOP_TOKENS.finditer(code):
+    loops = deepest = 0
+    for match in _LOOP_TOKENS.finditer(blank_comments_and_strings(code)):
         token = match.group()
         if token == "{":
             stack.append(pending)
+            loops += pending
             pending = False
-            deepest = max(deepest, sum(stack))
+            deepest = max(deepest, loops)
         elif token == "}":
             if stack:
-                stack.pop()
+                loops -= stack.pop()
         else:
             pending = True
     return deepest
