@@ -2,20 +2,28 @@
 
 `rfai_cli.scoring.sandbox` starts this file as `python -I -S _zygote.py` with an empty environment.
 It imports what test programs commonly need once, then reads jobs (one JSON object per line)
-on stdin and answers each with one JSON line on stdout. Python programs run in a fork of this
-interpreter (no interpreter start-up per program); compilers and compiled programs are exec'd.
+on stdin and answers each with one JSON line on stdout. A job names a directory and limits,
+never code: the client writes the program's files into that directory, and only the contained
+child reads them, so no program's source is ever in this process's memory for a later fork to
+find. Python programs run in a fork of this interpreter (the trusted `_pyharness.py` loads
+them); compilers and compiled programs are exec'd.
 
 Each job runs as a chain  zygote -> A -> C:
-  A  starts a new session (so one killpg reaches the whole tree) and, where the OS permits,
-     enters a new PID namespace and an empty network namespace (plus a user namespace when
-     not root), then waits for C;
-  C  is PID 1 of that namespace, so when it ends the kernel kills every process it left,
-     daemons included. It drops to a per-slot unprivileged uid (when root; compilers
-     excepted), applies rlimits and Landlock (writes only inside its directory, reads only
-     system/toolchain paths and the sandbox root, no TCP, no signals out), then runs the
-     program with stdout/stderr going to files bounded by RLIMIT_FSIZE.
-The zygote enforces the wall-clock timeout by killing A's process group, and (without PID
-namespaces) kills any orphan that gets reparented to it, as it is a child subreaper.
+  A  starts a new session (one killpg reaches the whole tree) and new mount, PID, IPC and network
+     namespaces (plus a user namespace when not root, so ordinary users get the same walls),
+     then builds C's whole filesystem view on a size-limited tmpfs: read-only binds of the
+     system and toolchain directories, /dev with null, zero and urandom only, the job's input
+     files copied into /sandbox (its home and cwd), and an empty /tmp. After C ends, A copies
+     the files the job named as outputs back to the job's host directory.
+  C  is PID 1 of the new PID namespace, so when it ends the kernel kills everything it left. It
+     mounts its own /proc, pivots into the view (the host's tree is gone, not hidden), joins a
+     fresh session keyring, drops every capability (and, as root, becomes a per-slot uid),
+     applies rlimits, and runs the program with stdout, stderr and the results channel (fd 3)
+     going to files in the host directory that it cannot name.
+Where the kernel refuses namespaces, the fallback is Landlock (reads only system/toolchain
+paths and the job's own directory, writes only there, no TCP, no signals out), a session kill
+and a subreaper sweep; the client reports that loudly.
+The zygote enforces the wall-clock timeout by killing A's process group.
 
 Stdlib only, and no rfai imports: this runs before anything else and in every child.
 """
@@ -26,9 +34,11 @@ import ctypes
 import gc
 import json
 import os
+import platform
 import resource
 import selectors
 import signal
+import stat
 import struct
 import sys
 import time
@@ -37,15 +47,24 @@ import time
 import array, bisect, collections, copy, dataclasses, datetime, decimal, enum, fractions  # noqa: E401,F401
 import functools, hashlib, heapq, itertools, math, operator, random, re, statistics  # noqa: E401,F401
 import string, textwrap, traceback, typing, unicodedata  # noqa: E401,F401
+import base64, csv, fnmatch, glob, io, pathlib, pprint, uuid  # noqa: E401,F401
 
 LINUX = sys.platform.startswith("linux")
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 UID_BASE = 61000  # per-slot sandbox uids when running as root: uid 61000 + slot
-OUT_FILES = (".stdout", ".stderr")
+OUT_FILES = (".stdout", ".stderr", ".rfai-results")  # fds 1, 2 and 3 of every program
+BOX = "/sandbox"  # the program's home and working directory inside its view
+COPY_LIMIT = 512 * 1024 * 1024  # bytes copied in or out per file, at most
 
-CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 8, 38, 36
-CAP_DAC_READ_SEARCH = 2
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+_KEPT_FLAGS = ((8, MS_NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21))  # statvfs ST_* -> MS_*: noexec, atime
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 38, 36, 24, 47
+PR_CAP_AMBIENT_CLEAR_ALL, KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 4, 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+SYSCALLS = {"x86_64": {"pivot_root": 155, "keyctl": 250}, "aarch64": {"pivot_root": 41, "keyctl": 219}}.get(
+    platform.machine(), {})
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
 
 # Landlock access rights (linux/landlock.h).
@@ -57,12 +76,12 @@ LL_FILE_ONLY = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE
 
 _libc = ctypes.CDLL(None, use_errno=True) if LINUX else None
 if _libc is not None:  # resolve once here, not in every forked child
-    for _name in ("syscall", "prctl", "capset", "unshare", "setns"):
+    for _name in ("syscall", "prctl", "capset", "unshare", "mount", "umount2", "setns"):
         getattr(_libc, _name)
     _libc.syscall.restype = ctypes.c_long
 
 
-def _call(name: str, *args: int | bytes | ctypes.Array) -> int:
+def _call(name: str, *args) -> int:
     result = getattr(_libc, name)(*args)
     if result == -1:
         errno = ctypes.get_errno()
@@ -78,6 +97,11 @@ def _prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
     _call("prctl", ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0))
 
 
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda text: text.encode() if text is not None else None  # noqa: E731
+    _call("mount", encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+
+
 def _landlock_abi() -> int:
     if not LINUX:
         return 0
@@ -87,141 +111,159 @@ def _landlock_abi() -> int:
         return 0
 
 
-def _write_id_maps() -> None:
-    """Map our own uid/gid into a fresh user namespace (what `unshare -r` does, minus root)."""
-    uid, gid = os.getuid(), os.getgid()
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as handle:
-            handle.write(text)
-
-
-def _probe_namespaces() -> int:
-    """The namespace flags a child may unshare here (0 when none), tried in a throwaway child."""
-    if not LINUX or os.environ.get("RFAI_SANDBOX_NAMESPACES") == "0":
-        return 0
-    wanted = CLONE_NEWPID | CLONE_NEWNET | (0 if ROOT else CLONE_NEWUSER)
-    for flags in (wanted, wanted & ~CLONE_NEWNET):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _call("unshare", ctypes.c_int(flags))
-                if flags & CLONE_NEWUSER:
-                    _write_id_maps()
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
-            return flags
-    return 0
-
-
-def _empty_netns() -> int | None:
-    """An fd holding a fresh network namespace, made by a child that exits once we hold it."""
-    ready_r, ready_w = os.pipe()  # child -> parent: the namespace exists
-    done_r, done_w = os.pipe()  # parent -> child: opened, you may go
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(ready_r)
-            os.close(done_w)
-            _call("unshare", ctypes.c_int(CLONE_NEWNET))
-            os.write(ready_w, b"1")
-            os.read(done_r, 1)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    try:
-        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY) if os.read(ready_r, 1) == b"1" else None
-    finally:
-        os.close(done_w)  # the child's read returns
-        os.waitpid(pid, 0)
-        for fd in (ready_r, done_r):
-            os.close(fd)
-
-
-def _toolchain_readable_paths() -> list[str]:
-    """Where programs and compilers may read: system dirs, this Python, and the compilers' roots."""
-    paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/dev", "/proc", "/sys/devices/system/cpu",
+def _readable_paths() -> list[str]:
+    """What a program may read: system dirs, this Python, and the compilers' roots. Paths inside
+    another listed path are dropped (the outer bind already shows them)."""
+    paths = ["/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
              "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
              sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]
     paths += [p for p in sys.path if p and os.path.isabs(p)]
     paths += [p for p in os.environ.get("RFAI_SANDBOX_READ", "").split(os.pathsep) if p]
-    return sorted({p for p in paths if os.path.exists(p)})
+    private = (BOX, "/tmp", "/dev", "/proc", "/")  # the view's own: never shown from the host
+    kept: list[str] = []
+    for path in sorted({os.path.normpath(p) for p in paths if os.path.lexists(p)}):
+        if path in private or any(part.startswith(path.rstrip("/") + "/") for part in private[:-1]):
+            continue
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
 
 
-class Isolation:
-    """What this OS lets us apply, decided once at start-up and reported to the client."""
+# --- the per-job filesystem view ----------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.ns_flags = _probe_namespaces()
-        self.shared_netns = None
-        if ROOT and self.ns_flags & CLONE_NEWNET:
-            # One empty network namespace (loopback down) joined by every program: as isolated
-            # as one each, without creating and tearing down a namespace per program.
-            self.shared_netns = _empty_netns()
-            if self.shared_netns is not None:
-                self.ns_flags &= ~CLONE_NEWNET
-        self.landlock = _landlock_abi()
-        self.subreaper = False
-        if LINUX:
-            try:
-                _prctl(PR_SET_CHILD_SUBREAPER, 1)
-                self.subreaper = True
-            except OSError:
-                pass
-        self.read_paths = _toolchain_readable_paths()
-        self.landlock_base = _landlock_base(self.landlock, self.read_paths) if self.landlock else None
-
-    def names(self) -> list[str]:
-        names = ["session", "rlimits", "clean-env", "tmpdir"]
-        if self.ns_flags & CLONE_NEWUSER:
-            names.append("userns")
-        if self.ns_flags & CLONE_NEWPID:
-            names.append("pidns")
-        if self.ns_flags & CLONE_NEWNET or self.shared_netns is not None:
-            names.append("netns")
-        if ROOT:
-            names.append("uid-drop")
-        if self.landlock:
-            names.append(f"landlock-v{self.landlock}")
-        if self.subreaper:
-            names.append("subreaper-sweep")
-        return names
+def _bind_read_only(source: str, target: str) -> None:
+    """Show `source` at `target` (inside the tmpfs), read-only. A symlink (merged /usr: /bin ->
+    usr/bin) is recreated as a symlink."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.islink(source):
+        os.symlink(os.readlink(source), target)
+        return
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    _mount(source, target, None, MS_BIND | MS_REC)
+    # A remount must keep the flags the source mount already has (the kernel locks them in a
+    # user namespace), and adds read-only, nosuid and nodev.
+    have = os.statvfs(source).f_flag
+    keep = sum(ms for st, ms in _KEPT_FLAGS if have & st)
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | keep)
 
 
-# --- in the child -------------------------------------------------------------------------
+def _build_template(root: str, read_paths: list[str]) -> None:
+    """Once, in the zygote's own mount namespace: the read-only tree every view shares. Each job
+    mounts its scratch tmpfs on /sandbox and a fresh /proc on /proc; /tmp and /dev/shm point
+    into /sandbox, so all a program can write is its own size-limited scratch."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("rfai-view", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
+    for path in read_paths:
+        _bind_read_only(path, root + path)
+    dev = root + "/dev"
+    os.makedirs(dev, exist_ok=True)
+    for name in ("null", "zero", "urandom"):
+        os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+        _mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("random", "urandom"), ("shm", BOX)):
+        os.symlink(target, f"{dev}/{name}")
+    os.symlink(BOX, root + "/tmp")
+    for name in (BOX, "/proc", "/.old"):
+        os.mkdir(root + name, 0o755)
+    _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
-def _apply_rlimits(job: dict, iso: Isolation) -> None:
-    mb = 1024 * 1024
-    limits = {
-        resource.RLIMIT_CPU: (job["cpu"], job["cpu"] + 1),
-        resource.RLIMIT_FSIZE: (job["fsize_mb"] * mb,) * 2,
-        resource.RLIMIT_NOFILE: (job["nofile"],) * 2,
-        resource.RLIMIT_CORE: (0, 0),
-    }
-    if LINUX:  # macOS does not enforce RLIMIT_AS
-        limits[resource.RLIMIT_AS] = (job["memory_mb"] * mb,) * 2
-    # RLIMIT_NPROC counts every process of the uid: only meaningful for our own slot uid or user namespace.
-    if job.get("nproc") and (ROOT or iso.ns_flags & CLONE_NEWUSER):
-        limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
-    for which, (soft, hard) in limits.items():
-        resource.setrlimit(which, (soft, hard))
+
+def _mount_scratch(iso: "Isolation", job: dict, uid: int, workdir_fd: int | None) -> int:
+    """In A (its own mount namespace): the job's size-limited /sandbox, holding copies of its
+    input files. Returns an fd of it (A reads the outputs back through it)."""
+    box = iso.mountpoint + BOX
+    _mount("rfai-sandbox", box, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={job['fsize_mb'] * 2 + 8}m,nr_inodes=16384,mode=700,uid={uid},gid={uid}")
+    box_fd = os.open(box, os.O_PATH | os.O_DIRECTORY)
+    if workdir_fd is not None:
+        for name in os.listdir(workdir_fd):
+            if name not in OUT_FILES:
+                _copy_file(workdir_fd, name, box_fd, uid)
+    return box_fd
 
 
-def _drop_privileges(uid: int, keep_read: bool) -> None:
-    """Become `uid`. With `keep_read`, keep CAP_DAC_READ_SEARCH in the effective set (lost on exec)
-    so a forked Python can still import its stdlib when that is installed under /root; Landlock
-    still limits what may be read."""
-    if keep_read:
-        _prctl(PR_SET_KEEPCAPS, 1)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if keep_read:
-        header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-        bit = 1 << CAP_DAC_READ_SEARCH
-        data = struct.pack("6I", bit, bit, 0, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
-        _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(data))
+def _copy_file(from_dir: int, name: str, to_dir: int, uid: int) -> None:
+    """Copy one regular file between directory fds, never following a link or blocking on a FIFO."""
+    try:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=from_dir)
+    except OSError:
+        return
+    try:
+        info = os.fstat(source)
+        if not stat.S_ISREG(info.st_mode):
+            return
+        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700 if info.st_mode & 0o100
+                         else 0o600, dir_fd=to_dir)
+        try:
+            left = min(info.st_size, COPY_LIMIT)
+            while left > 0:
+                sent = os.sendfile(target, source, None, left)
+                if sent == 0:
+                    break
+                left -= sent
+            if uid >= 0:
+                os.fchown(target, uid, uid)
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+
+
+def _enter_view(iso: "Isolation") -> None:
+    """In C: a fresh /proc, then the pivot (A, in the same mount namespace, moves too: it only
+    uses fds from here on), and the host's tree is detached, not merely hidden."""
+    root = iso.mountpoint
+    if iso.proc:
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _syscall(SYSCALLS["pivot_root"], root.encode(), (root + "/.old").encode())
+    os.chdir("/")
+    _call("umount2", b"/.old", ctypes.c_int(MNT_DETACH))
+    os.chdir(BOX)
+
+
+# --- dropping privileges ------------------------------------------------------------------------
+
+def _drop_privileges(uid: int | None) -> None:
+    """No capability left in any set, none to regain (bounding set empty, no_new_privs), and as
+    root a per-slot uid. The session keyring is replaced by an empty one."""
+    cap = 0
+    while True:
+        try:
+            _prctl(PR_CAPBSET_DROP, cap)
+        except OSError:
+            break  # past the last capability this kernel knows
+        cap += 1
+    try:
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError:
+        pass
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # from root to another uid: the kernel clears every capability set
+    header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(bytes(24)))
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if SYSCALLS:  # after the uid change, so the keyrings touched are the program's own
+        try:
+            _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None)
+            for keyring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+                # A slot uid's keyrings outlive its program (a user namespace's do not): empty them.
+                _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(keyring))
+        except OSError:
+            pass  # a kernel without keys has no keyring to reach either
+
+
+def _write_id_maps(uid: int, gid: int) -> None:
+    """Map our own ids (read before unshare: after it, getuid() is already the overflow id)."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
 
 
 def _landlock_ruleset(handled_fs: int, handled_net: int, scoped: int, abi: int) -> int:
@@ -245,53 +287,198 @@ def _landlock_allow(ruleset: int, handled_fs: int, path: str, access: int) -> No
         os.close(fd)
 
 
-def _landlock_write_bits(abi: int) -> int:
-    return LL_WRITE_FILE | LL_WRITE_TREE | (LL_REFER if abi >= 2 else 0) | (LL_TRUNCATE if abi >= 3 else 0)
-
-
-def _landlock_base(abi: int, read_paths: list[str]) -> int:
-    """Built once in the zygote, never changed after: reads only beneath `read_paths`, no TCP,
-    no signals or abstract sockets outside the domain. Each child adds its own write layer."""
-    ruleset = _landlock_ruleset(LL_READ, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0, abi)
+def _landlock(abi: int, read_paths: list[str], workdir: str) -> None:
+    """The fallback's walls: reads beneath `read_paths` and `workdir`, writes only in `workdir`,
+    no TCP, no signals or abstract sockets outside the domain."""
+    write = LL_WRITE_FILE | LL_WRITE_TREE | (LL_REFER if abi >= 2 else 0) | (LL_TRUNCATE if abi >= 3 else 0)
+    ruleset = _landlock_ruleset(LL_READ | write, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0, abi)
     for path in read_paths:
         _landlock_allow(ruleset, LL_READ, path, LL_READ)
-    return ruleset
-
-
-def _landlock(abi: int, base: int, workdir: str) -> None:
-    """Enforce the shared base layer, then a layer of our own: writes only beneath `workdir`."""
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    _syscall(SYS_LANDLOCK[2], ctypes.c_int(base), ctypes.c_uint32(0))
-    write = _landlock_write_bits(abi)
-    ruleset = _landlock_ruleset(write, 0, 0, abi)
-    _landlock_allow(ruleset, write, workdir, write)
-    _landlock_allow(ruleset, write, "/dev/null", write)
+    for path in (workdir, "/dev/null"):
+        _landlock_allow(ruleset, LL_READ | write, path, LL_READ | write)
     _syscall(SYS_LANDLOCK[2], ctypes.c_int(ruleset), ctypes.c_uint32(0))
     os.close(ruleset)
 
 
-def _become_program(job: dict, iso: Isolation, slot: int) -> None:
+# --- what this OS allows ------------------------------------------------------------------------
+
+class Isolation:
+    """What this OS lets us apply, decided once at start-up (by trying it) and reported.
+
+    With namespaces, the zygote itself moves into a mount namespace of its own (and, when not
+    root, a user namespace first) to hold the shared read-only template of every view."""
+
+    def __init__(self) -> None:
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.mountpoint = os.environ.get("RFAI_SANDBOX_MOUNT", "")
+        self.read_paths = _readable_paths()
+        self.job_flags = 0  # what each job unshares; 0: the fallback
+        self.proc = False
+        self.landlock = 0
+        self.subreaper = False
+        self.netns: dict[int, int] = {}  # slot -> fd of that slot's empty network namespace
+        if LINUX and os.environ.get("RFAI_SANDBOX_NAMESPACES") != "0" and SYSCALLS and self.mountpoint:
+            try:
+                if not ROOT:
+                    _call("unshare", ctypes.c_int(CLONE_NEWUSER))
+                    _write_id_maps(self.uid, self.gid)
+                _call("unshare", ctypes.c_int(CLONE_NEWNS))
+                _build_template(self.mountpoint, self.read_paths)
+                self.job_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (0 if ROOT else CLONE_NEWUSER)
+            except OSError:
+                self.job_flags = 0
+            self.proc = bool(self.job_flags)
+            if self.job_flags and not self._probe():
+                self.proc = False
+                if not self._probe():
+                    self.job_flags = 0
+        if not self.job_flags:
+            self.landlock = _landlock_abi()
+            if LINUX:
+                try:
+                    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+                    self.subreaper = True
+                except OSError:
+                    pass
+
+    @property
+    def private_view(self) -> bool:
+        return bool(self.job_flags)
+
+    def slot_netns(self, slot: int) -> int:
+        """The empty network namespace (loopback down) of one slot, made on first use. Programs
+        of a slot run one after another and nothing of a program outlives it there; programs of
+        different slots, which run at the same time, never share one (abstract unix sockets
+        live in the network namespace)."""
+        if slot not in self.netns:
+            fd = _empty_netns()
+            if fd is None:
+                raise OSError("cannot create a network namespace")
+            self.netns[slot] = fd
+        return self.netns[slot]
+
+    def _probe(self) -> bool:
+        """Contain a throwaway child exactly as a job is; True if every step worked."""
+        netns = self.slot_netns(0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                _enter_namespaces(self, netns)
+                _mount_scratch(self, {"fsize_mb": 1}, UID_BASE if ROOT else self.uid, None)
+                child = os.fork()
+                if child == 0:
+                    try:
+                        _enter_view(self)
+                        _drop_privileges(UID_BASE if ROOT else None)
+                        os._exit(0 if os.getcwd() == BOX and not os.path.exists("/.old/proc") else 1)
+                    except BaseException:
+                        os._exit(1)
+                os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+            except BaseException:
+                os._exit(1)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    def names(self) -> list[str]:
+        """Exactly the measures every program gets, in a fixed vocabulary (docs/sandbox.md)."""
+        names = ["session", "rlimits", "clean-env", "no-capabilities", "no-new-privileges"]
+        if self.private_view:
+            names += ["private-root", "scratch-tmpfs", "minimal-dev", "mountns", "pidns", "ipcns", "netns",
+                      "session-keyring", "nproc-limit"]
+            if not ROOT:
+                names.append("userns")
+            if self.proc:
+                names.append("private-proc")
+        else:
+            if self.landlock:
+                names.append(f"landlock-v{self.landlock}")
+            if self.subreaper:
+                names.append("subreaper-sweep")
+            if ROOT:
+                names.append("nproc-limit")
+        if ROOT:
+            names.append("uid-drop")
+        return sorted(names)
+
+
+def _empty_netns() -> int | None:
+    """An fd holding a fresh network namespace, made by a child that exits once we hold it."""
+    ready_r, ready_w = os.pipe()  # child -> parent: the namespace exists
+    done_r, done_w = os.pipe()  # parent -> child: opened, you may go
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            _call("unshare", ctypes.c_int(CLONE_NEWNET))
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    try:
+        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY) if os.read(ready_r, 1) == b"1" else None
+    except OSError:
+        return None
+    finally:
+        os.close(done_w)  # the child's read returns
+        os.waitpid(pid, 0)
+        for fd in (ready_r, done_r):
+            os.close(fd)
+
+
+def _enter_namespaces(iso: Isolation, netns: int) -> None:
+    """In A. The slot's network namespace first: joining it needs the zygote's privilege, which
+    a nested user namespace (the per-job one, for a per-job process count) gives up."""
+    _call("setns", ctypes.c_int(netns), ctypes.c_int(CLONE_NEWNET))
+    if iso.job_flags & CLONE_NEWUSER:
+        _call("unshare", ctypes.c_int(CLONE_NEWUSER))
+        _write_id_maps(iso.uid, iso.gid)
+    _call("unshare", ctypes.c_int(iso.job_flags & ~CLONE_NEWUSER))
+
+
+# --- in the child -------------------------------------------------------------------------------
+
+def _apply_rlimits(job: dict, iso: Isolation) -> None:
+    mb = 1024 * 1024
+    limits = {
+        resource.RLIMIT_CPU: (job["cpu"], job["cpu"] + 1),
+        resource.RLIMIT_FSIZE: (job["fsize_mb"] * mb,) * 2,
+        resource.RLIMIT_NOFILE: (job["nofile"],) * 2,
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    if LINUX:  # macOS does not enforce RLIMIT_AS
+        limits[resource.RLIMIT_AS] = (job["memory_mb"] * mb,) * 2
+    # RLIMIT_NPROC counts the processes of a uid within a user namespace: only meaningful for our
+    # own slot uid (root) or our own user namespace.
+    if ROOT or iso.job_flags & CLONE_NEWUSER:
+        limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
+    for which, (soft, hard) in limits.items():
+        resource.setrlimit(which, (soft, hard))
+
+
+def _become_program(job: dict, iso: Isolation, slot: int, outputs: list[int]) -> None:
     """In C: contain this process, then run the program. Never returns."""
     try:
-        workdir = job["dir"]
-        os.chdir(workdir)
+        for fd, out in zip((1, 2, 3), outputs):
+            os.dup2(out, fd, inheritable=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        for fd, name in zip((1, 2), OUT_FILES):
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(out, fd)
-        if ROOT and not job.get("tool"):  # compilers run as the user (their toolchain may be private)
-            uid = UID_BASE + slot
-            for root, dirs, files in os.walk(workdir) if job.get("argv") else [(workdir, [], list(OUT_FILES))]:
-                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                    os.lchown(name, uid, uid)
-            _drop_privileges(uid, keep_read=job.get("python") is not None)
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
+        if iso.private_view:
+            _enter_view(iso)
+        else:
+            os.chdir(job["dir"])
+            if ROOT:
+                for name in os.listdir("."):
+                    os.lchown(name, UID_BASE + slot, UID_BASE + slot)
+                os.lchown(".", UID_BASE + slot, UID_BASE + slot)
+        _drop_privileges(UID_BASE + slot if ROOT else None)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
         _apply_rlimits(job, iso)
         if iso.landlock:
-            _landlock(iso.landlock, iso.landlock_base, workdir)
-        os.closerange(3, 65536)
-        env = job["env"]
+            _landlock(iso.landlock, iso.read_paths, job["dir"])
+        os.closerange(4, 65536)
+        env = {**job["env"], "HOME": os.getcwd(), "TMPDIR": os.getcwd()}
         for name in [name for name in os.environ if name not in env]:
             del os.environ[name]
         for name, value in env.items():
@@ -304,27 +491,23 @@ def _become_program(job: dict, iso: Isolation, slot: int) -> None:
         os._exit(125)
     if job.get("argv"):
         try:
-            os.execve(job["argv"][0], job["argv"], job["env"])
+            os.execve(job["argv"][0], job["argv"], env)
         except OSError as exc:
             os.write(2, f"rfai sandbox: cannot execute {job['argv'][0]}: {exc.strerror}\n".encode())
             os._exit(127)
-    _exec_python(job["python"])
+    _run_python(job["python"])
 
 
-def _exec_python(source: str) -> None:
+def _run_python(mode: str) -> None:
+    """Hand over to the trusted harness, which reads the program from the box's files."""
     sys.stdin = open(0, "r", closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     sys.argv = ["main.py"]
     sys.path = [p for p in sys.path if p] + [os.getcwd()]
-    code = 0
-    try:
-        exec(compile(source, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
+    namespace = {"__name__": "rfai_harness", "__builtins__": __builtins__}
+    exec(HARNESS, namespace)
+    code = namespace["main"](mode)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -339,8 +522,9 @@ def _encode(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _run_job(job: dict, iso: Isolation, slot: int, zygote: int) -> None:
-    """A: new session and namespaces, then fork C (PID 1 of its namespace) and wait. Never returns.
+def _run_job(job: dict, iso: Isolation, slot: int, netns: int | None, zygote: int) -> None:
+    """A: new session and namespaces, the view, then fork C (PID 1 of its namespace), wait, and
+    copy the outputs back. Never returns.
 
     The program itself is the namespace's init, so everything it leaves behind dies with it.
     (As init it ignores signals it sends itself without a handler; RLIMIT_CPU's final SIGKILL
@@ -351,24 +535,30 @@ def _run_job(job: dict, iso: Isolation, slot: int, zygote: int) -> None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != zygote:
                 os._exit(125)
-        if iso.shared_netns is not None:
-            _call("setns", ctypes.c_int(iso.shared_netns), ctypes.c_int(CLONE_NEWNET))
-        if iso.ns_flags:
-            _call("unshare", ctypes.c_int(iso.ns_flags))
-            if iso.ns_flags & CLONE_NEWUSER:
-                _write_id_maps()
+        workdir = os.open(job["dir"], os.O_PATH | os.O_DIRECTORY)
+        outputs = [os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=workdir)
+                   for name in OUT_FILES]
+        uid = UID_BASE + slot if ROOT else iso.uid
+        box = None
+        if iso.private_view:
+            _enter_namespaces(iso, netns)
+            box = _mount_scratch(iso, job, uid, os.open(job["dir"], os.O_RDONLY | os.O_DIRECTORY))
         child = os.fork()
         if child == 0:
             if LINUX:
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _become_program(job, iso, slot)
-        os._exit(_encode(os.waitpid(child, 0)[1]))
+            _become_program(job, iso, slot, outputs)
+        status = os.waitpid(child, 0)[1]
+        if box is not None and os.WIFEXITED(status):
+            for name in job.get("outputs", []):
+                _copy_file(box, name, workdir, -1)
+        os._exit(_encode(status))
     except BaseException as exc:
         os.write(2, f"rfai sandbox: {exc}\n".encode())
         os._exit(125)
 
 
-# --- the server loop ----------------------------------------------------------------------
+# --- the server loop ----------------------------------------------------------------------------
 
 class Zygote:
     def __init__(self) -> None:
@@ -390,12 +580,12 @@ class Zygote:
     def start(self, job: dict) -> None:
         slots = {entry["slot"] for entry in self.running.values()}
         slot = next(i for i in range(len(slots) + 1) if i not in slots)
+        netns = self.iso.slot_netns(slot) if self.iso.private_view else None
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            self.buffer[:] = b""  # other jobs' sources must not be readable by this one
-            _run_job(job, self.iso, slot, self.pid)
+            _run_job(job, self.iso, slot, netns, self.pid)
         now = time.monotonic()
         self.running[pid] = {"job": job, "start": now, "deadline": now + job["timeout"], "slot": slot,
                              "timed_out": False}
@@ -419,7 +609,7 @@ class Zygote:
                 result.update(status="signal", signal=code - 128, code=None)
             else:
                 result.update(status="exit", code=code, signal=None)
-            if self.iso.subreaper and not self.iso.ns_flags & CLONE_NEWPID:
+            if self.iso.subreaper:
                 self.sweep()
             self.reply(result)
 
@@ -479,8 +669,11 @@ class Zygote:
 
 
 def main() -> None:
+    global HARNESS
     # Started with -S (no site: faster); the client names the site-packages programs may import from.
     sys.path += [p for p in os.environ.pop("RFAI_SANDBOX_PATH", "").split(os.pathsep) if p]
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyharness.py")) as handle:
+        HARNESS = compile(handle.read(), "_pyharness.py", "exec")
     # No parent-death signal here: it would follow the *thread* that started us. rfai's death
     # closes our stdin instead, and we exit; our children carry a parent-death signal.
     zygote = Zygote()
@@ -488,5 +681,6 @@ def main() -> None:
     zygote.serve()
 
 
+HARNESS = None
 if __name__ == "__main__":
     main()

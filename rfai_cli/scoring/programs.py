@@ -1,29 +1,40 @@
 """Turn (code, test cases) into sandboxed programs per language and read back passed/total.
 
-All cases of one program run in one process; each case is counted on its own. A case that
-fails does not stop the others (Python: exceptions are caught per case; C++: `assert` throws
-and each case is wrapped in try/catch; Rust: libtest runs each `#[test]` on its own). When
-the process dies (timeout, crash, limits) the cases it had not reported count as failed.
+Verdicts are decided outside the box. Each case is split by `cases.py`: the program reports the
+values of the expressions under test on its results channel (fd 3), and the checks that hold
+the expected values (which never enter the box) judge them here; asserts that cannot be split
+run in the box and make the case `inside` (counted in `TestOutcome.inside`). Nothing is parsed
+from output the program writes itself (stdout, stderr).
 
-Results come back through a file tagged with a per-run random nonce, so a program printing
-"ok" lines does not pass. (A program that introspects the harness could still forge them;
-the sandbox contains damage, not cleverness.)
+The candidate is never pasted into harness code:
+- python: the trusted `_pyharness.py` loads `candidate.py` as its own module, then runs each
+  case in a fresh namespace whose builtins were taken before the candidate ran;
+- c++: the candidate is its own translation unit (`candidate.cpp`, the value encoders included
+  before it, the cases' observation code after it); the runner that calls the cases, catches
+  their exceptions and reports them is another (`runner.cpp`);
+- rust: the candidate is its own module (`candidate.rs`, cases in a child module); the runner
+  (`main.rs`) and the encoders (`rfai.rs`) are modules it cannot reach with macros, and no
+  libtest output is read.
+All cases of one program run in one process; a case that fails does not stop the others. When
+the process dies (timeout, crash, limits), the cases it had not finished count as failed.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .sandbox import Limits, RunResult, Sandbox, last_line, read_bounded
+from .cases import SplitCase, split_cpp, split_python, split_rust
+from .sandbox import RESULTS, Limits, RunResult, Sandbox, last_line, read_bounded
+from .values import MAX_EVENTS_BYTES, judge_case, read_events
 
-RESULTS = ".rfai-results"
 LANGUAGES = ("python", "cpp", "rust")
+HARNESS = Path(__file__).with_name("harness")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class TestOutcome:
     warnings: int | None = None  # compiler warnings located in the candidate's own code
     compiled: bool = True
     missing: str | None = None  # the toolchain that is not installed (nothing was run)
+    inside: int = 0  # cases whose verdict was (partly) decided inside the box: weaker
 
     @property
     def all_passed(self) -> bool:
@@ -74,16 +86,22 @@ class Toolchains:
         """(path or None, name as the user knows it)."""
         return {"cpp": (self.gxx, "g++"), "rust": (self.rustc, "rustc")}[language]
 
+    def compile_argv(self, language: str, *arguments: str) -> list[str]:
+        compiler, _ = self.compiler(language)
+        if language == "rust":  # named, so rustc never needs /proc/self/exe to find it
+            return [compiler, "--sysroot", self.rust_sysroot, "--edition", "2021", *arguments]
+        return [compiler, "-std=c++17", *arguments]
+
 
 def run_tests(sandbox: Sandbox, tools: Toolchains, language: str, code: str, cases: list[str],
               entry_point: str | None, limits: Limits, compile_limits: Limits) -> TestOutcome:
     if language == "python":
-        return _python_tests(sandbox, code, cases, entry_point, limits)
+        return _python_tests(sandbox, code, [split_python(case, entry_point) for case in cases], limits)
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, len(cases), reason=f"{name} is not installed: tests not run", missing=name)
     build = _cpp_program if language == "cpp" else _rust_program
-    return _compiled_tests(sandbox, language, compiler, build(code, cases), limits, compile_limits)
+    return _compiled_tests(sandbox, tools, language, build(code, cases), limits, compile_limits)
 
 
 def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, limits: Limits,
@@ -91,210 +109,173 @@ def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, l
     """For a task without tests: does the program build (c++/rust: compile, counting warnings;
     python: load and run as a module to its end). `compiled` says whether it did; total is 0."""
     if language == "python":
-        nonce = secrets.token_hex(8)
         with sandbox.directory() as box:
-            run = sandbox.run(box, limits, python=_python_source(nonce, code, [], None))
-            report = read_bounded(box / RESULTS)
-        loaded = run.ok and f"{nonce} load ok" in report.splitlines()
-        outcome = _outcome(report, nonce, 0, run)
-        return TestOutcome(0, 0, outcome.cpu, outcome.reason, compiled=loaded)
+            _write(box, {"candidate.py": code, "cases.json": "[]"})
+            run = sandbox.run(box, limits, python="load")
+            _, load = read_events(read_bounded(box / RESULTS, MAX_EVENTS_BYTES), 0)
+        loaded = run.ok and load == {"load": "ok"}
+        reason = None if loaded else run.describe() if not run.ok else f"loading the code: {_load_failure(load)}"
+        return TestOutcome(0, 0, run.cpu if run.ok else None, reason, compiled=loaded)
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, 0, reason=f"{name} is not installed: not compiled", compiled=False, missing=name)
-    source = "main.cpp" if language == "cpp" else "main.rs"
     if language == "cpp":
-        argv = [compiler, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", source]
+        source, argv = "candidate.cpp", tools.compile_argv("cpp", "-fsyntax-only", "-Wall", "-Wextra", "candidate.cpp")
     else:
         crate = "bin" if re.search(r"\bfn\s+main\s*\(", code) else "lib"
-        argv = [compiler, "--edition", "2021", "--crate-type", crate, "--emit=metadata", "-A", "dead_code",
-                "-o", "out.rmeta", source]
+        source, argv = "candidate.rs", tools.compile_argv("rust", "--crate-type", crate, "--emit=metadata", "-A",
+                                                          "dead_code", "-o", "out.rmeta", "candidate.rs")
     with sandbox.directory() as box:
-        (box / source).write_text(code)
-        run = sandbox.run(box, compile_limits, argv=argv, tool=True)
-    warnings = _count_warnings(language, run.stderr, 1, code.count("\n") + 1)
+        _write(box, {source: code})
+        run = sandbox.run(box, compile_limits, argv=argv)
+    warnings = _count_warnings(run.stderr, source, 1, code.count("\n") + 1)
     if not run.ok:
         return TestOutcome(0, 0, reason=_compile_error(language, run), warnings=warnings, compiled=False)
     return TestOutcome(0, 0, warnings=warnings)
 
 
-# --- python -------------------------------------------------------------------------------
-
-_PYTHON_HARNESS = '''\
-NONCE, CODE, CASES, ENTRY = {nonce!r}, {code!r}, {cases!r}, {entry!r}
-RESULTS = open({results!r}, "w", buffering=1)
-
-def why(exc):
-    text = type(exc).__name__ + (": " + str(exc) if str(exc) else "")
-    return text[:200].replace("\\n", " ")
-
-def run():
-    namespace = {{"__name__": "solution", "__builtins__": __builtins__}}
-    try:
-        exec(compile(CODE, "solution.py", "exec"), namespace)
-    except BaseException as exc:
-        RESULTS.write(NONCE + " load fail " + why(exc) + "\\n")
-        return
-    RESULTS.write(NONCE + " load ok\\n")
-    for index, case in enumerate(CASES):
-        before = namespace.get("check")
-        try:
-            exec(compile(case, "test_%d.py" % index, "exec"), namespace)
-            check = namespace.get("check")
-            if ENTRY and callable(check) and check is not before:  # HumanEval style: check(candidate)
-                if ENTRY not in namespace:
-                    raise NameError("entry point %r is not defined" % ENTRY)
-                check(namespace[ENTRY])
-        except BaseException as exc:
-            RESULTS.write("%s %d fail %s\\n" % (NONCE, index, why(exc)))
-        else:
-            RESULTS.write("%s %d ok\\n" % (NONCE, index))
-
-run()
-'''
+def _write(box: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (box / name).write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
-def _python_tests(sandbox: Sandbox, code: str, cases: list[str], entry_point: str | None, limits: Limits) -> TestOutcome:
-    nonce = secrets.token_hex(8)
-    with sandbox.directory() as box:
-        run = sandbox.run(box, limits, python=_python_source(nonce, code, cases, entry_point))
-        report = read_bounded(box / RESULTS)
-    return _outcome(report, nonce, len(cases), run)
+def _load_failure(load: dict | None) -> str:
+    return str(load.get("why", "failed")) if isinstance(load, dict) else "never finished"
 
 
-def _python_source(nonce: str, code: str, cases: list[str], entry_point: str | None) -> str:
-    return _PYTHON_HARNESS.format(nonce=nonce, code=code, cases=cases, entry=entry_point, results=RESULTS)
+# --- judging what came back ---------------------------------------------------------------------
 
-
-def _outcome(report: str, nonce: str, total: int, run: RunResult, warnings: int | None = None) -> TestOutcome:
-    passed: set[int] = set()
-    first_failure = None
-    for line in report.splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag != nonce:
-            continue
-        index, _, rest = rest.partition(" ")
-        verdict, _, why = rest.partition(" ")
-        if verdict == "ok" and index.isdigit() and int(index) < total:
-            passed.add(int(index))
-        elif verdict == "fail" and first_failure is None:
-            first_failure = f"{'loading the code' if index == 'load' else f'case {index}'}: {why or 'failed'}"
+def _outcome(report: str, splits: list[SplitCase], run: RunResult, warnings: int | None = None,
+             load_matters: bool = False) -> TestOutcome:
+    reports, load = read_events(report, len(splits))
+    passed, first_failure = 0, None
+    for index, (case_report, split) in enumerate(zip(reports, splits)):
+        failure = judge_case(case_report, split.checks)
+        if failure is None:
+            passed += 1
+        elif first_failure is None:
+            first_failure = f"case {index}: {failure}"
+    if load_matters and load != {"load": "ok"}:
+        first_failure = f"loading the code: {_load_failure(load)}"
     reason = first_failure
     if not run.ok:  # the process died: that is the dominant cause
         reason = run.describe() + (f" ({first_failure})" if first_failure else "")
-    elif len(passed) < total and reason is None:
-        reason = "some cases never reported a result"
-    return TestOutcome(len(passed), total, run.cpu if run.ok else None, reason, warnings)
+    inside = sum(1 for split in splits if split.inside)
+    return TestOutcome(passed, len(splits), run.cpu if run.ok else None, reason, warnings, inside=inside)
 
 
-# --- compiled languages -------------------------------------------------------------------
+# --- python -------------------------------------------------------------------------------------
+
+def _python_tests(sandbox: Sandbox, code: str, splits: list[SplitCase], limits: Limits) -> TestOutcome:
+    with sandbox.directory() as box:
+        _write(box, {"candidate.py": code, "cases.json": json.dumps([split.source for split in splits])})
+        run = sandbox.run(box, limits, python="tests")
+        report = read_bounded(box / RESULTS, MAX_EVENTS_BYTES)
+    return _outcome(report, splits, run, load_matters=True)
+
+
+# --- compiled languages -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Program:
-    source: str
-    filename: str
-    first_line: int  # the candidate's code spans these 1-based lines of `source`
-    last_line: int
-    total: int
-    nonce: str
-    style: str  # "cases" (nonce lines in RESULTS), "main" (exit status), "libtest" (libtest output)
+    files: dict[str, str]
+    sources: list[str]  # what the compiler is given
+    candidate: str  # the file holding the candidate's code, from line 1
+    lines: int  # the candidate's line count
+    splits: list[SplitCase]
+    style: str  # "cases" (events on fd 3) or "main" (a test program of its own: exit status)
 
 
-_CPP_CASES = '''
-#undef main
-#include <cstdio>
-#include <stdexcept>
-#include <string>
-struct rfai_assertion_failed : std::runtime_error {{ using std::runtime_error::runtime_error; }};
-#undef assert
-#define assert(...) do {{ if (!(__VA_ARGS__)) throw rfai_assertion_failed("assert(" #__VA_ARGS__ ") failed"); }} while (0)
-{functions}
-int main() {{
-    std::FILE* out = std::fopen("{results}", "w");
-    std::setvbuf(out, nullptr, _IONBF, 0);
-    void (*cases[])() = {{{names}}};
-    for (int i = 0; i < {total}; ++i) {{
-        try {{ cases[i](); std::fprintf(out, "{nonce} %d ok\\n", i); }}
-        catch (const std::exception& e) {{ std::fprintf(out, "{nonce} %d fail %.200s\\n", i, e.what()); }}
-        catch (...) {{ std::fprintf(out, "{nonce} %d fail exception\\n", i); }}
-    }}
-    return 0;
-}}
-'''
+def _harness_file(name: str) -> str:
+    return (HARNESS / name).read_text(encoding="utf-8")
 
 
 def _cpp_program(code: str, cases: list[str]) -> _Program:
-    nonce = secrets.token_hex(8)
-    head = "#define main rfai_candidate_main\n"
-    first, last = 2, 1 + code.count("\n") + 1
-    if len(cases) == 1 and re.search(r"\bint\s+main\s*\(", cases[0]):  # a whole test program
-        source = f"{head}{code}\n#undef main\n{cases[0]}\n"
-        return _Program(source, "main.cpp", first, last, 1, nonce, "main")
-    functions = "\n".join(f"static void rfai_case_{i}() {{\n{case}\n}}" for i, case in enumerate(cases))
-    names = ", ".join(f"rfai_case_{i}" for i in range(len(cases)))
-    tail = _CPP_CASES.format(functions=functions, names=names or "nullptr", total=len(cases), nonce=nonce,
-                             results=RESULTS)
-    return _Program(f"{head}{code}\n{tail}", "main.cpp", first, last, len(cases), nonce, "cases")
+    lines = code.count("\n") + 1
+    if len(cases) == 1 and re.search(r"\bint\s+main\s*\(", cases[0]):  # a whole test program: inside
+        source = f"#define main rfai_candidate_main\n#line 1 \"candidate.cpp\"\n{code}\n#undef main\n" \
+                 f"#line 1 \"test.cpp\"\n{cases[0]}\n"
+        return _Program({"candidate.cpp": source}, ["candidate.cpp"], "candidate.cpp", lines,
+                        [SplitCase(cases[0], [], True)], "main")
+    splits = [split_cpp(case) for case in cases]
+    functions = "\n".join(f"void rfai_case_{i}(rfai::Out& rfai_out, int rfai_case) {{\n{split.source}\n}}"
+                          for i, split in enumerate(splits))
+    candidate = (f"#include \"rfai_values.hpp\"\n#define main rfai_candidate_main\n#line 1 \"candidate.cpp\"\n{code}\n"
+                 f"#undef main\n#line 1 \"rfai_cases.cpp\"\n{functions}\n")
+    declarations = "".join(f"void rfai_case_{i}(rfai::Out&, int);\n" for i in range(len(splits)))
+    calls = ", ".join(f"rfai_case_{i}" for i in range(len(splits))) or "nullptr"
+    runner = (f"#include \"rfai_out.hpp\"\n{declarations}"
+              f"int main() {{\n    rfai::Out out;\n    void (*cases[])(rfai::Out&, int) = {{{calls}}};\n"
+              f"    for (int i = 0; i < {len(splits)}; ++i) {{\n"
+              "        try { cases[i](out, i); out.finished(i); }\n"
+              "        catch (const std::exception& e) { out.failed(i, e.what()); }\n"
+              "        catch (...) { out.failed(i, \"exception\"); }\n    }\n    return 0;\n}\n")
+    files = {"candidate.cpp": candidate, "runner.cpp": runner, "rfai_out.hpp": _harness_file("rfai_out.hpp"),
+             "rfai_values.hpp": _harness_file("rfai_values.hpp")}
+    return _Program(files, ["candidate.cpp", "runner.cpp"], "candidate.cpp", lines, splits, "cases")
+
+
+_RUST_TEST_FN = re.compile(r"#\[test\]\s*(?:pub\s+)?fn\s+(\w+)")
 
 
 def _rust_program(code: str, cases: list[str]) -> _Program:
     joined = "\n".join(cases)
-    if "#[test]" in joined:
-        tests, total = joined, joined.count("#[test]")
+    names = _RUST_TEST_FN.findall(joined)
+    if names:  # libtest-style tests: each #[test] fn is a case, run in the box (inside)
+        helpers = _RUST_TEST_FN.sub(lambda m: f"pub fn {m.group(1)}", joined)
+        helpers = re.sub(r"(?<![\w:])((?:debug_)?assert(?:_eq|_ne)?!)", r"::core::\1", helpers)
+        splits = [SplitCase(f"{name}();", [], True) for name in names]
     else:
-        tests = "\n".join(f"#[test]\nfn rfai_case_{i}() {{\n{case}\n}}" for i, case in enumerate(cases))
-        total = len(cases)
-    return _Program(f"{code}\n{tests}\n", "main.rs", 1, code.count("\n") + 1, total, "", "libtest")
+        helpers = ""
+        splits = [split_rust(case) for case in cases]
+    functions = "\n".join(f"pub fn case_{i}(rfai_out: &mut crate::rfai::Out, rfai_case: usize) {{\n{split.source}\n}}"
+                          for i, split in enumerate(splits))
+    candidate = (f"{code}\n\npub mod rfai_cases {{\n#![allow(unused)]\nuse super::*;\n"
+                 f"use crate::rfai::{{Plain as _, Opaque as _}};\n{helpers}\n{functions}\n}}\n")
+    calls = ", ".join(f"candidate::rfai_cases::case_{i}" for i in range(len(splits)))
+    runner = ("#![allow(unused)]\n#[path = \"rfai.rs\"]\npub mod rfai;\n#[path = \"candidate.rs\"]\npub mod candidate;\n"
+              "fn main() {\n    let mut out = rfai::Out::open();\n"
+              f"    let cases: [fn(&mut rfai::Out, usize); {len(splits)}] = [{calls}];\n"
+              "    for (i, case) in cases.iter().enumerate() {\n"
+              "        let run = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| case(&mut out, i)));\n"
+              "        match run {\n            Ok(()) => out.finished(i),\n"
+              "            Err(panic) => {\n"
+              "                let why = panic.downcast_ref::<&str>().map(|s| s.to_string())\n"
+              "                    .or_else(|| panic.downcast_ref::<::std::string::String>().cloned())\n"
+              "                    .unwrap_or_else(|| \"panicked\".to_string());\n"
+              "                out.failed(i, &why);\n            }\n        }\n    }\n}\n")
+    files = {"main.rs": runner, "candidate.rs": candidate, "rfai.rs": _harness_file("rfai.rs")}
+    return _Program(files, ["main.rs"], "candidate.rs", code.count("\n") + 1, splits, "cases")
 
 
-def _compiled_tests(sandbox: Sandbox, language: str, compiler: str, program: _Program, limits: Limits,
+def _compiled_tests(sandbox: Sandbox, tools: Toolchains, language: str, program: _Program, limits: Limits,
                     compile_limits: Limits) -> TestOutcome:
     if language == "cpp":
-        argv = [compiler, "-std=c++17", "-O1", "-Wall", "-Wextra", "-o", "prog", program.filename]
+        argv = tools.compile_argv("cpp", "-O1", "-Wall", "-Wextra", "-I.", "-o", "prog", *program.sources)
     else:
-        argv = [compiler, "--edition", "2021", "--test", "-C", "opt-level=1", "-A", "dead_code",
-                "-o", "prog", program.filename]
+        argv = tools.compile_argv("rust", "-C", "opt-level=1", "-A", "dead_code", "-o", "prog", *program.sources)
     with sandbox.directory() as box:
-        (box / program.filename).write_text(program.source)
-        built = sandbox.run(box, compile_limits, argv=argv, tool=True)
-        warnings = _count_warnings(language, built.stderr, program.first_line, program.last_line)
-        if not built.ok:
-            return TestOutcome(0, program.total, reason=_compile_error(language, built), warnings=warnings,
-                               compiled=False)
-        run_argv = [str(box / "prog")] + (["--test-threads=1", "--color", "never"] if program.style == "libtest" else [])
-        run = sandbox.run(box, limits, argv=run_argv)
-        report = read_bounded(box / RESULTS)
-    if program.style == "cases":
-        return _outcome(report, program.nonce, program.total, run, warnings)
+        _write(box, program.files)
+        built = sandbox.run(box, compile_limits, argv=argv, outputs=("prog",))
+        warnings = _count_warnings(built.stderr, program.candidate, 1, program.lines)
+        if not built.ok or not (box / "prog").is_file():
+            reason = _compile_error(language, built) if not built.ok else "the compiler wrote no program"
+            return TestOutcome(0, len(program.splits), reason=reason, warnings=warnings, compiled=False,
+                               inside=sum(1 for split in program.splits if split.inside))
+        for name in program.files:  # the run gets the binary only
+            (box / name).unlink()
+        run = sandbox.run(box, limits, argv=["./prog"])
+        report = read_bounded(box / RESULTS, MAX_EVENTS_BYTES)
     if program.style == "main":
         reason = None if run.ok else run.describe()
-        return TestOutcome(int(run.ok), 1, run.cpu if run.ok else None, reason, warnings)
-    return _libtest_outcome(run, program.total, warnings)
+        return TestOutcome(int(run.ok), 1, run.cpu if run.ok else None, reason, warnings, inside=1)
+    return _outcome(report, program.splits, run, warnings)
 
 
-_LIBTEST_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED)$", re.M)
-
-
-def _libtest_outcome(run: RunResult, total: int, warnings: int | None) -> TestOutcome:
-    verdicts = dict(_LIBTEST_LINE.findall(run.stdout))
-    passed = min(total, sum(1 for verdict in verdicts.values() if verdict == "ok"))
-    reason = None
-    failed = [name for name, verdict in verdicts.items() if verdict == "FAILED"]
-    if failed:
-        panic = re.search(r"panicked at [^\n]*\n([^\n]*)", run.stdout)
-        reason = f"{failed[0]}: {panic.group(1).strip() if panic else 'failed'}"[:200]
-    if run.status in ("timeout", "signal", "sandbox"):
-        reason = run.describe() + (f" ({reason})" if reason else "")
-    elif passed < total and reason is None:
-        reason = "some tests never reported a result"
-    cpu = run.cpu if run.status in ("ok", "exit") and len(verdicts) == total else None
-    return TestOutcome(passed, total, cpu, reason, warnings)
-
-
-def _count_warnings(language: str, stderr: str, first: int, last: int) -> int:
-    if language == "cpp":
-        lines = re.findall(r"^main\.cpp:(\d+):\d+: warning:", stderr, re.M)
-    else:
-        lines = re.findall(r"^warning[^\n]*\n\s*--> main\.rs:(\d+):", stderr, re.M)
+def _count_warnings(stderr: str, source: str, first: int, last: int) -> int:
+    name = re.escape(source)
+    lines = re.findall(rf"^{name}:(\d+):\d+: warning:", stderr, re.M)
+    lines += re.findall(rf"^warning[^\n]*\n\s*--> {name}:(\d+):", stderr, re.M)
     return sum(1 for line in lines if first <= int(line) <= last)
 
 

@@ -1,8 +1,12 @@
 """Run untrusted programs: a client for the pre-started zygote (`_zygote.py`), thread-safe.
 
 One `Sandbox` serves any number of threads; each `run` blocks its caller until the program
-ends, while the zygote runs all submitted programs in parallel. See `_zygote.py` for what
-contains each program; `Sandbox.isolation` says which of those measures this OS allowed.
+ends, while the zygote runs all submitted programs in parallel. The caller writes a program's
+files into `directory()`; they are copied into the program's own view, and the files it names
+as `outputs` are copied back. Its stdout, stderr and results channel (fd 3) land in that
+directory as `.stdout`, `.stderr` and `.rfai-results`. See `_zygote.py` for what contains each
+program; `Sandbox.isolation` says which of those measures this OS allowed, and `weak_isolation`
+says, in one line, what is missing when the kernel refused the private view.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Iterator
 
 ZYGOTE = Path(__file__).with_name("_zygote.py")
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept per program
+RESULTS = ".rfai-results"  # what a program's fd 3 writes to
 
 
 class SandboxError(RuntimeError):
@@ -94,16 +99,10 @@ def read_bounded(path: Path, limit: int = OUTPUT_LIMIT) -> str:
         os.close(fd)
 
 
-def program_env(workdir: Path) -> dict[str, str]:
-    """The whole environment a program sees: built from scratch, nothing of the parent's."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+# The whole environment a program sees, built from scratch (HOME and TMPDIR are its own
+# directory, set where it runs): nothing of the parent's.
+PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class Sandbox:
@@ -114,9 +113,11 @@ class Sandbox:
         forces the fallback used where the OS refuses namespaces (tests use it to check that path)."""
         self._read_paths = read_paths or []
         self._namespaces = namespaces
-        # Every program's directory lives under this root, which programs may read (not write).
+        # Every program's host directory lives under this root; `mnt` is where each program's
+        # private view is mounted (in its own mount namespace, so they never meet).
         self._root = Path(tempfile.mkdtemp(prefix="rfai-sandbox-"))
-        self._root.chmod(0o711)
+        self._root.chmod(0o711)  # the fallback's slot uids must reach their own directory
+        (self._root / "mnt").mkdir()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, tuple[threading.Event, list]] = {}
@@ -130,6 +131,15 @@ class Sandbox:
         return list(self._isolation)
 
     @property
+    def weak_isolation(self) -> str | None:
+        """None with the private view; else one line saying what programs can still reach."""
+        if "private-root" in self.isolation:
+            return None
+        return ("the kernel refused namespaces, so generated programs run without a private filesystem view "
+                f"(only {', '.join(self._isolation)}): they can read whatever this user can read outside the "
+                "Landlock rules, and processes may outlive a kill; see docs/sandbox.md")
+
+    @property
     def server_pid(self) -> int:
         """The zygote's pid (it is started if it was not)."""
         return self._ensure_started().pid
@@ -139,7 +149,8 @@ class Sandbox:
             if self._proc is not None and self._proc.poll() is None:
                 return self._proc
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-                   "RFAI_SANDBOX_READ": os.pathsep.join([*self._read_paths, str(self._root)]),
+                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
+                   "RFAI_SANDBOX_MOUNT": str(self._root / "mnt"),
                    "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0",
                    "RFAI_SANDBOX_PATH": os.pathsep.join(site.getsitepackages())}
             proc = subprocess.Popen(
@@ -180,16 +191,13 @@ class Sandbox:
             _remove_tree(path)
 
     def run(self, workdir: Path, limits: Limits, *, argv: list[str] | None = None, python: str | None = None,
-            tool: bool = False) -> RunResult:
-        """Run `argv` (exec'd) or `python` (source executed in a fork of the zygote) in `workdir`.
-
-        `tool` marks a trusted binary fed untrusted input (a compiler): it keeps the user's uid so
-        it can reach its toolchain, with every other measure (Landlock included) still applied.
-        """
-        job = {"dir": str(workdir), "argv": argv, "python": python, "env": program_env(workdir),
+            outputs: tuple[str, ...] = ()) -> RunResult:
+        """Run `argv` (exec'd; a relative path is the program's own file) or the Python harness in
+        mode `python` ("tests" or "load", see `_pyharness.py`) on the files in `workdir`.
+        Compilers run like any program: the same walls, the same uid."""
+        job = {"dir": str(workdir), "argv": argv, "python": python, "env": PROGRAM_ENV, "outputs": list(outputs),
                "timeout": limits.timeout, "cpu": limits.cpu, "memory_mb": limits.memory_mb,
-               "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc,
-               "tool": tool}
+               "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc}
         proc = self._ensure_started()
         event, box = threading.Event(), []
         with self._lock:
@@ -242,11 +250,19 @@ def _result(message: dict, workdir: Path) -> RunResult:
 
 
 def _remove_tree(path: Path) -> None:
-    def retry_writable(func, name, _exc):  # a program may have made its own files read-only
-        try:
-            os.chmod(os.path.dirname(name), 0o700)
-            func(name)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=retry_writable)
+    """Remove a program's directory whatever it left there (directories without permissions
+    included); never raises, since a clean-up failure must not cost the run."""
+    try:
+        shutil.rmtree(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    for parent, dirs, _ in os.walk(path):  # top-down: each directory is opened up before it is entered
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(parent, name), 0o700, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                pass
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,186 @@
+"""Values that come out of a sandboxed program, and the checks applied to them outside it.
+
+A program under test never decides a split assert: it reports the value of the expression
+under test (`{"case": i, "obs": k, "value": ...}`, encoded by exact type by the harness of its
+language), and a `Check` built from the test's expected literal, which never entered the box,
+decides here. Decoding builds only plain Python data (and `Variant` for Rust's enums), so no
+code of the program's runs when values are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MAX_EVENTS_BYTES = 8 * 1024 * 1024  # of a results channel read back
+
+
+class Undecodable(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An enum value of a compiled language: Rust's Some(x), None, Ok(x), Err(e)."""
+
+    name: str
+    fields: tuple = ()
+
+
+def decode_value(data: Any) -> Any:
+    """The JSON a harness wrote -> plain Python data (tags: see `_pyharness.encode`)."""
+    if data is None or isinstance(data, (bool, str)):
+        return data
+    if isinstance(data, list):
+        return [decode_value(item) for item in data]
+    if not isinstance(data, dict) or len(data) != 1:
+        raise Undecodable("not an encoded value")
+    (tag, body), = data.items()
+    try:
+        if tag == "i":
+            return int(body)
+        if tag == "f":
+            return float(body)
+        if tag == "c":
+            return complex(float(body[0]), float(body[1]))
+        if tag == "y":
+            return bytes.fromhex(body)
+        if tag == "t":
+            return tuple(decode_value(item) for item in body)
+        if tag == "s":
+            return {decode_value(item) for item in body}
+        if tag == "z":
+            return frozenset(decode_value(item) for item in body)
+        if tag == "d":
+            return {decode_value(key): decode_value(value) for key, value in body}
+        if tag == "v":
+            return Variant(str(body[0]), tuple(decode_value(item) for item in body[1:]))
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise Undecodable(f"malformed {tag!r} value") from exc
+    raise Undecodable(f"{tag!r} is not plain data ({str(body)[:40]})")
+
+
+@dataclass(frozen=True)
+class Check:
+    """What the observed value must satisfy. `kind`: eq, ne, is, is_not, truthy, falsy, lt, le,
+    gt, ge, close (|value - expected| < tolerance, or <= when not `strict`), in, not_in."""
+
+    kind: str
+    expected: Any = None
+    tolerance: float = 0.0
+    strict: bool = True
+    label: str = ""  # the test's own text of this condition, for reasons
+
+    def labelled(self, label: str) -> "Check":
+        return Check(self.kind, self.expected, self.tolerance, self.strict, label[:120])
+
+    def holds(self, value: Any) -> bool:
+        try:
+            return bool(self._holds(value))
+        except (TypeError, ValueError, OverflowError, ArithmeticError, RecursionError):
+            return False
+
+    def _holds(self, value: Any) -> bool:
+        kind, expected = self.kind, self.expected
+        if kind == "eq":
+            return value == expected
+        if kind == "ne":
+            return value != expected
+        if kind in ("is", "is_not"):
+            same = value is expected or (type(value) is type(expected) and value == expected)
+            return same if kind == "is" else not same
+        if kind in ("truthy", "falsy"):
+            return bool(value) == (kind == "truthy")
+        if kind in ("in", "not_in"):
+            return (value in expected) == (kind == "in")
+        if kind == "close":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            distance = abs(value - expected)
+            return not math.isnan(distance) and (distance < self.tolerance if self.strict else distance <= self.tolerance)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return {"lt": value < expected, "le": value <= expected, "gt": value > expected, "ge": value >= expected}[kind]
+
+
+@dataclass
+class CaseReport:
+    """What one case reported: its observed values (or why one could not be encoded), whether
+    it ran to its end, and its error. A case that reports any of these twice is void."""
+
+    values: dict[int, Any]
+    done: bool = False
+    error: str | None = None
+    void: bool = False
+
+
+def read_events(text: str, total: int) -> tuple[list[CaseReport], dict | None]:
+    """Parse a results channel: (one report per case, the load event or None). Lines that are
+    not events of a known case are ignored; a case with a duplicated event is marked void, so
+    printing guesses cannot add passes."""
+    reports = [CaseReport({}) for _ in range(total)]
+    load = None
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(event, dict):
+            continue
+        if "load" in event:
+            load = event if load is None else {"load": "fail", "why": "reported twice"}
+            continue
+        case = event.get("case")
+        if not isinstance(case, int) or isinstance(case, bool) or not 0 <= case < total:
+            continue
+        report = reports[case]
+        if "obs" in event:
+            number = event["obs"]
+            if not isinstance(number, int) or number in report.values:
+                report.void = True
+                continue
+            if "error" in event:
+                report.values[number] = _Unreadable(str(event["error"])[:200])
+                continue
+            try:
+                report.values[number] = decode_value(event.get("value"))
+            except (Undecodable, RecursionError) as exc:
+                report.values[number] = _Unreadable(str(exc))
+        elif event.get("done") is True:
+            report.void |= report.done
+            report.done = True
+        elif "error" in event:
+            report.void |= report.error is not None
+            report.error = str(event["error"])[:200]
+    return reports, load
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    why: str
+
+
+def judge_case(report: CaseReport, checks: list[Check]) -> str | None:
+    """None when the case passed, else why not (one short phrase)."""
+    if report.void:
+        return "reported a result twice"
+    if report.error is not None:
+        return report.error
+    if not report.done:
+        return "never finished"
+    for number, check in enumerate(checks):
+        if number not in report.values:
+            return f"check {number + 1} was never reached"
+        value = report.values[number]
+        if isinstance(value, _Unreadable):
+            return f"check {number + 1}: {value.why}"
+        if not check.holds(value):
+            return f"{check.label or f'check {number + 1}'} failed: got {_short(value)}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
