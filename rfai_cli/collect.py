@@ -110,7 +110,7 @@ def run_collect(
     write_run_metadata(work.output.parent, config, **provenance, samples=samples)
 
     judge = teacher if teacher.judge_enabled else None
-    with teacher, Scorer(config.scoring, judge=judge) as scorer, JsonlWriter(work.output) as writer, \
+    with teacher, Scorer(config.scoring, judge=judge, on_notice=notice) as scorer, JsonlWriter(work.output) as writer, \
             ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background:
         pending: tuple[Future, int] | None = None
 

@@ -141,7 +141,10 @@ def test_fill_record_fields_and_no_teacher(scorer):
     record = fill_record({"prompt": "p"}, scorer.score(ScoreItem({"prompt": "p", "tests": ADD_TESTS}, [GOOD])))
     assert record["scoring_breakdown"] == {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}
     assert record["student_score"] == 1.0 and record["teacher_score"] is None and record["reward"] is None
-    assert set(record["student_breakdown"]) == set(record["score_sources"]["student"]) == set(record["scoring_breakdown"])
+    assert set(record["student_breakdown"]) == set(record["score_sources"]["student"]) - {"verdicts"} \
+        == set(record["scoring_breakdown"])
+    assert record["score_sources"]["student"]["verdicts"] == "outside"  # plain asserts: every verdict by value
+    assert "no-capabilities" in record["score_sources"]["sandbox"]
 
 
 def test_without_tests_correctness_is_measured_marked_and_capped(scorer):

@@ -34,7 +34,7 @@ def score(
     judge = build_teacher(settings) if settings.teacher.judge else None
     err = stderr()
     on_problem = lambda text: err.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    with judge or nullcontext(), Scorer(settings.scoring, judge=judge) as scorer:
+    with judge or nullcontext(), Scorer(settings.scoring, judge=judge, on_notice=on_problem) as scorer:
         if progress_enabled():
             with err.status("scoring...") as status:
                 summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem,

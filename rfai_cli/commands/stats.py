@@ -128,6 +128,10 @@ def _render(result: dict) -> None:
     if sources:
         counted = ", ".join(f"{n} {name}" for name, n in sources.items())
         console.print(f"student correctness from: {counted}; {result['unassessed']} unassessed", highlight=False)
+    verdicts = result.get("verdicts")
+    if verdicts and verdicts.get("inside"):
+        console.print(f"test verdicts: {verdicts.get('outside', 0)} rows decided outside the sandbox, "
+                      f"{verdicts['inside']} partly inside it (weaker: tests rfai could not split)", highlight=False)
     skipped = result["skipped"]
     if skipped["total"]:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped["reasons"].items())

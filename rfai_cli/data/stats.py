@@ -48,6 +48,9 @@ DEFAULT_BY = ("language", "split")
 TEST_PARTS = ("student_passed", "student_total", "teacher_passed", "teacher_total")
 TASK = "task_id"  # pass@k is computed over the samples of each task
 CORRECTNESS_SOURCE = "score_sources.student.correctness"  # tests, judge, measured or unassessed
+# Where tested rows' verdicts were decided: outside the sandbox (by value) or partly inside (weaker).
+VERDICT_SOURCE = "score_sources.student.verdicts"
+STUDENT_SOURCES = {CORRECTNESS_SOURCE: "correctness", VERDICT_SOURCE: "verdicts"}
 UNASSESSED = "unassessed"
 DEFAULT_PASS_AT = (1,)
 _SKIP_EXAMPLES = 10
@@ -197,6 +200,7 @@ class _Group:
         self.test_rows = 0
         self.test_sums = np.zeros(len(TEST_PARTS))
         self.sources: dict[str, int] = {}  # the student's correctness source -> rows
+        self.verdicts: dict[str, int] = {}  # outside / inside -> rows
         self.tasks: dict[str, list[int]] = {}  # task_id -> [samples with tests, samples passing them all]
         self.pass_at = pass_at
 
@@ -209,10 +213,11 @@ class _Group:
         has = np.isfinite(tests[:, 1])  # rows that say how many student tests there were
         self.test_rows += int(has.sum())
         self.test_sums += np.nansum(tests[has], axis=0)
-        codes, names = batch.labels[CORRECTNESS_SOURCE]
-        for code, count in enumerate(np.bincount(codes[index], minlength=len(names))):
-            if count and names[code] != MISSING:
-                self.sources[names[code]] = self.sources.get(names[code], 0) + int(count)
+        for label, counts in ((CORRECTNESS_SOURCE, self.sources), (VERDICT_SOURCE, self.verdicts)):
+            codes, names = batch.labels[label]
+            for code, count in enumerate(np.bincount(codes[index], minlength=len(names))):
+                if count and names[code] != MISSING:
+                    counts[names[code]] = counts.get(names[code], 0) + int(count)
         self._add_tasks(batch, index, tests)
 
     def _add_tasks(self, batch: "_Batch", index: np.ndarray | slice, tests: np.ndarray) -> None:
@@ -235,6 +240,8 @@ class _Group:
         if self.sources:
             out["correctness_sources"] = dict(sorted(self.sources.items()))
             out["unassessed"] = self.sources.get(UNASSESSED, 0)
+        if self.verdicts:
+            out["verdicts"] = dict(sorted(self.verdicts.items()))
         if self.tasks:
             out["pass_at_k"] = pass_at_k(self.tasks.values(), self.pass_at)
         if self.test_rows:
@@ -318,7 +325,7 @@ def _schema(by: Sequence[str]):
     counts = pa.struct([("passed", pa.float64()), ("total", pa.float64())])
     fields = {name: _arrow_type(types) for name, types in FIELD_TYPES.items()}
     fields["test_results"] = pa.struct([("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())])
-    fields["score_sources"] = pa.struct([("student", pa.struct([("correctness", pa.string())]))])
+    fields["score_sources"] = pa.struct([("student", pa.struct([(key, pa.string()) for key in STUDENT_SOURCES.values()]))])
     for name in by:
         fields.setdefault(name, pa.string())
     return pa.schema(list(fields.items()))
@@ -376,7 +383,9 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
         ]
     )
     columns = {name: table.column(name) for name in (*by, TASK)}
-    columns[CORRECTNESS_SOURCE] = pc.struct_field(table.column("score_sources").combine_chunks(), ["student", "correctness"])
+    sources = table.column("score_sources").combine_chunks()
+    for label, key in STUDENT_SOURCES.items():
+        columns[label] = pc.struct_field(sources, ["student", key])
     labels = {}
     for name, column in columns.items():
         if not pa.types.is_string(column.type):
@@ -435,17 +444,19 @@ def _slow_batch(
     values = {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64) for name in SCORE_FIELDS}
     tests = np.array([_test_counts(row) for row in rows], dtype=np.float64).reshape(len(rows), len(TEST_PARTS))
     labels = {}
-    for name in (*by, TASK, CORRECTNESS_SOURCE):
+    for name in (*by, TASK, *STUDENT_SOURCES):
         names: dict[str, int] = {}
-        read = _correctness_source if name == CORRECTNESS_SOURCE else (lambda row, name=name: row.get(name))
+        read = (lambda row, key=STUDENT_SOURCES[name]: _student_source(row, key)) if name in STUDENT_SOURCES \
+            else (lambda row, name=name: row.get(name))
         codes = [names.setdefault(_label(name, read(row), default_split), len(names)) for row in rows]
         labels[name] = (np.array(codes, dtype=np.int64), list(names))
     return _Batch(values, labels, tests)
 
 
-def _correctness_source(row: dict) -> str | None:
-    student = (row.get("score_sources") or {}).get("student")
-    source = student.get("correctness") if isinstance(student, dict) else None
+def _student_source(row: dict, key: str) -> str | None:
+    sources = row.get("score_sources")
+    student = sources.get("student") if isinstance(sources, dict) else None
+    source = student.get(key) if isinstance(student, dict) else None
     return source if isinstance(source, str) else None
 
 

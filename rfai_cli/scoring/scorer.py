@@ -17,7 +17,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..config import ScoringSettings
 from ..records import normalize_language
@@ -82,6 +82,7 @@ class ScoreResult:
     teacher: CodeScore | None
     rewards: list[float | None]  # None when there is no teacher code to compare with
     weights: dict[str, float] = field(default_factory=dict)
+    isolation: list[str] | None = None  # what contained the programs (None: nothing ran)
 
 
 def fill_record(record: dict, result: ScoreResult, index: int = 0) -> dict:
@@ -94,7 +95,8 @@ def fill_record(record: dict, result: ScoreResult, index: int = 0) -> dict:
         scoring_breakdown=dict(result.weights),
         student_breakdown=student.breakdown,
         teacher_breakdown=teacher.breakdown if teacher else None,
-        score_sources={"student": student.sources, "teacher": teacher.sources if teacher else None},
+        score_sources={"student": student.sources, "teacher": teacher.sources if teacher else None,
+                       "sandbox": result.isolation},
         test_results={"student": student.tests, "teacher": teacher.tests if teacher else None},
     )
     return record
@@ -115,8 +117,11 @@ class Scorer:
     """Thread-safe; holds the sandbox and the worker pool until `close`."""
 
     def __init__(self, settings: ScoringSettings | None = None, judge: Judge | None = None, *,
-                 tools: Toolchains | None = None, namespaces: bool = True):
+                 tools: Toolchains | None = None, namespaces: bool = True,
+                 on_notice: Callable[[str], None] | None = None):
+        """`on_notice` hears, once, when the kernel refused the sandbox's private view."""
         self.settings = settings or ScoringSettings()
+        self._on_notice = on_notice
         self.judge = judge
         self.workers = self.settings.workers or os.cpu_count() or 1
         self.tools = tools or Toolchains()
@@ -137,6 +142,9 @@ class Scorer:
         with self._sandbox_lock:  # first use comes from several pool threads at once
             if self._sandbox is None:
                 self._sandbox = Sandbox(read_paths=self.tools.read_paths(), namespaces=self._namespaces)
+                weak = self._sandbox.weak_isolation
+                if weak and self._on_notice:
+                    self._on_notice(weak)
             return self._sandbox
 
     @property
@@ -195,7 +203,8 @@ class Scorer:
         teacher_score = self._criteria(teacher_eval, teacher_eval) if teacher_eval else None
         rewards = [compute_reward(s.score, teacher_score.score, self.settings.reward_floor, self.settings.reward_cap)
                    if teacher_score else None for s in student_scores]
-        return ScoreResult(student_scores, teacher_score, rewards, self.settings.weights.model_dump())
+        isolation = self._sandbox.isolation if self._sandbox is not None else None
+        return ScoreResult(student_scores, teacher_score, rewards, self.settings.weights.model_dump(), isolation)
 
     def _criteria(self, ev: _Evaluation, reference: _Evaluation | None) -> CodeScore:
         values: dict[str, float] = {}
@@ -214,6 +223,11 @@ class Scorer:
             tests.update(passed=ev.tests.passed, total=ev.tests.total)
             if ev.tests.cpu is not None:
                 tests["cpu_s"] = round(ev.tests.cpu, 3)
+            if ev.tests.missing is None:
+                # Where the verdicts were decided: outside the box (by value), or partly inside it.
+                sources["verdicts"] = "outside" if not ev.tests.inside else "inside"
+                if ev.tests.inside:
+                    tests["decided_inside"] = ev.tests.inside
         else:
             tests.update(passed=0, total=0)
         if outcome is not None and outcome.reason:
@@ -248,7 +262,7 @@ class Scorer:
         if notes:
             tests["notes"] = notes[:MAX_NOTES]
         return CodeScore(weighted_score(breakdown, self.settings.weights.model_dump()), breakdown,
-                         {name: sources[name] for name in CRITERIA}, tests)
+                         {name: sources[name] for name in (*CRITERIA, "verdicts") if name in sources}, tests)
 
     @staticmethod
     def _correctness(ev: _Evaluation, judged) -> tuple[float, str, str | None]:
