@@ -20,6 +20,7 @@ MAX_DEPTH = 64  # nesting of one observed value
 MAX_ITEMS = 100_000  # items in one observed value
 MAX_LINE = 1 << 20  # characters of one event line
 BUILTINS = dict(vars(builtins))  # taken before the candidate runs: tests see the real ones
+_exec, _compile = exec, compile  # likewise for the harness itself (the candidate may patch builtins)
 
 
 class Unencodable(Exception):
@@ -81,7 +82,7 @@ def main(mode: str) -> int:
         cases = json.load(handle)
     solution = {"__name__": "solution", "__builtins__": builtins}
     try:
-        exec(compile(source, "solution.py", "exec"), solution)
+        _exec(_compile(source, "solution.py", "exec"), solution)
     except BaseException as exc:
         emit({"load": "fail", "why": why(exc)})
         return 0
@@ -101,7 +102,7 @@ def main(mode: str) -> int:
         namespace = {name: value for name, value in solution.items() if name not in BUILTINS}
         namespace.update(__builtins__=dict(BUILTINS), __name__="rfai_case", __rfai_observe__=observe)
         try:
-            exec(compile(case, f"test_{index}.py", "exec"), namespace)
+            _exec(_compile(case, f"test_{index}.py", "exec"), namespace)
         except BaseException as exc:
             emit({"case": index, "error": why(exc)})
         else:

@@ -61,7 +61,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVA
 MNT_DETACH = 2
 _KEPT_FLAGS = ((8, MS_NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21))  # statvfs ST_* -> MS_*: noexec, atime
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 38, 36, 24, 47
-PR_CAP_AMBIENT_CLEAR_ALL, KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 4, 1, 7
+PR_SET_KEEPCAPS, PR_CAP_AMBIENT_CLEAR_ALL, CAP_DAC_READ_SEARCH = 8, 4, 2
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
 KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 SYSCALLS = {"x86_64": {"pivot_root": 155, "keyctl": 250}, "aarch64": {"pivot_root": 41, "keyctl": 219}}.get(
     platform.machine(), {})
@@ -167,7 +168,8 @@ def _build_template(root: str, read_paths: list[str]) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2"), ("random", "urandom"), ("shm", BOX)):
         os.symlink(target, f"{dev}/{name}")
-    os.symlink(BOX, root + "/tmp")
+    if not os.path.isdir(root + "/tmp"):  # no read path lives under /tmp: /tmp is the scratch too
+        os.symlink(BOX, root + "/tmp")
     for name in (BOX, "/proc", "/.old"):
         os.mkdir(root + name, 0o755)
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -228,26 +230,35 @@ def _enter_view(iso: "Isolation") -> None:
 
 # --- dropping privileges ------------------------------------------------------------------------
 
-def _drop_privileges(uid: int | None) -> None:
+def _drop_privileges(uid: int | None, keep_read: bool = False) -> None:
     """No capability left in any set, none to regain (bounding set empty, no_new_privs), and as
-    root a per-slot uid. The session keyring is replaced by an empty one."""
+    root a per-slot uid. The session keyring is replaced by an empty one.
+
+    `keep_read` exists only for the fallback as root with a Python the slot uid cannot reach
+    (one under /root): the forked interpreter keeps CAP_DAC_READ_SEARCH in its effective set
+    (lost at any exec) to import its stdlib; Landlock still bounds what is read."""
     cap = 0
     while True:
-        try:
-            _prctl(PR_CAPBSET_DROP, cap)
-        except OSError:
-            break  # past the last capability this kernel knows
+        if not (keep_read and cap == CAP_DAC_READ_SEARCH):
+            try:
+                _prctl(PR_CAPBSET_DROP, cap)
+            except OSError:
+                break  # past the last capability this kernel knows
         cap += 1
     try:
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass
     if uid is not None:
+        if keep_read:
+            _prctl(PR_SET_KEEPCAPS, 1)
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # from root to another uid: the kernel clears every capability set
+    kept = 1 << CAP_DAC_READ_SEARCH if keep_read else 0
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(bytes(24)))
+    data = struct.pack("6I", kept, kept, 0, 0, 0, 0)
+    _call("capset", ctypes.create_string_buffer(header), ctypes.create_string_buffer(data))
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     if SYSCALLS:  # after the uid change, so the keyrings touched are the program's own
         try:
@@ -257,6 +268,20 @@ def _drop_privileges(uid: int | None) -> None:
                 _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(keyring))
         except OSError:
             pass  # a kernel without keys has no keyring to reach either
+
+
+def _reachable_by_others(paths: list[str]) -> bool:
+    """Whether a uid other than the owner can reach every path (each directory on the way o+x)."""
+    for path in paths:
+        parts = os.path.realpath(path).split("/")
+        for depth in range(2, len(parts) + 1):
+            try:
+                info = os.stat("/".join(parts[:depth]) or "/")
+            except OSError:
+                return False
+            if stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o001:
+                return False
+    return True
 
 
 def _write_id_maps(uid: int, gid: int) -> None:
@@ -332,6 +357,9 @@ class Isolation:
                 self.proc = False
                 if not self._probe():
                     self.job_flags = 0
+        # The fallback as root drops to slot uids, which may not reach a toolchain under /root:
+        # Python keeps a read capability and compilers stay uid 0 (owner access, no capability).
+        self.keep_read = ROOT and not self.job_flags and not _reachable_by_others(self.read_paths)
         if not self.job_flags:
             self.landlock = _landlock_abi()
             if LINUX:
@@ -381,7 +409,8 @@ class Isolation:
 
     def names(self) -> list[str]:
         """Exactly the measures every program gets, in a fixed vocabulary (docs/sandbox.md)."""
-        names = ["session", "rlimits", "clean-env", "no-capabilities", "no-new-privileges"]
+        names = ["session", "rlimits", "clean-env", "no-new-privileges",
+                 "read-search-capability" if self.keep_read else "no-capabilities"]
         if self.private_view:
             names += ["private-root", "scratch-tmpfs", "minimal-dev", "mountns", "pidns", "ipcns", "netns",
                       "session-keyring", "nproc-limit"]
@@ -464,15 +493,17 @@ def _become_program(job: dict, iso: Isolation, slot: int, outputs: list[int]) ->
             os.dup2(out, fd, inheritable=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
+        uid = UID_BASE + slot if ROOT else None
+        if iso.keep_read and job.get("compiler"):
+            uid = None  # the fallback as root: a toolchain under /root is reachable as its owner, with no capability
         if iso.private_view:
             _enter_view(iso)
         else:
             os.chdir(job["dir"])
-            if ROOT:
-                for name in os.listdir("."):
-                    os.lchown(name, UID_BASE + slot, UID_BASE + slot)
-                os.lchown(".", UID_BASE + slot, UID_BASE + slot)
-        _drop_privileges(UID_BASE + slot if ROOT else None)
+            if uid is not None:  # the fallback's program works in the host directory: make it its own
+                for name in [".", *os.listdir(".")]:
+                    os.lchown(name, uid, uid)
+        _drop_privileges(uid, keep_read=iso.keep_read and bool(job.get("python")))
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
         _apply_rlimits(job, iso)
         if iso.landlock:

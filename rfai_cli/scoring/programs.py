@@ -127,7 +127,7 @@ def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, l
                                                           "dead_code", "-o", "out.rmeta", "candidate.rs")
     with sandbox.directory() as box:
         _write(box, {source: code})
-        run = sandbox.run(box, compile_limits, argv=argv)
+        run = sandbox.run(box, compile_limits, argv=argv, compiler=True)
     warnings = _count_warnings(run.stderr, source, 1, code.count("\n") + 1)
     if not run.ok:
         return TestOutcome(0, 0, reason=_compile_error(language, run), warnings=warnings, compiled=False)
@@ -256,7 +256,7 @@ def _compiled_tests(sandbox: Sandbox, tools: Toolchains, language: str, program:
         argv = tools.compile_argv("rust", "-C", "opt-level=1", "-A", "dead_code", "-o", "prog", *program.sources)
     with sandbox.directory() as box:
         _write(box, program.files)
-        built = sandbox.run(box, compile_limits, argv=argv, outputs=("prog",))
+        built = sandbox.run(box, compile_limits, argv=argv, outputs=("prog",), compiler=True)
         warnings = _count_warnings(built.stderr, program.candidate, 1, program.lines)
         if not built.ok or not (box / "prog").is_file():
             reason = _compile_error(language, built) if not built.ok else "the compiler wrote no program"

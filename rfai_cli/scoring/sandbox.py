@@ -191,11 +191,13 @@ class Sandbox:
             _remove_tree(path)
 
     def run(self, workdir: Path, limits: Limits, *, argv: list[str] | None = None, python: str | None = None,
-            outputs: tuple[str, ...] = ()) -> RunResult:
+            outputs: tuple[str, ...] = (), compiler: bool = False) -> RunResult:
         """Run `argv` (exec'd; a relative path is the program's own file) or the Python harness in
         mode `python` ("tests" or "load", see `_pyharness.py`) on the files in `workdir`.
-        Compilers run like any program: the same walls, the same uid."""
+        Compilers run like any program, with the same walls; `compiler` only matters in the
+        fallback as root, where a toolchain under /root needs a read capability (see _zygote)."""
         job = {"dir": str(workdir), "argv": argv, "python": python, "env": PROGRAM_ENV, "outputs": list(outputs),
+               "compiler": compiler,
                "timeout": limits.timeout, "cpu": limits.cpu, "memory_mb": limits.memory_mb,
                "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc}
         proc = self._ensure_started()
