@@ -179,9 +179,9 @@ NAMES = ["steal_env_tokens", "write_outside", "busy_loop", "sleep_forever", "for
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_program_is_contained(name, scorer, dataset_dir, listener):
-    if name == "kill_parent_and_everyone" and not ({"uid-drop"} & set(scorer.isolation)
+    if name == "kill_parent_and_everyone" and not ({"uid-drop", "pidns"} & set(scorer.isolation)
                                                     or any(i.startswith("landlock-v") and int(i[10:]) >= 6 for i in scorer.isolation)):
-        pytest.skip("signals are contained only with a dropped uid or Landlock v6 here")
+        pytest.skip("signals are contained only by a PID namespace, a dropped uid or Landlock v6")
     before = folder_state(dataset_dir)
     code = hostile_programs(dataset_dir, listener.getsockname()[1])[name]
     row = {"prompt": name, "language": "python", "tests": ["assert solve() == 'never'"]}

@@ -342,14 +342,18 @@ class Isolation:
         self.landlock = 0
         self.subreaper = False
         self.netns: dict[int, int] = {}  # slot -> fd of that slot's empty network namespace
+        self.shared_template = ROOT  # built once in the zygote; per job in a user's own namespaces
         if LINUX and os.environ.get("RFAI_SANDBOX_NAMESPACES") != "0" and SYSCALLS and self.mountpoint:
             try:
-                if not ROOT:
-                    _call("unshare", ctypes.c_int(CLONE_NEWUSER))
-                    _write_id_maps(self.uid, self.gid)
-                _call("unshare", ctypes.c_int(CLONE_NEWNS))
-                _build_template(self.mountpoint, self.read_paths)
-                self.job_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (0 if ROOT else CLONE_NEWUSER)
+                if ROOT:
+                    _call("unshare", ctypes.c_int(CLONE_NEWNS))
+                    _build_template(self.mountpoint, self.read_paths)
+                    self.job_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+                else:
+                    # Mounts copied into a less privileged namespace are locked, and pivot_root
+                    # refuses a locked root: an ordinary user's jobs build their view in their own
+                    # user namespace (one per job, which also makes the process count per job).
+                    self.job_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET
             except OSError:
                 self.job_flags = 0
             self.proc = bool(self.job_flags)
@@ -373,11 +377,14 @@ class Isolation:
     def private_view(self) -> bool:
         return bool(self.job_flags)
 
-    def slot_netns(self, slot: int) -> int:
-        """The empty network namespace (loopback down) of one slot, made on first use. Programs
+    def slot_netns(self, slot: int) -> int | None:
+        """As root, the empty network namespace (loopback down) of one slot, made on first use
+        (an ordinary user's jobs make their own: None). Programs
         of a slot run one after another and nothing of a program outlives it there; programs of
         different slots, which run at the same time, never share one (abstract unix sockets
         live in the network namespace)."""
+        if not self.shared_template:
+            return None
         if slot not in self.netns:
             fd = _empty_netns()
             if fd is None:
@@ -393,7 +400,7 @@ class Isolation:
             try:
                 os.setsid()
                 _enter_namespaces(self, netns)
-                _mount_scratch(self, {"fsize_mb": 1}, UID_BASE if ROOT else self.uid, None)
+                _build_view(self, {"fsize_mb": 1}, UID_BASE if ROOT else self.uid, None)
                 child = os.fork()
                 if child == 0:
                     try:
@@ -456,14 +463,21 @@ def _empty_netns() -> int | None:
             os.close(fd)
 
 
-def _enter_namespaces(iso: Isolation, netns: int) -> None:
-    """In A. The slot's network namespace first: joining it needs the zygote's privilege, which
-    a nested user namespace (the per-job one, for a per-job process count) gives up."""
-    _call("setns", ctypes.c_int(netns), ctypes.c_int(CLONE_NEWNET))
+def _enter_namespaces(iso: Isolation, netns: int | None) -> None:
+    """In A: the slot's network namespace (as root), then the job's own namespaces."""
+    if netns is not None:
+        _call("setns", ctypes.c_int(netns), ctypes.c_int(CLONE_NEWNET))
+    _call("unshare", ctypes.c_int(iso.job_flags))
     if iso.job_flags & CLONE_NEWUSER:
-        _call("unshare", ctypes.c_int(CLONE_NEWUSER))
         _write_id_maps(iso.uid, iso.gid)
-    _call("unshare", ctypes.c_int(iso.job_flags & ~CLONE_NEWUSER))
+
+
+def _build_view(iso: Isolation, job: dict, uid: int, workdir_fd: int | None) -> int:
+    """In A, after `_enter_namespaces`: the template (unless the zygote holds it) and the job's
+    scratch. Returns the scratch's fd."""
+    if not iso.shared_template:
+        _build_template(iso.mountpoint, iso.read_paths)
+    return _mount_scratch(iso, job, uid, workdir_fd)
 
 
 # --- in the child -------------------------------------------------------------------------------
@@ -573,7 +587,7 @@ def _run_job(job: dict, iso: Isolation, slot: int, netns: int | None, zygote: in
         box = None
         if iso.private_view:
             _enter_namespaces(iso, netns)
-            box = _mount_scratch(iso, job, uid, os.open(job["dir"], os.O_RDONLY | os.O_DIRECTORY))
+            box = _build_view(iso, job, uid, os.open(job["dir"], os.O_RDONLY | os.O_DIRECTORY))
         child = os.fork()
         if child == 0:
             if LINUX:
