@@ -227,7 +227,7 @@ def test_program_environment_is_built_from_scratch(scorer):
 
 
 def test_isolation_is_reported(scorer):
-    assert {"session", "rlimits", "clean-env", "no-capabilities"} <= set(scorer.isolation)
+    assert {"session", "rlimits", "clean-env", "no-new-privileges"} <= set(scorer.isolation)
 
 
 @pytest.mark.parametrize("language, code", [

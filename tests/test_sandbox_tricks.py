@@ -114,7 +114,12 @@ PYTHON_FAKES = {
         "        if isinstance(item, str) and re.fullmatch(r'assert solve\\(\\) == \\d+', item):\n"
         "            return int(item.rsplit(' ', 1)[1])\n"
         "    return 0\n", ["assert solve() == 42"]),
+    "own_exception_named_like_the_expected_one": (
+        "class ValueError(Exception):\n    pass\ndef solve():\n    raise ValueError('not the built-in one')\n",
+        ["try:\n    solve()\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('expected ValueError')"]),
 }
+HONEST = {"shadow_builtin": "def solve():\n    return [1, 2, 3]\n",
+          "own_exception_named_like_the_expected_one": "class Bad(ValueError):\n    pass\ndef solve():\n    raise Bad()\n"}
 
 
 @pytest.mark.parametrize("trick", sorted(PYTHON_FAKES))
@@ -124,7 +129,7 @@ def test_python_cannot_fake_a_pass(trick, scorer, tmp_path):
     count, reason = passed(scorer, "python", code, tests)
     assert count == 0, f"{trick} faked a pass: {reason}"
     # an honest answer to the same test still passes
-    honest = "def solve():\n    return [1, 2, 3]\n" if "len(" in tests[0] else "def solve():\n    return 42\n"
+    honest = HONEST.get(trick, "def solve():\n    return 42\n")
     assert passed(scorer, "python", honest, tests)[0] == 1
 
 

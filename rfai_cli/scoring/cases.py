@@ -1,7 +1,8 @@
 """Split each test case into what runs inside the box and what is decided outside it.
 
 An assert of the common shapes (`CALL == EXPECTED`, `!=`, `is None/True/False`, `<`, `in`,
-`abs(CALL - EXPECTED) < TOL`, a bare `CALL` or `not CALL`, and `and`-chains of those) whose
+`abs(CALL - EXPECTED) < TOL`, a bare `CALL` or `not CALL`, and `and`-chains of those; in
+python also `try: CALL / except ValueError: pass / else: raise ...`) whose
 expected side is a literal becomes an observation: the box reports the value of `CALL`, and a
 `Check` holding `EXPECTED` decides here. The expected literal is removed from the code that
 enters the box. Anything else (a computed expected value, an assert in a loop, a HumanEval
@@ -25,6 +26,7 @@ from .static import blank_comments_and_strings
 from .values import Check
 
 OBSERVE = "__rfai_observe__"  # the python harness's observation function
+RAISES = "__rfai_raises__"  # ... and its "what did calling this raise" observation
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,29 @@ def _conjuncts(test: ast.expr) -> list[ast.expr]:
     return [test]
 
 
+def _python_raises(statement: ast.stmt) -> tuple[ast.expr, Check] | None:
+    """`try: CALL / except BuiltinError: pass / else: raise ...`: observe what CALL raises."""
+    if not (isinstance(statement, ast.Try) and len(statement.body) == 1 and len(statement.handlers) == 1
+            and not statement.finalbody and len(statement.orelse) == 1):
+        return None
+    body, handler, orelse = statement.body[0], statement.handlers[0], statement.orelse[0]
+    call = body.value if isinstance(body, (ast.Expr, ast.Assign)) else None
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    if call is None or not all(isinstance(name, ast.Name) and _is_builtin_exception(name.id) for name in caught):
+        return None
+    if not all(isinstance(s, ast.Pass) for s in handler.body) or not isinstance(orelse, (ast.Raise, ast.Assert)):
+        return None
+    return ast.Lambda(ast.arguments([], [], None, [], [], None, []), call), \
+        Check("raises", frozenset(name.id for name in caught))
+
+
+def _is_builtin_exception(name: str) -> bool:
+    import builtins
+
+    value = getattr(builtins, name, None)
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
 def split_python(source: str, entry_point: str | None) -> SplitCase:
     try:
         tree = ast.parse(source)
@@ -112,6 +137,13 @@ def split_python(source: str, entry_point: str | None) -> SplitCase:
         checks: list[Check] = []
         inside = False
         for statement in tree.body:
+            raises = _python_raises(statement)
+            if raises is not None:
+                call = ast.Call(ast.Name(RAISES, ast.Load()), [ast.Constant(len(checks)), raises[0]], [])
+                body.append(ast.Expr(call))
+                checks.append(raises[1].labelled(f"{ast.unparse(raises[0].body)} raises "
+                                                 + " or ".join(sorted(raises[1].expected))))
+                continue
             if not isinstance(statement, ast.Assert):
                 inside |= any(isinstance(node, ast.Assert) for node in ast.walk(statement))
                 body.append(statement)

@@ -65,7 +65,8 @@ def decode_value(data: Any) -> Any:
 @dataclass(frozen=True)
 class Check:
     """What the observed value must satisfy. `kind`: eq, ne, is, is_not, truthy, falsy, lt, le,
-    gt, ge, close (|value - expected| < tolerance, or <= when not `strict`), in, not_in."""
+    gt, ge, close (|value - expected| < tolerance, or <= when not `strict`), in, not_in, raises
+    (the call raised one of the `expected` built-in exception classes, or a subclass of one)."""
 
     kind: str
     expected: Any = None
@@ -91,6 +92,8 @@ class Check:
         if kind in ("is", "is_not"):
             same = value is expected or (type(value) is type(expected) and value == expected)
             return same if kind == "is" else not same
+        if kind == "raises":  # the harness reports ("raised", [built-in classes it is an instance of])
+            return isinstance(value, tuple) and value[:1] == ("raised",) and bool(set(value[1]) & expected)
         if kind in ("truthy", "falsy"):
             return bool(value) == (kind == "truthy")
         if kind in ("in", "not_in"):
