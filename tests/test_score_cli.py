@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 ROWS = [
     {"prompt": "add", "language": "python", "tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"],
@@ -37,6 +38,12 @@ def test_score_reports_malformed_rows_and_scores_the_rest(rfai, tmp_path):
     assert good["reward"] == round(good["student_score"] / good["teacher_score"], 3)
     assert wrong["student_breakdown"]["correctness"] == 0.0 and wrong["reward"] < good["reward"]
     assert "student_score" not in rows[1] and "student_score" not in rows[2]
+    # exactly the isolation of this mode, in the report and in every scored row
+    isolation = set(summary["isolation"])
+    assert {"private-root", "pidns", "netns", "no-capabilities"} <= isolation
+    assert ("uid-drop" in isolation) == (os.geteuid() == 0) and ("userns" in isolation) == (os.geteuid() != 0)
+    assert good["score_sources"]["sandbox"] == summary["isolation"] == wrong["score_sources"]["sandbox"]
+    assert "kernel refused namespaces" not in result.stderr
 
 
 def test_rescore_in_place_with_new_weights_and_stdout(rfai, tmp_path):

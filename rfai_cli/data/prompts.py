@@ -14,20 +14,11 @@
   package ships (no network); all of them belong to the evaluation split.
 
 Test cases (`PromptTask.tests`) are a list of strings, each one independent case. How a case list
-becomes a program (this is what `rfai_cli.scoring.programs` does, and what tests/test_builtin_tasks.py
-checks every built-in task against):
-
-- python: the solution is executed as a module (`__name__ == "solution"`); then each case, a block of
-  statements (usually `assert`s), is executed in that module's namespace, one after the other. A case
-  passes when it raises nothing. A case that defines a new function `check` is a HumanEval test:
-  after it runs, `check(<entry_point>)` is called and must raise nothing.
-- cpp: the solution comes first (it includes its own headers; the harness adds `<cstdio>`,
-  `<stdexcept>` and `<string>` after it); each case is the body of its own `static void` function
-  called from the harness's `main` inside `try`/`catch`. Cases check with `assert(...)`, which the
-  harness redefines (variadic, so braces with commas need no extra parentheses) to throw instead of
-  aborting. A case passes when it returns without throwing.
-- rust: the solution comes first; each case is the body of its own top-level `#[test] fn`, compiled
-  with `rustc --edition 2021 --test` and run by libtest. A case passes when it does not panic.
+becomes a program is `rfai_cli.scoring.programs`'s business (docs/sandbox.md; tests/test_builtin_tasks.py
+checks every built-in task against it): python cases are statements (usually `assert`s) run next to
+the solution module, a case defining `check` is a HumanEval test called as `check(<entry_point>)`;
+cpp cases are function bodies using `assert(...)`; rust cases are function bodies using
+`assert!`/`assert_eq!`, or `#[test] fn`s.
 """
 
 from __future__ import annotations
