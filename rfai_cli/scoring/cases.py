@@ -271,17 +271,21 @@ def _cpp_tolerance(text: str, bare: str) -> tuple[str, Check] | None:
         tolerance = cpp_literal(text[closing + 1:].strip()[len(match.group(1)):].strip())
     except (NotLiteral, ValueError):
         return None
-    inner, inner_bare = text[opening + 1:closing], bare[opening + 1:closing]
-    parts = _split_top(inner, inner_bare, "-")
+    parts = _split_top(text[opening + 1:closing], bare[opening + 1:closing], "-")
+    return _distance_check(parts, tolerance, cpp_literal, match.group(1) == "<")
+
+
+def _distance_check(parts: list[tuple[str, str]], tolerance, literal, strict: bool) -> tuple[str, Check] | None:
+    """`X - L` (or `L - X`) within `tolerance`: observe X, check its distance to L outside."""
     if len(parts) != 2 or not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool):
         return None
     for (observed, observed_bare), (other, _) in (parts, parts[::-1]):
         try:
-            target = cpp_literal(other.strip())
+            target = literal(other.strip())
         except (NotLiteral, ValueError):
             continue
         if isinstance(target, (int, float)) and _is_primary(observed_bare):
-            return observed.strip(), Check("close", target, float(tolerance), match.group(1) == "<")
+            return observed.strip(), Check("close", target, float(tolerance), strict)
     return None
 
 
@@ -391,16 +395,7 @@ def _rust_tolerance(text: str, bare: str) -> tuple[str, Check] | None:
     except (NotLiteral, ValueError):
         return None
     parts = _split_top(text[match.start("inner"):match.end("inner")], match.group("inner"), "-", angles=True)
-    if len(parts) != 2 or not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool):
-        return None
-    for (observed, observed_bare), (other, _) in (parts, parts[::-1]):
-        try:
-            target = rust_literal(other.strip())
-        except (NotLiteral, ValueError):
-            continue
-        if isinstance(target, (int, float)) and _is_primary(observed_bare):
-            return observed.strip(), Check("close", target, float(tolerance), match.group("op") == "<")
-    return None
+    return _distance_check(parts, tolerance, rust_literal, match.group("op") == "<")
 
 
 def _rust_inside(condition: str, macro: str) -> str:
