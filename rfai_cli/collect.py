@@ -9,7 +9,6 @@ continues from the first task that is not complete.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,12 +17,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .config import Config
+from .data.layout import append_run, implied_split
 from .data.prompts import PromptTask
 from .errors import InputError
-from .output import write_text
-from .records import JsonlWriter, new_record, read_rows, utc_timestamp
-
-RUN_FILE = "run.json"
+from .records import JsonlWriter, new_record, read_rows
+from .runs import run_record
 
 
 @dataclass
@@ -33,6 +31,7 @@ class CollectPlan:
     output: Path
     todo: list[tuple[PromptTask, list[int]]]  # (task, sample indices to generate)
     already_done: int  # tasks whose samples were all on disk
+    overwrite: bool = False  # the split starts over: the old file is replaced at the first batch
 
 
 @dataclass
@@ -52,12 +51,20 @@ class CollectSummary:
     seconds: float = 0.0
 
 
-def plan(tasks: Sequence[PromptTask], output: Path, samples: int, *, resume: bool) -> CollectPlan:
-    """Which (task, sample index) pairs still need a row in `output`."""
+def plan(tasks: Sequence[PromptTask], output: Path, samples: int, config: Config, *, resume: bool = True,
+         overwrite: bool = False) -> CollectPlan:
+    """Which (task, sample index) pairs still need a row in `output`. Resuming a split collected
+    with other settings (model, sampling, teacher, rubric) is a one-line error naming the first
+    difference; `overwrite` starts the split over."""
+    from .data.layout import last_run
+    from .runs import check_resumable
+
     done: dict[str, set[int]] = {}
-    if output.exists() and output.stat().st_size > 0:
+    if output.exists() and output.stat().st_size > 0 and not overwrite:
         if not resume:
-            raise InputError(f"{output}: already holds rows; resume it (the default) or pick another --output-dir")
+            raise InputError(f"{output}: already holds rows; resume it (the default), pass --overwrite to start the "
+                             "split over, or pick another --output-dir")
+        check_resumable(last_run(output.parent, implied_split(output)), config, str(output))
         for row in read_rows(output, on_skip=lambda skip: None):
             if isinstance(row.get("task_id"), str) and isinstance(row.get("sample_index"), int):
                 done.setdefault(row["task_id"], set()).add(row["sample_index"])
@@ -68,7 +75,7 @@ def plan(tasks: Sequence[PromptTask], output: Path, samples: int, *, resume: boo
             todo.append((task, missing))
         else:
             complete += 1
-    return CollectPlan(output, todo, complete)
+    return CollectPlan(output, todo, complete, overwrite=overwrite and output.exists())
 
 
 def batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -89,7 +96,7 @@ def run_collect(
     """Generate, score and append rows for every task of `work`; returns what was written.
 
     `on_notice` gets one-line warnings: a weak teacher, a reference solution failing its own tests."""
-    from .engine.generation import SamplingSettings, chat_prompt, generate_samples
+    from .engine.generation import SamplingSettings, chat_prompt, generate_samples, seed_sampling
     from .engine.loading import load_model
     from .scoring import Scorer
     from .teachers import build_teacher
@@ -97,6 +104,7 @@ def run_collect(
 
     notice = on_notice or (lambda _message: None)
     student = load_model(config.model.base_model, config.model.adapter_path)
+    seed_sampling(config.training.seed)
     teacher = build_teacher(config, student)  # a missing API key fails here, before any generation
     weak = weak_teacher_notice(teacher, [task for task, _ in work.todo])
     if weak:
@@ -107,10 +115,11 @@ def run_collect(
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
     provenance = {"split": split, "student_model": student.name, "teacher_model": teacher.model, "run_id": run_id}
-    write_run_metadata(work.output.parent, config, **provenance, samples=samples)
+    append_run(work.output.parent, run_record(config, command="collect", split=split, run_id=run_id,
+                                              student_model=student.name, teacher_model=teacher.model, samples=samples))
 
     judge = teacher if teacher.judge_enabled else None
-    with teacher, Scorer(config.scoring, judge=judge, on_notice=notice) as scorer, JsonlWriter(work.output) as writer, \
+    with teacher, Scorer(config.scoring, judge=judge, on_notice=notice) as scorer, JsonlWriter(work.output, replace=work.overwrite) as writer, \
             ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background:
         pending: tuple[Future, int] | None = None
 
@@ -188,32 +197,6 @@ def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[
 def task_row(task: PromptTask) -> dict:
     """The prompt row the scorer reads: prompt, language, tests and entry point."""
     return {"prompt": task.prompt, "language": task.language, "tests": task.tests, "entry_point": task.entry_point}
-
-
-def write_run_metadata(directory: Path, config: Config, **facts) -> Path:
-    """DIR/run.json: what produced the dataset (models, sampling, rubric, reward), for the card."""
-    weights = config.scoring.weights.model_dump()
-    metadata = {
-        **facts,
-        "command": "collect",
-        "started": utc_timestamp(),
-        "teacher_provider": config.teacher.provider,
-        "sampling": {
-            "temperature": config.training.generation_temperature,
-            "top_p": config.training.top_p,
-            "top_k": config.training.top_k,
-            "max_new_tokens": config.training.max_new_tokens,
-        },
-        "rubric_weights": weights,
-        "reward": {
-            "formula": "min(cap, student_score / max(teacher_score, floor))",
-            "floor": config.scoring.reward_floor,
-            "cap": config.scoring.reward_cap,
-        },
-    }
-    path = directory / RUN_FILE
-    write_text(path, json.dumps(metadata, indent=2) + "\n", make_parents=True)
-    return path
 
 
 def summarize(summary: CollectSummary, *, tasks: int) -> dict:

@@ -13,12 +13,14 @@ import json
 import math
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from .errors import InputError, RfaiError
+from .output import TEMP_PREFIX
 
 SCHEMA_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # longer lines are reported as bad lines, never held in memory whole
@@ -269,12 +271,16 @@ class JsonlWriter:
     error is raised, so what was written before stays whole.
 
     `path` of `-` writes to stdout; `stream` writes to an already open binary stream instead.
+    With `replace`, the rows go to a new file that takes the place of `path` at the first
+    write: until then (a crash, Ctrl-C, nothing to write) the old file stays as it was.
     """
 
-    def __init__(self, path: str | Path | None = None, *, stream: IO[bytes] | None = None, fsync: bool = False):
+    def __init__(self, path: str | Path | None = None, *, stream: IO[bytes] | None = None, fsync: bool = False,
+                 replace: bool = False):
         self.path = path
         self._fsync = fsync
         self._owned = stream is None and str(path) != STDIN
+        self._pending: Path | None = None  # with `replace`: the new file, until it takes path's place
         if stream is not None:
             self._stream = stream
         elif not self._owned:
@@ -283,8 +289,12 @@ class JsonlWriter:
         else:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self._stream = open(path, "ab")
-                _repair_partial_last_line(self._stream, Path(path))
+                if replace:
+                    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{Path(path).name}.", dir=Path(path).parent)
+                    self._pending, self._stream = Path(name), os.fdopen(fd, "ab")
+                else:
+                    self._stream = open(path, "ab")
+                    _repair_partial_last_line(self._stream, Path(path))
             except OSError as exc:
                 raise RfaiError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
@@ -306,13 +316,16 @@ class JsonlWriter:
             if start is not None:
                 self._cut_back(start)
             raise RfaiError(f"{self.path or 'output'}: cannot write: {exc.strerror or exc}") from None
+        if self._pending is not None:  # the first rows are whole on disk: the new file takes over
+            os.replace(self._pending, self.path)
+            self._pending = None
 
     def _cut_back(self, size: int) -> None:
         """Drop what a failed write left after `size` bytes (the buffer too, so close() cannot re-send it)."""
         try:
             os.ftruncate(self._stream.fileno(), size)
             self._stream.close()
-            self._stream = open(self.path, "ab")
+            self._stream = open(self._pending or self.path, "ab")
         except OSError:
             pass
 
@@ -322,6 +335,8 @@ class JsonlWriter:
                 self._stream.close()
             except OSError:
                 pass  # a failed flush of an already reported failed write
+            if self._pending is not None:
+                self._pending.unlink(missing_ok=True)
 
     def __enter__(self) -> "JsonlWriter":
         return self
@@ -357,8 +372,3 @@ def new_record(**fields: Any) -> dict:
     return record
 
 
-def split_path(directory: str | Path, split: str) -> Path:
-    """datasets/train.jsonl and friends."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
-    return Path(directory) / f"{split}.jsonl"

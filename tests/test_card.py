@@ -4,7 +4,8 @@ import random
 import pytest
 from test_stats import one_line_error, seed_row
 
-from rfai_cli.data.card import CUSTOM_END, CUSTOM_START, read_run_info, size_category, write_card
+from rfai_cli.data.card import CUSTOM_END, CUSTOM_START, size_category, write_card
+from rfai_cli.data.layout import append_run, read_run_info
 
 
 def make_dataset(directory, counts: dict[str, int]):
@@ -102,10 +103,10 @@ def test_run_metadata_gives_training_details(tmp_path):
         "teacher_model": "gpt-4o-mini",
         "steps": "many",  # wrong type: ignored, not fatal
         "rubric_weights": {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2},
-        "reward_cap": 2.0,
+        "reward": {"cap": 2.0},
         "learning_rate": 1e-5,
     }
-    (directory / "run.json").write_text(json.dumps(run))
+    append_run(directory, run)
     info = read_run_info(directory)
     assert info.steps is None and info.reward_floor is None and info.extra == {"learning_rate": 1e-5}
     text = write_card(directory).read_text()
@@ -137,7 +138,7 @@ def test_cli_card_bad_inputs(rfai, tmp_path):
     assert "no split files" in one_line_error(rfai("card", "empty"))
     make_dataset(tmp_path / "ds", {"train": 2})
     (tmp_path / "ds" / "run.json").write_text("{broken")
-    assert "run.json: cannot read the run metadata" in one_line_error(rfai("card", "ds"))
+    assert "run.json: cannot read the run log" in one_line_error(rfai("card", "ds"))
     (tmp_path / "ds" / "run.json").unlink()
     with open(tmp_path / "ds" / "train.jsonl", "a") as stream:
         stream.write("{oops\n")

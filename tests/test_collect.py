@@ -56,8 +56,9 @@ def test_collect_writes_scored_rows_and_resumes_without_duplicates(rfai, tmp_pat
     assert row["scoring_breakdown"] == {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}
     assert row["split"] == "train" and row["student_model"] == str(tiny_model_dir)
     assert row["test_results"]["student"]["total"] == len(row["tests"])
-    metadata = json.loads((tmp_path / "datasets" / "run.json").read_text())
+    (metadata,) = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
     assert metadata["rubric_weights"]["correctness"] == 0.3 and metadata["student_model"] == str(tiny_model_dir)
+    assert metadata["run_id"] == row["run_id"] and metadata["split"] == "train" and metadata["rfai_version"]
 
     # The same run again adds nothing; a larger limit adds only the new prompts.
     again = rfai("collect", "--limit", "3", "--samples", "2", "--json")
@@ -79,6 +80,59 @@ def test_no_resume_refuses_to_mix_into_existing_rows(rfai, tmp_path, tiny_model_
     assert result.returncode == 2
     assert "already holds rows" in result.stderr and "Traceback" not in result.stderr
     assert out.read_text().count("\n") == 1
+
+
+def test_card_shows_the_reward_numbers_of_every_collect_run(rfai, tmp_path, tiny_model_dir):
+    """run.json is written and read by one owner: a real collect's floor and cap reach the card,
+    and a second split's run is added to the log, not written over the first."""
+    config_file(tmp_path, tiny_model_dir, scoring="scoring:\n  reward_floor: 0.125\n  reward_cap: 3.5\n")
+    for split in ("train", "validation"):
+        result = rfai("collect", "--limit", "1", "--samples", "1", "--split", split, "--prompts", "builtin")
+        assert result.returncode == 0, result.stderr
+    runs = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
+    assert [run["split"] for run in runs] == ["train", "validation"]
+    assert rfai("card", "datasets").returncode == 0
+    card = (tmp_path / "datasets" / "README.md").read_text()
+    assert "min(3.5, student_score / max(teacher_score, 0.125))" in card
+    assert "floor" not in card.split("## Training details")[-1].split("min(")[1].split(")")[0]
+
+
+def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    assert rfai("collect", "--limit", "2", "--samples", "1").returncode == 0
+    before = (tmp_path / "datasets" / "train.jsonl").read_bytes()
+    for args, named in ((["--model", str(tmp_path / "another-model")], "model"),
+                        (["--max-new-tokens", "7"], "sampling.max_new_tokens")):
+        result = rfai("collect", "--limit", "2", "--samples", "1", *args)
+        assert result.returncode == 2, result.stderr
+        error = result.stderr.strip().splitlines()
+        assert len(error) == 1 and f"was collected with {named} = " in error[0] and "--overwrite" in error[0], error
+        assert (tmp_path / "datasets" / "train.jsonl").read_bytes() == before
+    again = rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7", "--overwrite", "--json")
+    assert again.returncode == 0, again.stderr
+    rows = rows_of(tmp_path / "datasets" / "train.jsonl")
+    assert len(rows) == 2 and len({row["run_id"] for row in rows}) == 1 and json.loads(again.stdout)["rows_written"] == 2
+    assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".rfai-tmp-")]
+    # now it resumes with the new settings
+    assert "2 of 2 prompts already collected" in rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7").stderr
+
+
+def test_the_same_seed_gives_the_same_rows(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir, training="  seed: 7\n  generation_temperature: 1.0\n")
+    produced = []
+    for directory in ("first", "second", "third"):
+        extra = ["--config", str(tmp_path / "seed3.yaml")] if directory == "third" else []
+        if directory == "third":
+            (tmp_path / "seed3.yaml").write_text((tmp_path / "config.yaml").read_text().replace("seed: 7", "seed: 8"))
+        result = rfai("collect", "--limit", "2", "--samples", "2", "-o", directory, *extra)
+        assert result.returncode == 0, result.stderr
+        rows = rows_of(tmp_path / directory / "train.jsonl")
+        for row in rows:  # measured CPU times are the only other thing that may differ
+            for side in row["test_results"].values():
+                (side or {}).pop("cpu_s", None)
+        produced.append([{k: v for k, v in row.items() if k not in ("timestamp", "run_id")} for row in rows])
+    assert produced[0] == produced[1]
+    assert [row["student_code"] for row in produced[0]] != [row["student_code"] for row in produced[2]]
 
 
 def test_seed_prompt_file_without_tests_gets_measured_capped_correctness(rfai, tmp_path, tiny_model_dir):

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from rfai_cli.data.layout import split_path
 from rfai_cli.errors import InputError
 from rfai_cli.records import (
     JsonlWriter,
@@ -12,7 +13,6 @@ from rfai_cli.records import (
     new_record,
     normalize_language,
     read_rows,
-    split_path,
 )
 
 

@@ -36,14 +36,14 @@ def collect(
     model: Annotated[Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="[training.max_new_tokens]")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue an existing split file, skipping tasks already collected.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the split over (the old file stays until the first new batch is written).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
     from ..collect import CollectSummary, plan, run_collect, summarize
     from ..config import load_config
-    from ..data.layout import dataset_lock
+    from ..data.layout import dataset_lock, split_path
     from ..data.prompts import BUILTIN, HUMANEVAL, load_prompts
-    from ..records import split_path
 
     config = load_config(
         config_path,
@@ -64,7 +64,7 @@ def collect(
     err = console.stderr()
     # Checked and held before the model loads: a file in the way or a second run fails at once.
     with dataset_lock(config.huggingface.dataset_output_dir) as directory:
-        work = plan(tasks, split_path(directory, split_name), n, resume=resume)
+        work = plan(tasks, split_path(directory, split_name), n, config, resume=resume, overwrite=overwrite)
         if work.already_done:
             err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
         if work.todo:

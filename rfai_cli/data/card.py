@@ -8,9 +8,7 @@ rfai did not write is kept whole inside that section rather than lost.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -21,13 +19,12 @@ from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
+from .layout import CARD_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
 from .stats import MISSING, compute_stats, iter_blocks
 
 if TYPE_CHECKING:
     from ..config import Config
 
-CARD_FILE = "README.md"
-RUN_FILE = "run.json"
 CUSTOM_START = "<!-- rfai:custom:start -->"
 CUSTOM_END = "<!-- rfai:custom:end -->"
 DEFAULT_LICENSE = "apache-2.0"
@@ -40,7 +37,7 @@ FIELD_DOCS = {
     "teacher_code": "reference code written by the teacher model",
     "student_score": "rubric score of the student's code, 0..1",
     "teacher_score": "rubric score of the teacher's code, 0..1",
-    "reward": "min(cap, student_score / max(teacher_score, floor))",
+    "reward": REWARD_FORMULA,
     "scoring_breakdown": "the rubric weights the scores were computed with",
     "timestamp": "when the row was written (ISO 8601, UTC)",
     "student_breakdown": "per-criterion scores of the student's code, 0..1",
@@ -62,64 +59,7 @@ FIELD_DOCS = {
 }
 
 
-# ---------------------------------------------------------------- the run's metadata file
-
-
-@dataclass
-class RunInfo:
-    """What a train/collect run records in DIR/run.json; every field may be missing."""
-
-    run_id: str | None = None
-    command: str | None = None
-    student_model: str | None = None
-    teacher_model: str | None = None
-    steps: int | None = None
-    rubric_weights: dict[str, float] = field(default_factory=dict)
-    reward_floor: float | None = None
-    reward_cap: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def read_run_info(directory: str | Path) -> RunInfo | None:
-    """DIR/run.json as a RunInfo, None when absent. Unknown keys land in `extra`; wrongly typed ones are ignored."""
-    path = Path(directory) / RUN_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the run metadata: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    info = RunInfo()
-    for name, kind in (("run_id", str), ("command", str), ("student_model", str), ("teacher_model", str), ("steps", int)):
-        value = data.pop(name, None)
-        if isinstance(value, kind) and not isinstance(value, bool):
-            setattr(info, name, value)
-    for name in ("reward_floor", "reward_cap"):
-        value = data.pop(name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(info, name, float(value))
-    weights = data.pop("rubric_weights", None)
-    if isinstance(weights, dict):
-        info.rubric_weights = {k: v for k, v in weights.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    info.extra = data
-    return info
-
-
 # ---------------------------------------------------------------- the files and their features
-
-
-def split_files(directory: str | Path) -> dict[str, Path]:
-    """The split files present in DIR, in split order: train.jsonl, validation.jsonl, evaluation.jsonl."""
-    found = {}
-    for split in SPLITS:
-        for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
-            path = Path(directory) / name
-            if path.is_file():
-                found[split] = path
-                break
-    return found
 
 
 def infer_features(paths: Iterable[Path]) -> list[dict]:
@@ -398,6 +338,9 @@ def _training_section(run: RunInfo) -> str:
     facts = [
         ("run", run.run_id),
         ("command", run.command),
+        ("split", run.split),
+        ("runs recorded", run.runs if run.runs > 1 else None),
+        ("rfai version", run.rfai_version),
         ("student model", run.student_model),
         ("teacher model", run.teacher_model),
         ("steps", run.steps),

@@ -23,7 +23,7 @@ from typing import IO, Iterator, Literal
 from ..errors import InputError
 from ..records import SCORE_FIELDS, STDIN, Skip, SkipHandler, dumps, iter_lines, normalize_language, parse_line
 from .secrets import has_secret, redact_value
-from .stats import implied_split
+from .layout import implied_split
 
 
 @dataclass

@@ -193,7 +193,7 @@ def _check_splits(directory: Path, notify: Notify, on_progress: Progress | None)
         raise InputError(f"{directory}: dataset directory not found (run `rfai collect` or `rfai train` first, or pass --dataset-dir)")
     if not directory.is_dir():
         raise InputError(f"{directory}: not a directory")
-    from .card import split_files
+    from .layout import split_files
 
     present = list(split_files(directory).items())
     total = sum(path.stat().st_size for _, path in present)
@@ -276,7 +276,8 @@ def _stage(
     The card is written in `stage`, from the same split files, run.json and previous card as in
     `directory`, then copied back, except in a dry run, which leaves `directory` as it was.
     """
-    from .card import RUN_FILE, write_card as make_card
+    from .card import write_card as make_card
+    from .layout import RUN_FILE
 
     for check in checks:
         _link(check.path, stage / check.path.name)

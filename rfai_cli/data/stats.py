@@ -28,7 +28,6 @@ from ..errors import InputError
 from ..records import (
     FIELD_TYPES,
     SCORE_FIELDS,
-    SPLITS,
     STDIN,
     Skip,
     SkipHandler,
@@ -38,6 +37,7 @@ from ..records import (
     parse_line,
     read_line,
 )
+from .layout import implied_split
 
 BLOCK_BYTES = 8 << 20
 MAX_CELLS = 1 << 15
@@ -506,13 +506,6 @@ def _reason_kind(reason: str) -> str:
 
 def _source_name(source: str | Path) -> str:
     return "<stdin>" if str(source) == STDIN else str(source)
-
-
-def implied_split(source: str | Path) -> str | None:
-    """`train.jsonl` / `evaluation.jsonl.gz` hold the rows of that split."""
-    name = Path(str(source)).name
-    stem = name.split(".")[0]
-    return stem if stem in SPLITS else None
 
 
 def compute_stats(

@@ -75,6 +75,14 @@ class SamplingSettings:
         return cls(training.generation_temperature, training.top_p, training.top_k, training.max_new_tokens)
 
 
+def seed_sampling(seed: int) -> None:
+    """Make every sample drawn from here on reproducible: the same seed, prompts and batches give
+    the same tokens (MLX's random state is global, shared by the student and an mlx teacher)."""
+    import mlx.core as mx
+
+    mx.random.seed(seed)
+
+
 def system_prompt(language: str) -> str:
     """The system prompt for code in `language` (a normalised name such as `python` or `cpp`)."""
     name = _DISPLAY_NAMES.get(language, language.capitalize())

@@ -1,0 +1,74 @@
+"""What a run records about itself: the fingerprint of the settings that change its rows, and its
+record in the dataset directory's run log (`data/layout.py` reads and writes the log).
+
+`collect` writes a record per run and resumes a split only when the fingerprint matches the one
+the split was collected with; `train` will do the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .data.layout import REWARD_FORMULA, fingerprint_id
+from .errors import InputError
+from .records import utc_timestamp
+
+
+def fingerprint(config: Config) -> dict[str, Any]:
+    """Everything that changes what a row holds: the models, the sampling, the teacher and the
+    rubric. Nothing else (paths, workers, timeouts of the API) is in it."""
+    training, teacher, scoring = config.training, config.teacher, config.scoring
+    return {
+        "model": config.model.base_model,
+        "adapters": config.model.adapter_path,
+        "sampling": {"temperature": training.generation_temperature, "top_p": training.top_p, "top_k": training.top_k,
+                     "max_new_tokens": training.max_new_tokens, "seed": training.seed},
+        "teacher": {"provider": teacher.provider, "model": teacher.model_name, "base_url": teacher.base_url,
+                    "temperature": teacher.temperature, "max_tokens": teacher.max_tokens, "judge": teacher.judge},
+        "rubric": {"weights": scoring.weights.model_dump(), "reward_floor": scoring.reward_floor,
+                   "reward_cap": scoring.reward_cap, "judge_weight": scoring.judge_weight},
+    }
+
+
+def run_record(config: Config, *, command: str, split: str, run_id: str, **facts: Any) -> dict[str, Any]:
+    """One entry of DIR/run.json: what produced this run's rows, for the card and for resume."""
+    prints = fingerprint(config)
+    return {
+        "run_id": run_id,
+        "command": command,
+        "split": split,
+        "started": utc_timestamp(),
+        "rfai_version": __version__,
+        **facts,
+        "teacher_provider": config.teacher.provider,
+        "sampling": prints["sampling"],
+        "rubric_weights": prints["rubric"]["weights"],
+        "reward": {"formula": REWARD_FORMULA, "floor": config.scoring.reward_floor, "cap": config.scoring.reward_cap},
+        "fingerprint": prints,
+        "fingerprint_id": fingerprint_id(prints),
+    }
+
+
+def check_resumable(previous: dict | None, config: Config, output: str) -> None:
+    """A one-line InputError naming the first setting that differs from the run the split was
+    collected with (nothing to compare with: fine)."""
+    old = previous.get("fingerprint") if previous else None
+    if not isinstance(old, dict):
+        return
+    difference = _first_difference(old, fingerprint(config))
+    if difference:
+        key, was, now = difference
+        raise InputError(f"{output}: was collected with {key} = {was!r}, this run has {now!r}; "
+                         "pass --overwrite to start the split over, or choose another --output-dir")
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*new, *(k for k in old if k not in new)]:
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
