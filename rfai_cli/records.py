@@ -141,8 +141,16 @@ class Skip:
 SkipHandler = Callable[[Skip], None]
 
 
-def _warn(skip: Skip) -> None:
-    print(f"warning: skipped {skip}", file=sys.stderr)
+def skip_reporter(strict: bool, on_skip: SkipHandler | None) -> SkipHandler:
+    """The one way the core deals with a malformed line: with `strict`, an InputError naming
+    file:line; else the caller's `on_skip` hears of it (the core itself never prints)."""
+    def report(skip: Skip) -> None:
+        if strict:
+            raise InputError(str(skip))
+        if on_skip is not None:
+            on_skip(skip)
+
+    return report
 
 
 def open_input(source: str | Path) -> IO[bytes]:
@@ -244,20 +252,17 @@ def read_rows(
 ) -> Iterator[dict]:
     """Stream the records of one JSONL source.
 
-    A malformed line is passed to `on_skip` (default: a warning on stderr) and skipped, or,
-    with `strict`, ends the read with an InputError naming file:line.
+    A malformed line is passed to `on_skip` and skipped, or, with `strict`, ends the read with
+    an InputError naming file:line.
     """
-    on_skip = on_skip or _warn
+    report = skip_reporter(strict, on_skip)
     name = "<stdin>" if str(source) == STDIN else str(source)
     for number, line in iter_lines(source):
         row, reason = parse_line(line)
         if row is not None:
             yield row
             continue
-        skip = Skip(name, number, reason)
-        if strict:
-            raise InputError(str(skip))
-        on_skip(skip)
+        report(Skip(name, number, reason))
 
 
 def dumps(row: dict) -> str:

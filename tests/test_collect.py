@@ -82,6 +82,15 @@ def test_no_resume_refuses_to_mix_into_existing_rows(rfai, tmp_path, tiny_model_
     assert out.read_text().count("\n") == 1
 
 
+def test_a_malformed_prompt_line_is_reported_by_the_command(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    (tmp_path / "prompts.jsonl").write_text('not json\n{"prompt": "Add two numbers.", "task_id": "add"}\n')
+    result = rfai("collect", "--prompts", "prompts.jsonl", "--samples", "1")
+    assert result.returncode == 0, result.stderr
+    assert "warning: skipped prompts.jsonl:1: invalid JSON" in result.stderr
+    assert len(rows_of(tmp_path / "datasets" / "train.jsonl")) == 1
+
+
 def test_card_shows_the_reward_numbers_of_every_collect_run(rfai, tmp_path, tiny_model_dir):
     """run.json is written and read by one owner: a real collect's floor and cap reach the card,
     and a second split's run is added to the log, not written over the first."""

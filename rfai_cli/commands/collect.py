@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import console
-from .common import ConfigOption, JsonOption
+from .common import ConfigOption, JsonOption, SkipWarnings
 
 
 class Split(str, Enum):
@@ -57,7 +57,9 @@ def collect(
     )
     split_name = split.value if split else ("evaluation" if prompts == HUMANEVAL else "train")
     source = prompts or getattr(config.data, f"{split_name}_prompts") or BUILTIN
-    tasks = load_prompts(source, split_name, limit)
+    warnings = SkipWarnings()
+    tasks = load_prompts(source, split_name, limit, on_skip=warnings)
+    warnings.finish()
     if not tasks:
         raise typer.BadParameter(f"no prompts in {source} for split {split_name}", param_hint="--prompts")
     n = config.training.num_samples_per_prompt

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import IO, Iterator, Literal
 
 from ..errors import InputError
-from ..records import SCORE_FIELDS, STDIN, Skip, SkipHandler, dumps, iter_lines, normalize_language, parse_line
+from ..records import (SCORE_FIELDS, STDIN, Skip, SkipHandler, dumps, iter_lines, normalize_language, parse_line,
+                       skip_reporter)
 from .secrets import has_secret, redact_value
 from .layout import implied_split
 
@@ -103,15 +104,12 @@ def _selected(
     """(row, output line) for each valid row that passes the per-row tests, secrets redacted if asked."""
     name = "<stdin>" if str(source) == STDIN else str(source)
     default_split = implied_split(source)
+    report_skip = skip_reporter(strict, on_skip)
     for number, line in iter_lines(source):
         row, reason = parse_line(line)
         if row is None:
-            skip = Skip(name, number, reason)
-            if strict:
-                raise InputError(str(skip))
+            report_skip(Skip(name, number, reason))
             report.skipped += 1
-            if on_skip:
-                on_skip(skip)
             continue
         report.read += 1
         reason = _drop_reason(row, spec, default_split)

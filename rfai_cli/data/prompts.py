@@ -24,7 +24,6 @@ cpp cases are function bodies using `assert(...)`; rust cases are function bodie
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import islice
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InputError
-from ..records import SPLITS, Skip, SkipHandler, iter_lines, parse_line, read_rows
+from ..records import SPLITS, Skip, SkipHandler, iter_lines, parse_line, read_rows, skip_reporter
 
 BUILTIN = "builtin"
 HUMANEVAL = "humaneval"
@@ -67,7 +66,7 @@ def load_prompts(
 ) -> list[PromptTask]:
     """The tasks of `source` (`builtin`, `humaneval`, a JSONL path or `-`), optionally one split, at most `limit`.
 
-    Bad rows go to `on_skip` (default: a warning on stderr), or raise InputError with `strict`.
+    Bad rows go to `on_skip`, or raise InputError with `strict`.
     """
     if split is not None and split not in SPLITS:
         raise InputError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
@@ -105,7 +104,7 @@ def _humaneval(split: str | None) -> Iterator[PromptTask]:
 
 def _jsonl(source: str | Path, split: str | None, *, strict: bool, on_skip: SkipHandler | None) -> Iterator[PromptTask]:
     name = "<stdin>" if str(source) == "-" else str(source)
-    report = _reporter(strict, on_skip)
+    report = skip_reporter(strict, on_skip)
     seen: dict[str, int] = {}  # task_id -> line it was first used on
     for number, line in iter_lines(source):
         row, reason = parse_line(line)
@@ -124,18 +123,6 @@ def _jsonl(source: str | Path, split: str | None, *, strict: bool, on_skip: Skip
             continue
         seen[task_id] = number
         yield _task({**row, "task_id": task_id}, split=row.get("split"))
-
-
-def _reporter(strict: bool, on_skip: SkipHandler | None) -> SkipHandler:
-    def report(skip: Skip) -> None:
-        if strict:
-            raise InputError(str(skip))
-        if on_skip is not None:
-            on_skip(skip)
-        else:
-            print(f"warning: skipped {skip}", file=sys.stderr)
-
-    return report
 
 
 def _row_problem(row: dict) -> str | None:

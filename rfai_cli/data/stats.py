@@ -36,6 +36,7 @@ from ..records import (
     open_input,
     parse_line,
     read_line,
+    skip_reporter,
 )
 from .layout import implied_split
 
@@ -540,12 +541,11 @@ def compute_stats(
         file_rows = overall.rows
         default_split = implied_split(source)
 
+        report = skip_reporter(strict, on_skip)
+
         def skip_line(skip: Skip) -> None:
-            if strict:
-                raise InputError(str(skip))
+            report(skip)
             skips.add(skip)
-            if on_skip:
-                on_skip(skip)
 
         first_line = 1
         for block in iter_blocks(source, block_bytes):

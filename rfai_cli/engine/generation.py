@@ -91,16 +91,26 @@ def system_prompt(language: str) -> str:
 
 def chat_prompt(tokenizer: Any, prompt: str, language: str) -> str:
     """`prompt` formatted with the model's chat template, the language's system prompt and the
-    assistant turn opened. Templates without a system role get the system text in the user turn."""
+    assistant turn opened (see `fit_chat` for templates without a system role, or none)."""
+    chat = fit_chat(tokenizer, [{"role": "system", "content": system_prompt(language)}, {"role": "user", "content": prompt}])
+    return chat if isinstance(chat, str) else _apply_template(tokenizer, chat)
+
+
+def fit_chat(tokenizer: Any, chat: Messages) -> list | str:
+    """The chat as the model's template can take it: templates without a system role get the
+    system text at the top of the first user turn; a model without a template gets plain text."""
     from jinja2.exceptions import TemplateError
 
-    system = system_prompt(language)
     if getattr(tokenizer, "chat_template", None) is None:
-        return f"{system}\n\n{prompt}\n"
+        return "\n\n".join(m["content"] for m in chat) + "\n"
     try:
-        return _apply_template(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": prompt}])
+        _apply_template(tokenizer, list(chat))
+        return list(chat)
     except TemplateError:
-        return _apply_template(tokenizer, [{"role": "user", "content": f"{system}\n\n{prompt}"}])
+        system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
+        turns = [dict(m) for m in chat if m["role"] != "system"]
+        turns[0]["content"] = f"{system}\n\n{turns[0]['content']}"
+        return turns
 
 
 def encode_prompt(tokenizer: Any, prompt: str | Messages) -> list[int]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-CRITERIA = ("correctness", "code_quality", "efficiency", "documentation")
+from ..config import RubricWeights
+
+CRITERIA: tuple[str, ...] = tuple(RubricWeights.model_fields)  # one definition: the config's weights
 GATED = ("code_quality", "efficiency", "documentation")  # worth something only for code that works
 CORRECTNESS_SOURCES = ("tests", "judge", "measured", "unassessed")
 MEASURED_CAP = 0.5

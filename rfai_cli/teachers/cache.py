@@ -1,9 +1,9 @@
 """A persistent on-disk cache of teacher answers, so a rerun costs no teacher calls.
 
 One small JSON file per answer, named by the SHA-256 of (provider, model, endpoint, chat,
-sampling). Writes go to a temporary file in the same folder and are renamed into place, so
-concurrent writers (threads or processes) never leave a half-written entry: a reader sees the
-old state or the new one. A file that cannot be read is a miss, never an error.
+sampling). Writes go through `output.write_text` (a uniquely named temporary file renamed into
+place), so concurrent writers (threads or processes) never leave a half-written entry: a reader
+sees the old state or the new one. A file that cannot be read is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..output import write_text
 
 SCHEMA = 1
 
@@ -48,14 +49,5 @@ class AnswerCache:
         return text if isinstance(text, str) else None
 
     def put(self, key: str, text: str, identity: dict[str, Any]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"provider": identity.get("provider"), "model": identity.get("model"), "text": text}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(entry, handle, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(self._path(key), json.dumps(entry, ensure_ascii=False), make_parents=True)

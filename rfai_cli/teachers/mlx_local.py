@@ -72,7 +72,7 @@ class MlxBackend:
 
     def _run(self, jobs: list[_Job]) -> None:
         """Decode every queued request, batching those that share sampling parameters."""
-        from ..engine.generation import GENERATION_LOCK, SamplingSettings, generate_samples
+        from ..engine.generation import GENERATION_LOCK, SamplingSettings, fit_chat, generate_samples
         from ..engine.lora import lora_disabled
 
         groups: dict[Sampling, list[_Job]] = {}
@@ -84,7 +84,7 @@ class MlxBackend:
                 settings = SamplingSettings(
                     temperature=sampling.temperature, top_p=1.0, top_k=0, max_new_tokens=sampling.max_tokens
                 )
-                chats = [_fit_template(loaded.tokenizer, chat) for job in group for chat in job.chats]
+                chats = [fit_chat(loaded.tokenizer, chat) for job in group for chat in job.chats]
                 texts: list[str] = []
                 # The teacher is the base model: adapters off (a no-op for a model without any).
                 with GENERATION_LOCK, lora_disabled(loaded.model):
@@ -108,20 +108,3 @@ class MlxBackend:
 
     def close(self) -> None:
         self._loaded = None
-
-
-def _fit_template(tokenizer: Any, chat: Chat) -> Chat | str:
-    """The chat as the model's template can take it: templates without a system role get the
-    system text at the top of the first user turn; a model without a template gets plain text."""
-    from jinja2.exceptions import TemplateError
-
-    if getattr(tokenizer, "chat_template", None) is None:
-        return "\n\n".join(m["content"] for m in chat) + "\n"
-    try:
-        tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        return chat
-    except TemplateError:
-        system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
-        turns = [dict(m) for m in chat if m["role"] != "system"]
-        turns[0]["content"] = f"{system}\n\n{turns[0]['content']}"
-        return turns

@@ -6,10 +6,8 @@ import json
 import math
 import re
 
-from ..config import RubricWeights
+from ..scoring.rubric import CRITERIA
 from .base import Chat
-
-CRITERIA: tuple[str, ...] = tuple(RubricWeights.model_fields)
 
 _RUBRIC = """\
 - correctness: does the code solve the task as stated, including edge cases, and would it run without errors?
