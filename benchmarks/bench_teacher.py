@@ -1,6 +1,6 @@
 """Teacher throughput: concurrent requests and the disk cache, against a local Messages API server.
 
-The server (tests/messages_server.py) takes a fixed time per request, like a remote model would.
+The server (tests/support/messages_server.py) takes a fixed time per request, like a remote model would.
 Baseline: max_concurrency 1 (one request at a time), measured in the same run. Prints medians of
 several runs and the ratios.
 
@@ -19,18 +19,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from messages_server import MessagesServer  # noqa: E402
+from support.messages_server import MessagesServer  # noqa: E402
 
 from rfai_cli.config import load_config  # noqa: E402
 from rfai_cli.teachers import build_teacher  # noqa: E402
 
 
 def timed_references(server: MessagesServer, cache_dir: str, concurrency: int, tasks) -> float:
-    config = load_config(None, {
-        "teacher.provider": "anthropic", "teacher.model_name": "bench", "teacher.base_url": server.url,
-        "teacher.api_key_env": "RFAI_BENCH_KEY", "teacher.cache_dir": cache_dir,
-        "teacher.max_concurrency": concurrency,
-    })
+    config = load_config(
+        None,
+        {
+            "teacher.provider": "anthropic",
+            "teacher.model_name": "bench",
+            "teacher.base_url": server.url,
+            "teacher.api_key_env": "RFAI_BENCH_KEY",
+            "teacher.cache_dir": cache_dir,
+            "teacher.max_concurrency": concurrency,
+        },
+    )
     with build_teacher(config) as teacher:
         started = time.perf_counter()
         answers = teacher.references(tasks)

@@ -30,14 +30,27 @@ def main() -> None:
         for size in args.sizes_mb:
             rows = size * 1_000_000 // ROW_BYTES
             data = write_rows(Path(tmp) / "train.jsonl", rows)
-            command = [sys.executable, "-m", "rfai_cli", "filter", str(data), "--min-reward", "0.9",
-                       "--drop-secrets", "-q", "-o", str(Path(tmp) / "kept.jsonl")]
+            command = [
+                sys.executable,
+                "-m",
+                "rfai_cli",
+                "filter",
+                str(data),
+                "--min-reward",
+                "0.9",
+                "--drop-secrets",
+                "-q",
+                "-o",
+                str(Path(tmp) / "kept.jsonl"),
+            ]
             runs = [measure(command) for _ in range(args.runs)]
             seconds = statistics.median(t for t, _ in runs)
             peak = statistics.median(m for _, m in runs) / 2**20
-            print(f"{data.stat().st_size / 1e6:6.0f} MB, {rows:>9,} rows: {seconds:6.1f} s, "
-                  f"{rows / seconds:>8,.0f} rows/s, {data.stat().st_size / 1e6 / seconds:5.1f} MB/s, peak {peak:4.0f} MiB "
-                  f"(--min-reward 0.9 --drop-secrets, median of {args.runs})")
+            print(
+                f"{data.stat().st_size / 1e6:6.0f} MB, {rows:>9,} rows: {seconds:6.1f} s, "
+                f"{rows / seconds:>8,.0f} rows/s, {data.stat().st_size / 1e6 / seconds:5.1f} MB/s, peak {peak:4.0f} MiB "
+                f"(--min-reward 0.9 --drop-secrets, median of {args.runs})"
+            )
 
 
 if __name__ == "__main__":

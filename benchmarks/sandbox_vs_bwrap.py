@@ -32,8 +32,24 @@ TEST = "assert add(2, 3) == 5"
 
 
 def bwrap_argv(read_paths: list[str], workdir: Path) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/sandbox", "--chdir", "/sandbox"]
+    argv = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--tmpfs",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/sandbox",
+        "--chdir",
+        "/sandbox",
+    ]
     for path in read_paths:
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", str(workdir / "main.py"), "/sandbox/main.py", "--setenv", "HOME", "/sandbox"]
@@ -57,8 +73,13 @@ def main() -> None:
         return
     scratch = Path(__import__("tempfile").mkdtemp())
     (scratch / "main.py").write_text(f"{CODE}\n{TEST}\n")
-    reads = sorted({p for p in ("/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", sys.base_prefix, sys.prefix)
-                    if Path(p).exists()})
+    reads = sorted(
+        {
+            p
+            for p in ("/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", sys.base_prefix, sys.prefix)
+            if Path(p).exists()
+        }
+    )
     argv = bwrap_argv(reads, scratch)
     probe = subprocess.run(argv, capture_output=True, text=True)
     if probe.returncode != 0:
@@ -66,17 +87,22 @@ def main() -> None:
         return
     tools, limits = Toolchains(), Limits(timeout=10)
     with Sandbox() as sandbox:
+
         def ours_once():
             return run_tests(sandbox, tools, "python", CODE, [TEST], None, limits, limits)
 
         assert ours_once().passed == 1
         for parallel in (1, 2):
             ours = statistics.median(timed(ours_once, args.programs, parallel) for _ in range(args.runs))
-            theirs = statistics.median(timed(lambda: subprocess.run(argv, capture_output=True, check=True), args.programs,
-                                             parallel) for _ in range(args.runs))
-            print(f"{parallel} at a time: rfai {ours:.0f} programs/s, bwrap {theirs:.0f} programs/s, "
-                  f"ratio {ours / theirs:.1f}x (median of {args.runs}, {args.programs} programs; isolation: "
-                  f"{', '.join(sandbox.isolation)})")
+            theirs = statistics.median(
+                timed(lambda: subprocess.run(argv, capture_output=True, check=True), args.programs, parallel)
+                for _ in range(args.runs)
+            )
+            print(
+                f"{parallel} at a time: rfai {ours:.0f} programs/s, bwrap {theirs:.0f} programs/s, "
+                f"ratio {ours / theirs:.1f}x (median of {args.runs}, {args.programs} programs; isolation: "
+                f"{', '.join(sandbox.isolation)})"
+            )
     shutil.rmtree(scratch)
 
 

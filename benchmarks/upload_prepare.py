@@ -35,7 +35,10 @@ def make_file(path: Path, megabytes: float) -> None:
         i = 0
         while f.tell() < megabytes * 1e6:
             # Varied code, so Parquet's compression is not flattered by identical rows.
-            code = "".join(f"    {rng.choice(words)}_{rng.randrange(1000)} = {rng.choice(words)} + {rng.randrange(99)}\n" for _ in range(12))
+            code = "".join(
+                f"    {rng.choice(words)}_{rng.randrange(1000)} = {rng.choice(words)} + {rng.randrange(99)}\n"
+                for _ in range(12)
+            )
             row = {
                 "prompt": f"Task {i}: implement solve() for a list of integers",
                 "language": "python",

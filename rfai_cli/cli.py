@@ -10,7 +10,8 @@ import traceback
 import typer
 
 from . import __version__
-from .commands import card, collect, filter as filter_cmd, score, stats, train, upload
+from .commands import card, collect, score, stats, train, upload
+from .commands import filter as filter_cmd
 from .errors import RfaiError
 
 app = typer.Typer(
@@ -39,7 +40,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     pass
 

@@ -51,8 +51,15 @@ class CollectSummary:
     seconds: float = 0.0
 
 
-def plan(tasks: Sequence[PromptTask], output: Path, samples: int, config: Config, *, resume: bool = True,
-         overwrite: bool = False) -> CollectPlan:
+def plan(
+    tasks: Sequence[PromptTask],
+    output: Path,
+    samples: int,
+    config: Config,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
+) -> CollectPlan:
     """Which (task, sample index) pairs still need a row in `output`. Resuming a split collected
     with other settings (model, sampling, teacher, rubric) is a one-line error naming the first
     difference; `overwrite` starts the split over."""
@@ -62,8 +69,10 @@ def plan(tasks: Sequence[PromptTask], output: Path, samples: int, config: Config
     done: dict[str, set[int]] = {}
     if output.exists() and output.stat().st_size > 0 and not overwrite:
         if not resume:
-            raise InputError(f"{output}: already holds rows; resume it (the default), pass --overwrite to start the "
-                             "split over, or pick another --output-dir")
+            raise InputError(
+                f"{output}: already holds rows; resume it (the default), pass --overwrite to start the "
+                "split over, or pick another --output-dir"
+            )
         check_resumable(last_run(output.parent, implied_split(output)), config, str(output))
         for row in read_rows(output, on_skip=lambda skip: None):
             if isinstance(row.get("task_id"), str) and isinstance(row.get("sample_index"), int):
@@ -115,12 +124,26 @@ def run_collect(
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
     provenance = {"split": split, "student_model": student.name, "teacher_model": teacher.model, "run_id": run_id}
-    append_run(work.output.parent, run_record(config, command="collect", split=split, run_id=run_id,
-                                              student_model=student.name, teacher_model=teacher.model, samples=samples))
+    append_run(
+        work.output.parent,
+        run_record(
+            config,
+            command="collect",
+            split=split,
+            run_id=run_id,
+            student_model=student.name,
+            teacher_model=teacher.model,
+            samples=samples,
+        ),
+    )
 
     judge = teacher if teacher.judge_enabled else None
-    with teacher, Scorer(config.scoring, judge=judge, on_notice=notice) as scorer, JsonlWriter(work.output, replace=work.overwrite) as writer, \
-            ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background:
+    with (
+        teacher,
+        Scorer(config.scoring, judge=judge, on_notice=notice) as scorer,
+        JsonlWriter(work.output, replace=work.overwrite) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background,
+    ):
         pending: tuple[Future, int] | None = None
 
         def finish(job: tuple[Future, int]) -> None:
@@ -134,7 +157,9 @@ def run_collect(
                 on_batch(BatchReport(n_tasks, rows))
 
         for batch in batches(work.todo, prompts_per_batch):
-            references = teacher.references([(task.prompt, task.language, task.canonical_solution) for task, _ in batch])
+            references = teacher.references(
+                [(task.prompt, task.language, task.canonical_solution) for task, _ in batch]
+            )
             prompts, counts = [], []
             for task, indices in batch:
                 prompts.append(chat_prompt(student.tokenizer, task.prompt, task.language))
@@ -150,8 +175,13 @@ def run_collect(
     return summary
 
 
-def score_batch(scorer, batch: Sequence[tuple[PromptTask, list[int]]], answers: list[list[str]],
-                references: Sequence, provenance: dict) -> list[dict]:
+def score_batch(
+    scorer,
+    batch: Sequence[tuple[PromptTask, list[int]]],
+    answers: list[list[str]],
+    references: Sequence,
+    provenance: dict,
+) -> list[dict]:
     """Score one batch (students and teacher alike) and build its dataset rows, in task then sample order.
 
     `references` are the teacher's answers (`TeacherAnswer`); `provenance` holds the fields every
@@ -159,7 +189,9 @@ def score_batch(scorer, batch: Sequence[tuple[PromptTask, list[int]]], answers: 
     """
     from .scoring import ScoreItem, extract_code, fill_record
 
-    items = [ScoreItem(task_row(task), texts, ref.code or None) for (task, _), texts, ref in zip(batch, answers, references)]
+    items = [
+        ScoreItem(task_row(task), texts, ref.code or None) for (task, _), texts, ref in zip(batch, answers, references)
+    ]
     rows = []
     for (task, indices), texts, ref, result in zip(batch, answers, references, scorer.score_many(items)):
         for position, (index, text) in enumerate(zip(indices, texts)):
@@ -170,8 +202,14 @@ def score_batch(scorer, batch: Sequence[tuple[PromptTask, list[int]]], answers: 
                 teacher_code=ref.code,
             )
             fill_record(record, result, position)
-            record.update(provenance, task_id=task.task_id, sample_index=index, tests=task.tests or None,
-                          entry_point=task.entry_point, teacher_model=ref.model or provenance["teacher_model"])
+            record.update(
+                provenance,
+                task_id=task.task_id,
+                sample_index=index,
+                tests=task.tests or None,
+                entry_point=task.entry_point,
+                teacher_model=ref.model or provenance["teacher_model"],
+            )
             if ref.error:
                 record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
             rows.append(record)
@@ -189,8 +227,10 @@ def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[
             continue
         if results.get("passed", 0) < results.get("total", 0):
             reported.add(row["task_id"])
-            messages.append(f"task {row['task_id']}: its reference solution passes {results['passed']} of "
-                            f"{results['total']} of its own tests ({results.get('reason', 'no reason given')})")
+            messages.append(
+                f"task {row['task_id']}: its reference solution passes {results['passed']} of "
+                f"{results['total']} of its own tests ({results.get('reason', 'no reason given')})"
+            )
     return messages
 
 
@@ -203,7 +243,11 @@ def summarize(summary: CollectSummary, *, tasks: int) -> dict:
     """The end-of-run summary: what this run wrote, its throughput, and the whole split's statistics."""
     from .data.stats import compute_stats
 
-    dataset = compute_stats([summary.output], by=("language",), on_skip=lambda skip: None) if summary.output.exists() else None
+    dataset = (
+        compute_stats([summary.output], by=("language",), on_skip=lambda skip: None)
+        if summary.output.exists()
+        else None
+    )
     return {
         "output": str(summary.output),
         "tasks": tasks,

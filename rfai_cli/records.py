@@ -144,6 +144,7 @@ SkipHandler = Callable[[Skip], None]
 def skip_reporter(strict: bool, on_skip: SkipHandler | None) -> SkipHandler:
     """The one way the core deals with a malformed line: with `strict`, an InputError naming
     file:line; else the caller's `on_skip` hears of it (the core itself never prints)."""
+
     def report(skip: Skip) -> None:
         if strict:
             raise InputError(str(skip))
@@ -184,7 +185,9 @@ def _skip_utf8_bom(stream, name: str) -> None:
     if head.startswith(codecs.BOM_UTF8):
         stream.read(len(codecs.BOM_UTF8))
     elif head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise InputError(f"{name}: not UTF-8 text (a UTF-16/32 byte-order mark); convert it, e.g. iconv -f UTF-16 -t UTF-8")
+        raise InputError(
+            f"{name}: not UTF-8 text (a UTF-16/32 byte-order mark); convert it, e.g. iconv -f UTF-16 -t UTF-8"
+        )
     elif b"\x00" in head:
         raise InputError(f"{name}: not UTF-8 text (NUL bytes: UTF-16, UTF-32 or a binary file)")
 
@@ -280,8 +283,14 @@ class JsonlWriter:
     write: until then (a crash, Ctrl-C, nothing to write) the old file stays as it was.
     """
 
-    def __init__(self, path: str | Path | None = None, *, stream: IO[bytes] | None = None, fsync: bool = False,
-                 replace: bool = False):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        stream: IO[bytes] | None = None,
+        fsync: bool = False,
+        replace: bool = False,
+    ):
         self.path = path
         self._fsync = fsync
         self._owned = stream is None and str(path) != STDIN
@@ -375,5 +384,3 @@ def new_record(**fields: Any) -> dict:
     if isinstance(record.get("language"), str):
         record["language"] = normalize_language(record["language"])
     return record
-
-

@@ -23,12 +23,27 @@ def fingerprint(config: Config) -> dict[str, Any]:
     return {
         "model": config.model.base_model,
         "adapters": config.model.adapter_path,
-        "sampling": {"temperature": training.generation_temperature, "top_p": training.top_p, "top_k": training.top_k,
-                     "max_new_tokens": training.max_new_tokens, "seed": training.seed},
-        "teacher": {"provider": teacher.provider, "model": teacher.model_name, "base_url": teacher.base_url,
-                    "temperature": teacher.temperature, "max_tokens": teacher.max_tokens, "judge": teacher.judge},
-        "rubric": {"weights": scoring.weights.model_dump(), "reward_floor": scoring.reward_floor,
-                   "reward_cap": scoring.reward_cap, "judge_weight": scoring.judge_weight},
+        "sampling": {
+            "temperature": training.generation_temperature,
+            "top_p": training.top_p,
+            "top_k": training.top_k,
+            "max_new_tokens": training.max_new_tokens,
+            "seed": training.seed,
+        },
+        "teacher": {
+            "provider": teacher.provider,
+            "model": teacher.model_name,
+            "base_url": teacher.base_url,
+            "temperature": teacher.temperature,
+            "max_tokens": teacher.max_tokens,
+            "judge": teacher.judge,
+        },
+        "rubric": {
+            "weights": scoring.weights.model_dump(),
+            "reward_floor": scoring.reward_floor,
+            "reward_cap": scoring.reward_cap,
+            "judge_weight": scoring.judge_weight,
+        },
     }
 
 
@@ -60,8 +75,10 @@ def check_resumable(previous: dict | None, config: Config, output: str) -> None:
     difference = _first_difference(old, fingerprint(config))
     if difference:
         key, was, now = difference
-        raise InputError(f"{output}: was collected with {key} = {was!r}, this run has {now!r}; "
-                         "pass --overwrite to start the split over, or choose another --output-dir")
+        raise InputError(
+            f"{output}: was collected with {key} = {was!r}, this run has {now!r}; "
+            "pass --overwrite to start the split over, or choose another --output-dir"
+        )
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:

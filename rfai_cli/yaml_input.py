@@ -24,8 +24,9 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self._depth >= MAX_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                                              self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark
+            )
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -70,12 +71,18 @@ def _check_size(root: yaml.Node) -> None:
                 raise yaml.YAMLError("an alias refers to a value that contains it")
             return known
         sizes[id(node)] = -1
-        children = node.value if isinstance(node, yaml.SequenceNode) else \
-            [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else []
+        children = (
+            node.value
+            if isinstance(node, yaml.SequenceNode)
+            else [part for pair in node.value for part in pair]
+            if isinstance(node, yaml.MappingNode)
+            else []
+        )
         total = 1 + sum(size(child) for child in children)
         if total > MAX_VALUES:
-            raise yaml.MarkedYAMLError(None, None, f"expands to more than {MAX_VALUES} values (an alias bomb?)",
-                                       node.start_mark)
+            raise yaml.MarkedYAMLError(
+                None, None, f"expands to more than {MAX_VALUES} values (an alias bomb?)", node.start_mark
+            )
         sizes[id(node)] = total
         return total
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hubserver import hub  # noqa: F401  (the Hub-compatible test server fixture)
+from support.hubserver import hub  # noqa: F401  (the Hub-compatible test server fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 RFAI = [sys.executable, "-m", "rfai_cli"]  # the CLI, for tests that need their own Popen
@@ -35,6 +35,13 @@ class Cli:
         )
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own empty directory: none reads the checkout's ./config.yaml or
+    ./datasets, and none leaves files behind."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def rfai(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
@@ -42,8 +49,7 @@ def rfai(tmp_path: Path) -> Cli:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A random-weight llama in mlx-lm's directory format (see tests/tiny_model.py)."""
-    from tiny_model import build_tiny_model
+    """A random-weight llama in mlx-lm's directory format (see tests/support/tiny_model.py)."""
+    from support.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
-

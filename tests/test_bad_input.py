@@ -21,8 +21,14 @@ from pathlib import Path
 import pytest
 from conftest import RFAI
 
-ROW = {"prompt": "p", "language": "python", "student_code": "def f():\n    return 1\n", "student_score": 0.5,
-       "teacher_score": 0.9, "reward": 0.556}
+ROW = {
+    "prompt": "p",
+    "language": "python",
+    "student_code": "def f():\n    return 1\n",
+    "student_score": 0.5,
+    "teacher_score": 0.9,
+    "reward": 0.556,
+}
 
 
 def rows_file(path: Path, count: int = 4, **extra) -> Path:
@@ -64,6 +70,7 @@ def tiny_fs(tmp_path):
 
 # --- output onto devices, links, other people's files ----------------------------------------
 
+
 @pytest.mark.parametrize("command", ["filter", "score"])
 def test_output_to_a_device_is_written_through_never_replaced(rfai, tmp_path, devices, command):
     full, null = devices
@@ -101,8 +108,12 @@ def test_output_into_a_fifo_is_streamed(rfai, tmp_path):
 def test_two_filters_writing_one_file_at_once_both_leave_it_whole(tmp_path):
     rows = rows_file(tmp_path / "rows.jsonl", count=40_000)
     out = tmp_path / "same.jsonl"
-    procs = [subprocess.Popen([*RFAI, "filter", str(rows), "-o", str(out), "--min-reward", str(bound)],
-                              stderr=subprocess.PIPE, text=True) for bound in (0.0, 0.5)]
+    procs = [
+        subprocess.Popen(
+            [*RFAI, "filter", str(rows), "-o", str(out), "--min-reward", str(bound)], stderr=subprocess.PIPE, text=True
+        )
+        for bound in (0.0, 0.5)
+    ]
     for proc in procs:
         proc.wait(timeout=120)
         assert proc.returncode == 0, proc.stderr.read()
@@ -113,11 +124,19 @@ def test_two_filters_writing_one_file_at_once_both_leave_it_whole(tmp_path):
 def test_a_second_collect_on_the_same_directory_is_refused_at_once(rfai, tmp_path):
     datasets = tmp_path / "datasets"
     datasets.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(datasets / '.rfai.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242\\n'); print('held', flush=True); time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(datasets / '.rfai.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242\\n'); print('held', flush=True); time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
@@ -142,6 +161,7 @@ def test_collect_into_a_file_fails_before_loading_anything(rfai, tmp_path):
 
 # --- endless, huge, binary and wrongly encoded input -------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["stats", "filter", "score"])
 def test_dev_zero_is_refused_at_once(rfai, command):
     started = time.monotonic()
@@ -152,8 +172,10 @@ def test_dev_zero_is_refused_at_once(rfai, command):
 @pytest.mark.parametrize("command", ["stats", "filter"])
 def test_an_endless_line_stops_within_bounded_memory(command):
     # 'a' forever on stdin: no NUL to refuse it up front, no line end to wait for.
-    feeder = subprocess.Popen([sys.executable, "-c", "import sys\nw = sys.stdout.buffer\nwhile True: w.write(b'a' * 65536)"],
-                              stdout=subprocess.PIPE)
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nw = sys.stdout.buffer\nwhile True: w.write(b'a' * 65536)"],
+        stdout=subprocess.PIPE,
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = subprocess.run([*RFAI, command, "-"], stdin=feeder.stdout, capture_output=True, text=True, timeout=120)
     feeder.kill()
@@ -189,12 +211,17 @@ def test_utf16_input_is_a_clear_error_and_utf8_bom_is_fine(rfai, tmp_path, comma
 
 # --- numbers ---------------------------------------------------------------------------------
 
+
 def test_huge_scores_are_figures_and_non_finite_ones_are_reported_skips(rfai, tmp_path):
     data = tmp_path / "datasets"
     data.mkdir()
-    lines = [json.dumps({**ROW, "reward": 6e16}), json.dumps({**ROW, "reward": 1e308}),
-             json.dumps(ROW).replace("0.556", "NaN"), json.dumps(ROW).replace("0.556", "Infinity"),
-             json.dumps(ROW).replace("0.556", "-1e400")]
+    lines = [
+        json.dumps({**ROW, "reward": 6e16}),
+        json.dumps({**ROW, "reward": 1e308}),
+        json.dumps(ROW).replace("0.556", "NaN"),
+        json.dumps(ROW).replace("0.556", "Infinity"),
+        json.dumps(ROW).replace("0.556", "-1e400"),
+    ]
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     stats = rfai("stats", data / "train.jsonl", "--json")
     assert stats.returncode == 0 and "Traceback" not in stats.stderr, stats.stderr
@@ -228,15 +255,19 @@ def test_config_ranges_name_file_line_and_key(rfai, tmp_path):
 # --- YAML ------------------------------------------------------------------------------------
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("model:\n" + "  " * 0 + "a: " + "[" * 10_000 + "]" * 10_000 + "\n", "nested more than 64 levels"),
-    ("training:\n  x: &x [*x]\n", "invalid YAML"),
-    (BOMB, "alias bomb"),
-    ("model:\n  base_model: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "nested more than 64 levels"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("model:\n" + "  " * 0 + "a: " + "[" * 10_000 + "]" * 10_000 + "\n", "nested more than 64 levels"),
+        ("training:\n  x: &x [*x]\n", "invalid YAML"),
+        (BOMB, "alias bomb"),
+        ("model:\n  base_model: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "nested more than 64 levels"),
+    ],
+)
 def test_hostile_yaml_configs_fail_fast_in_one_line(rfai, tmp_path, text, words):
     (tmp_path / "config.yaml").write_text(text)
     started = time.monotonic()
@@ -272,10 +303,13 @@ def test_a_killed_uploads_staging_folder_is_swept_by_the_next(rfai, tmp_path):
 
 # --- full disks and unwritable places -------------------------------------------------------
 
+
 def test_full_disk_score_card_and_collect_fail_in_one_line_and_leave_nothing(rfai, tmp_path, tiny_fs, tiny_model_dir):
     rows = rows_file(tmp_path / "rows.jsonl", count=2000)  # ~400 kB of rows, scored: more than 1 MiB
     (tiny_fs / "fill").write_bytes(b"x" * (1024 * 1024 - 64 * 1024))
-    one_line_failure(rfai("score", rows, "-o", tiny_fs / "scored.jsonl", "--workers", "2"), 1, "No space left on device")
+    one_line_failure(
+        rfai("score", rows, "-o", tiny_fs / "scored.jsonl", "--workers", "2"), 1, "No space left on device"
+    )
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
 
     data = tiny_fs / "data"
@@ -298,8 +332,10 @@ def test_full_disk_score_card_and_collect_fail_in_one_line_and_leave_nothing(rfa
 
 
 def test_collect_on_a_full_disk_keeps_the_rows_it_wrote_whole(rfai, tmp_path, tiny_fs, tiny_model_dir):
-    (tmp_path / "config.yaml").write_text(f"model:\n  base_model: {tiny_model_dir}\nteacher:\n  max_tokens: 24\n"
-                                          f"  cache_dir: {tmp_path / 'cache'}\ntraining:\n  max_new_tokens: 24\n")
+    (tmp_path / "config.yaml").write_text(
+        f"model:\n  base_model: {tiny_model_dir}\nteacher:\n  max_tokens: 24\n"
+        f"  cache_dir: {tmp_path / 'cache'}\ntraining:\n  max_new_tokens: 24\n"
+    )
     (tiny_fs / "fill").write_bytes(b"x" * (1024 * 1024 - 16 * 1024))
     result = rfai("collect", "--output-dir", tiny_fs / "data", "--limit", "12", "--samples", "4")
     one_line_failure(result, 1, "No space left on device")
@@ -328,7 +364,9 @@ def test_stdout_on_a_full_device(tmp_path, devices, command):
     full, _ = devices
     rows = rows_file(tmp_path / "rows.jsonl")
     with open(full, "wb") as stdout:
-        result = subprocess.run([*RFAI, command, str(rows)], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120)
+        result = subprocess.run(
+            [*RFAI, command, str(rows)], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120
+        )
     one_line_failure(result, 1, "No space left on device")
 
 
@@ -336,10 +374,17 @@ def test_stdout_on_a_full_device(tmp_path, devices, command):
 def test_ctrl_c_says_interrupted_and_leaves_no_output(tmp_path, command):
     # Rows trickle in on stdin and never end; the score rows also take their time in the sandbox.
     row = json.dumps({**ROW, "student_code": "import time\ntime.sleep(30)\n", "tests": ["assert True"]})
-    feeder = subprocess.Popen([sys.executable, "-c", f"import sys, time\nwhile True:\n    print({row!r}, flush=True)\n"
-                               "    time.sleep(0.05)"], stdout=subprocess.PIPE)
-    proc = subprocess.Popen([*RFAI, command, "-", "-o", str(tmp_path / "out.jsonl")], stdin=feeder.stdout,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time\nwhile True:\n    print({row!r}, flush=True)\n    time.sleep(0.05)"],
+        stdout=subprocess.PIPE,
+    )
+    proc = subprocess.Popen(
+        [*RFAI, command, "-", "-o", str(tmp_path / "out.jsonl")],
+        stdin=feeder.stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -59,8 +59,14 @@ def run_cases(task: PromptTask, code: str, workdir: Path) -> list[bool]:
     """Per case: did it pass? A program that does not build passes nothing."""
     if task.language == "python":
         program = _PYTHON.format(code=code, cases=task.tests, entry=task.entry_point)
-        out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=TIMEOUT,
-                             cwd=workdir, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+        )
         return _verdicts(out.stdout, r"^case (\d+) (ok|fail)", len(task.tests))
     if task.language == "cpp":
         functions = "\n".join(f"static void case_{i}() {{\n{case}\n}}" for i, case in enumerate(task.tests))

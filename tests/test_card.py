@@ -118,12 +118,20 @@ def test_run_metadata_gives_training_details(tmp_path):
 
 def test_size_categories():
     assert [size_category(n) for n in (0, 999, 1000, 54_321, 999_999, 1_000_000)] == [
-        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "100K<n<1M",
+        "1M<n<10M",
+    ]
 
 
 def test_cli_card_uses_config_defaults(rfai, tmp_path):
     make_dataset(tmp_path / "out", {"train": 2, "validation": 1})
-    (tmp_path / "config.yaml").write_text("huggingface:\n  dataset_output_dir: out\n  dataset_repo_id: org/from-config\n")
+    (tmp_path / "config.yaml").write_text(
+        "huggingface:\n  dataset_output_dir: out\n  dataset_repo_id: org/from-config\n"
+    )
     result = rfai("card")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "out/README.md"
@@ -165,8 +173,16 @@ def test_card_says_how_correctness_was_known_and_pass_at_1(tmp_path):
     directory.mkdir()
     rng = random.Random(6)
     sources = ["tests"] * 4 + ["measured"] * 3 + ["unassessed"]
-    rows = [seed_row(i, rng, task_id=f"t{i % 2}", score_sources={"student": {"correctness": source}},
-                     test_results={"student": {"passed": i % 2, "total": 1}}) for i, source in enumerate(sources)]
+    rows = [
+        seed_row(
+            i,
+            rng,
+            task_id=f"t{i % 2}",
+            score_sources={"student": {"correctness": source}},
+            test_results={"student": {"passed": i % 2, "total": 1}},
+        )
+        for i, source in enumerate(sources)
+    ]
     (directory / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     text = write_card(directory).read_text()
     assert "3 rows had no tests and no judge" in text and "capped at 0.5" in text

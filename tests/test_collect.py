@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from rfai_cli.engine.embedded import MODEL_NAME
 
 
@@ -24,7 +24,7 @@ model:
 teacher:
   max_tokens: 24
   judge: false
-  cache_dir: {tmp_path / 'teacher-cache'}
+  cache_dir: {tmp_path / "teacher-cache"}
 training:
   max_new_tokens: 24
   batch_size: 2
@@ -47,13 +47,39 @@ def test_collect_writes_scored_rows_and_resumes_without_duplicates(rfai, tmp_pat
     summary = json.loads(first.stdout)
     assert summary["rows_written"] == 6
     rows = rows_of(tmp_path / "datasets" / "train.jsonl")
-    assert [(row["task_id"], row["sample_index"]) for row in rows][:2] == [(rows[0]["task_id"], 0), (rows[0]["task_id"], 1)]
+    assert [(row["task_id"], row["sample_index"]) for row in rows][:2] == [
+        (rows[0]["task_id"], 0),
+        (rows[0]["task_id"], 1),
+    ]
     row = rows[0]
-    for field in ("prompt", "language", "student_code", "teacher_code", "student_score", "teacher_score", "reward",
-                  "scoring_breakdown", "timestamp", "student_breakdown", "teacher_breakdown", "score_sources",
-                  "test_results", "split", "run_id", "student_model", "teacher_model", "schema_version", "tests"):
+    for field in (
+        "prompt",
+        "language",
+        "student_code",
+        "teacher_code",
+        "student_score",
+        "teacher_score",
+        "reward",
+        "scoring_breakdown",
+        "timestamp",
+        "student_breakdown",
+        "teacher_breakdown",
+        "score_sources",
+        "test_results",
+        "split",
+        "run_id",
+        "student_model",
+        "teacher_model",
+        "schema_version",
+        "tests",
+    ):
         assert field in row, field
-    assert row["scoring_breakdown"] == {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}
+    assert row["scoring_breakdown"] == {
+        "correctness": 0.3,
+        "code_quality": 0.3,
+        "efficiency": 0.2,
+        "documentation": 0.2,
+    }
     assert row["split"] == "train" and row["student_model"] == str(tiny_model_dir)
     assert row["test_results"]["student"]["total"] == len(row["tests"])
     (metadata,) = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
@@ -110,8 +136,10 @@ def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(
     config_file(tmp_path, tiny_model_dir)
     assert rfai("collect", "--limit", "2", "--samples", "1").returncode == 0
     before = (tmp_path / "datasets" / "train.jsonl").read_bytes()
-    for args, named in ((["--model", str(tmp_path / "another-model")], "model"),
-                        (["--max-new-tokens", "7"], "sampling.max_new_tokens")):
+    for args, named in (
+        (["--model", str(tmp_path / "another-model")], "model"),
+        (["--max-new-tokens", "7"], "sampling.max_new_tokens"),
+    ):
         result = rfai("collect", "--limit", "2", "--samples", "1", *args)
         assert result.returncode == 2, result.stderr
         error = result.stderr.strip().splitlines()
@@ -120,10 +148,15 @@ def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(
     again = rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7", "--overwrite", "--json")
     assert again.returncode == 0, again.stderr
     rows = rows_of(tmp_path / "datasets" / "train.jsonl")
-    assert len(rows) == 2 and len({row["run_id"] for row in rows}) == 1 and json.loads(again.stdout)["rows_written"] == 2
+    assert (
+        len(rows) == 2 and len({row["run_id"] for row in rows}) == 1 and json.loads(again.stdout)["rows_written"] == 2
+    )
     assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".rfai-tmp-")]
     # now it resumes with the new settings
-    assert "2 of 2 prompts already collected" in rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7").stderr
+    assert (
+        "2 of 2 prompts already collected"
+        in rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7").stderr
+    )
 
 
 def test_the_same_seed_gives_the_same_rows(rfai, tmp_path, tiny_model_dir):
@@ -161,7 +194,9 @@ def test_seed_prompt_file_without_tests_gets_measured_capped_correctness(rfai, t
 def test_missing_teacher_key_fails_before_any_work(rfai, tmp_path, tiny_model_dir):
     config_file(tmp_path, tiny_model_dir, teacher="")
     (tmp_path / "config.yaml").write_text(
-        (tmp_path / "config.yaml").read_text().replace("teacher:\n", "teacher:\n  provider: anthropic\n  model_name: claude\n", 1)
+        (tmp_path / "config.yaml")
+        .read_text()
+        .replace("teacher:\n", "teacher:\n  provider: anthropic\n  model_name: claude\n", 1)
     )
     result = rfai("collect", "--limit", "1", env={"ANTHROPIC_API_KEY": ""})
     assert result.returncode != 0
@@ -173,7 +208,9 @@ def test_interrupted_run_resumes_with_only_whole_rows(tmp_path, tiny_model_dir):
     config_file(tmp_path, tiny_model_dir)
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
     command = [sys.executable, "-m", "rfai_cli", "collect", "--limit", "12", "--samples", "2", "--batch-size", "1"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     out = tmp_path / "datasets" / "train.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
@@ -221,7 +258,9 @@ def test_local_teacher_judges_from_scoring_threads_while_the_student_generates(r
     result = rfai("collect", "--limit", "3", "--samples", "2", "--batch-size", "1", "--json")
     assert result.returncode == 0, result.stderr
     rows = rows_of(tmp_path / "datasets" / "train.jsonl")
-    notes = [note for row in rows for note in row["test_results"]["student"].get("notes", []) if note.startswith("judge")]
+    notes = [
+        note for row in rows for note in row["test_results"]["student"].get("notes", []) if note.startswith("judge")
+    ]
     assert len(notes) == len(rows)
     assert all("unparsable judge answer" in note for note in notes), notes
 
@@ -229,9 +268,21 @@ def test_local_teacher_judges_from_scoring_threads_while_the_student_generates(r
 def test_reference_solutions_teach_and_a_failing_one_is_reported_once(rfai, tmp_path, tiny_model_dir):
     config_file(tmp_path, tiny_model_dir)
     prompts = tmp_path / "prompts.jsonl"
-    rows = [{"task_id": "good", "prompt": "Add.", "tests": ["assert add(1, 2) == 3"], "solution": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n    return a + b\n"},
-            {"task_id": "bad", "prompt": "Add!", "tests": ["assert add(1, 2) == 3"], "solution": "def add(a, b):\n    return a - b\n"},
-            {"task_id": "none", "prompt": "Mul.", "tests": ["assert mul(2, 2) == 4"]}]
+    rows = [
+        {
+            "task_id": "good",
+            "prompt": "Add.",
+            "tests": ["assert add(1, 2) == 3"],
+            "solution": 'def add(a, b):\n    """Sum."""\n    return a + b\n',
+        },
+        {
+            "task_id": "bad",
+            "prompt": "Add!",
+            "tests": ["assert add(1, 2) == 3"],
+            "solution": "def add(a, b):\n    return a - b\n",
+        },
+        {"task_id": "none", "prompt": "Mul.", "tests": ["assert mul(2, 2) == 4"]},
+    ]
     prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = rfai("collect", "--prompts", prompts, "--samples", "2", "--json")
     assert result.returncode == 0, result.stderr

@@ -29,13 +29,16 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
 
 
 def test_seed_huggingface_section_reads(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 huggingface:
   upload_datasets: true
   dataset_repo_id: "mlx-community/qwen-code-rfai-dataset"
   save_datasets_locally: true
   dataset_output_dir: "./datasets"
-""")
+""",
+    )
     config = load_config(path)
     assert config.huggingface.upload_datasets is True
     assert config.huggingface.dataset_repo_id == "mlx-community/qwen-code-rfai-dataset"

@@ -81,7 +81,9 @@ def test_capital_of_france(smollm):
 
 
 def test_code_answers_end_where_their_code_block_closes(smollm):
-    prompt = chat_prompt(smollm.tokenizer, "Write a function `add(a, b)` that returns the sum of two numbers.", "python")
+    prompt = chat_prompt(
+        smollm.tokenizer, "Write a function `add(a, b)` that returns the sum of two numbers.", "python"
+    )
     greedy = SamplingSettings(0.0, 1.0, 0, 400)
     [[answer]] = generate_samples(smollm, [prompt], 1, greedy)
     assert answer.finish_reason == "block"
@@ -151,7 +153,9 @@ def test_a_crash_mid_conversion_leaves_no_model_behind(fresh_cache):
     models = fresh_cache / "models"
     assert not [p for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
-    healthy = run_python("from rfai_cli.engine.embedded import embedded_model_dir; print(embedded_model_dir())", fresh_cache)
+    healthy = run_python(
+        "from rfai_cli.engine.embedded import embedded_model_dir; print(embedded_model_dir())", fresh_cache
+    )
     out, err = healthy.communicate(timeout=300)
     assert healthy.returncode == 0, err
     assert json.loads((Path(out.strip()) / "config.json").read_text())["model_type"] == "llama"

@@ -12,9 +12,9 @@ import pytest
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.device import on_cpu
-from rfai_cli.engine.lora import lora_disabled, lora_layers
 from rfai_cli.engine.loading import load_model
 from rfai_cli.engine.logprobs import padded_completion_logprobs
+from rfai_cli.engine.lora import lora_disabled, lora_layers
 from rfai_cli.errors import RfaiError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,8 +147,12 @@ def test_unknown_hub_id_offline_is_a_one_line_error(tmp_path):
         "except RfaiError as e:\n    print(e)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("model 'nobody-xyz/no-such-model': not a local path, and the Hugging Face Hub cannot provide it")
+    assert lines[0].startswith(
+        "model 'nobody-xyz/no-such-model': not a local path, and the Hugging Face Hub cannot provide it"
+    )

@@ -38,7 +38,10 @@ def test_min_reward_keeps_rows_byte_for_byte(rfai, tmp_path):
 
 def test_bounds_language_and_split_combine(rfai, tmp_path):
     name = write(tmp_path)
-    assert out_lines(rfai("filter", name, "--max-teacher-score", "0.9", "--min-student-score", "0.5")) == [ROWS[1], ROWS[3]]
+    assert out_lines(rfai("filter", name, "--max-teacher-score", "0.9", "--min-student-score", "0.5")) == [
+        ROWS[1],
+        ROWS[3],
+    ]
     assert out_lines(rfai("filter", name, "--language", "c++", "--language", "rust")) == [ROWS[2], ROWS[3]]
     assert out_lines(rfai("filter", name, "--split", "validation")) == [ROWS[2]]
     # The file's name says its split, as in stats.
@@ -67,7 +70,9 @@ def test_secrets_dropped_or_redacted(rfai, tmp_path):
     rows = [
         json.dumps({"student_code": f"TOKEN = '{HF}'", "reward": 1.0, "z": 1}),
         json.dumps({"student_code": "print(1)", "reward": 0.5}),
-        json.dumps({"teacher_code": "ok", "tests": ["assert True", f"key = '''{PRIVATE_KEY}'''"], "x": {"k": ANTHROPIC}}),
+        json.dumps(
+            {"teacher_code": "ok", "tests": ["assert True", f"key = '''{PRIVATE_KEY}'''"], "x": {"k": ANTHROPIC}}
+        ),
     ]
     name = write(tmp_path, lines=rows)
     dropped = rfai("filter", name, "--drop-secrets")
@@ -79,7 +84,9 @@ def test_secrets_dropped_or_redacted(rfai, tmp_path):
     assert redacted[2]["tests"] == ["assert True", "key = '''[REDACTED:private_key]'''"]
     assert redacted[2]["x"] == {"k": "[REDACTED:anthropic]"}
     assert HF not in json.dumps(redacted)
-    assert "--drop-secrets and --redact-secrets" in one_line_error(rfai("filter", name, "--drop-secrets", "--redact-secrets"))
+    assert "--drop-secrets and --redact-secrets" in one_line_error(
+        rfai("filter", name, "--drop-secrets", "--redact-secrets")
+    )
 
 
 def test_pipe_into_stats(tmp_path):

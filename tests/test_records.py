@@ -18,7 +18,15 @@ from rfai_cli.records import (
 
 @pytest.mark.parametrize(
     "given,expected",
-    [("c++", "cpp"), ("C++", "cpp"), ("cxx", "cpp"), ("cpp", "cpp"), ("py", "python"), ("Python", "python"), ("rs", "rust")],
+    [
+        ("c++", "cpp"),
+        ("C++", "cpp"),
+        ("cxx", "cpp"),
+        ("cpp", "cpp"),
+        ("py", "python"),
+        ("Python", "python"),
+        ("rs", "rust"),
+    ],
 )
 def test_language_names_are_normalised(given, expected):
     assert normalize_language(given) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from messages_server import SOLUTION, MessagesServer
+from support.messages_server import SOLUTION, MessagesServer
 
 from rfai_cli.config import load_config
 from rfai_cli.data.prompts import load_prompts
@@ -27,9 +27,15 @@ def server():
 
 def anthropic_teacher(server, tmp_path, monkeypatch, **settings):
     monkeypatch.setenv("RFAI_TEST_KEY", "sk-test-key")
-    overrides = {"teacher.provider": "anthropic", "teacher.model_name": "claude-test", "teacher.base_url": server.url,
-                 "teacher.api_key_env": "RFAI_TEST_KEY", "teacher.cache_dir": str(tmp_path / "cache"),
-                 "teacher.retry_backoff": 0.01, **settings}
+    overrides = {
+        "teacher.provider": "anthropic",
+        "teacher.model_name": "claude-test",
+        "teacher.base_url": server.url,
+        "teacher.api_key_env": "RFAI_TEST_KEY",
+        "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.retry_backoff": 0.01,
+        **settings,
+    }
     return build_teacher(load_config(None, overrides))
 
 
@@ -53,8 +59,9 @@ def test_a_model_provider_ignores_known_solutions(server, tmp_path, monkeypatch)
 
 
 def test_auto_uses_the_known_solution_and_the_model_for_the_rest(tmp_path, tiny_model_dir):
-    config = load_config(None, {"model.base_model": str(tiny_model_dir), "teacher.max_tokens": 8,
-                                "teacher.cache_dir": str(tmp_path)})
+    config = load_config(
+        None, {"model.base_model": str(tiny_model_dir), "teacher.max_tokens": 8, "teacher.cache_dir": str(tmp_path)}
+    )
     assert config.teacher.provider == "auto"
     with build_teacher(config) as teacher:
         known, asked = teacher.references([("Add.", "python", KNOWN), ("Subtract.", "python")])
@@ -92,7 +99,11 @@ def test_weak_teacher_notice_only_when_the_embedded_model_writes_references(tmp_
 
 def test_prompt_files_may_name_the_solution_solution_or_reference(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    rows = [{"prompt": "a", "canonical_solution": "x = 1\n"}, {"prompt": "b", "solution": "x = 2\n"},
-            {"prompt": "c", "reference": "x = 3\n"}, {"prompt": "d"}]
+    rows = [
+        {"prompt": "a", "canonical_solution": "x = 1\n"},
+        {"prompt": "b", "solution": "x = 2\n"},
+        {"prompt": "c", "reference": "x = 3\n"},
+        {"prompt": "d"},
+    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert [task.canonical_solution for task in load_prompts(path)] == ["x = 1\n", "x = 2\n", "x = 3\n", None]

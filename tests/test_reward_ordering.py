@@ -23,7 +23,7 @@ ANSWERS = {
         "prose": '# Sums the digits of n until one digit is left.\nprint("ok")\n',
         "wrong": 'def digital_root(n: int) -> int:\n    """The last digit."""\n    return n % 10\n',
         "partly right": "def digital_root(n: int) -> int:\n    for _ in range(2):  # two rounds are not always enough\n"
-                        "        n = n if n < 10 else sum(int(d) for d in str(n))\n    return n\n",
+        "        n = n if n < 10 else sum(int(d) for d in str(n))\n    return n\n",
         "right": "def digital_root(n):\n    while n >= 10:\n        n = sum(int(d) for d in str(n))\n    return n\n",
         "right with docs": None,  # the task's reference solution
     },
@@ -32,31 +32,31 @@ ANSWERS = {
         "stub": "#include <string>\n// Nesting depth.\nint max_nesting(const std::string& text) { return -2; }\n",
         "prose": "// Counts the parentheses and reports the deepest nesting.\n",
         "wrong": "#include <algorithm>\n#include <string>\n"
-                 "int max_nesting(const std::string& text) {\n"
-                 "    return static_cast<int>(std::count(text.begin(), text.end(), '('));\n}\n",
+        "int max_nesting(const std::string& text) {\n"
+        "    return static_cast<int>(std::count(text.begin(), text.end(), '('));\n}\n",
         "partly right": "#include <algorithm>\n#include <string>\n"
-                        "int max_nesting(const std::string& text) {\n    int depth = 0, deepest = 0;\n"
-                        "    for (char c : text) {\n        if (c == '(') deepest = std::max(deepest, ++depth);\n"
-                        "        else if (c == ')' && --depth < 0) return -1;\n    }\n    return deepest;\n}\n",
+        "int max_nesting(const std::string& text) {\n    int depth = 0, deepest = 0;\n"
+        "    for (char c : text) {\n        if (c == '(') deepest = std::max(deepest, ++depth);\n"
+        "        else if (c == ')' && --depth < 0) return -1;\n    }\n    return deepest;\n}\n",
         "right": "#include <algorithm>\n#include <string>\n"
-                 "int max_nesting(const std::string& text) {\n    int depth = 0, deepest = 0;\n"
-                 "    for (char c : text) {\n        if (c == '(') deepest = std::max(deepest, ++depth);\n"
-                 "        else if (c == ')' && --depth < 0) return -1;\n    }\n"
-                 "    return depth == 0 ? deepest : -1;\n}\n",
+        "int max_nesting(const std::string& text) {\n    int depth = 0, deepest = 0;\n"
+        "    for (char c : text) {\n        if (c == '(') deepest = std::max(deepest, ++depth);\n"
+        "        else if (c == ')' && --depth < 0) return -1;\n    }\n"
+        "    return depth == 0 ? deepest : -1;\n}\n",
         "right with docs": None,
     },
     "rfai/rs/005": {  # transpose, 5 cases
         "empty": "",
         "stub": "/// Transpose.\npub fn transpose(matrix: &[Vec<i32>]) -> Vec<Vec<i32>> {\n    unimplemented!()\n}\n",
-        "prose": "// Turns rows into columns.\nfn main() {\n    println!(\"ok\");\n}\n",
+        "prose": '// Turns rows into columns.\nfn main() {\n    println!("ok");\n}\n',
         "wrong": "pub fn transpose(matrix: &[Vec<i32>]) -> Vec<Vec<i32>> {\n    matrix.to_vec()\n}\n",
         "partly right": "pub fn transpose(matrix: &[Vec<i32>]) -> Vec<Vec<i32>> {\n"
-                        "    if matrix.is_empty() {\n        return Vec::new();\n    }\n"
-                        "    let columns = matrix[0].len().max(1);\n"
-                        "    (0..columns).map(|c| matrix.iter().map(|row| row[c]).collect()).collect()\n}\n",
+        "    if matrix.is_empty() {\n        return Vec::new();\n    }\n"
+        "    let columns = matrix[0].len().max(1);\n"
+        "    (0..columns).map(|c| matrix.iter().map(|row| row[c]).collect()).collect()\n}\n",
         "right": "pub fn transpose(matrix: &[Vec<i32>]) -> Vec<Vec<i32>> {\n"
-                 "    let columns = matrix.first().map_or(0, |row| row.len());\n"
-                 "    (0..columns).map(|c| matrix.iter().map(|row| row[c]).collect()).collect()\n}\n",
+        "    let columns = matrix.first().map_or(0, |row| row.len());\n"
+        "    (0..columns).map(|c| matrix.iter().map(|row| row[c]).collect()).collect()\n}\n",
         "right with docs": None,
     },
 }

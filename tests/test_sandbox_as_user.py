@@ -19,9 +19,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="already an ordinary user: the hostile tests run as one")
 def test_hostile_programs_are_contained_as_an_ordinary_user():
-    command = ["unshare", "--mount", "--propagation", "private", sys.executable, str(REPO / "tests/support/as_user.py"),
-               str(REPO), sys.base_prefix, sys.prefix, "--",
-               sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-rs", *MODULES]
+    command = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        sys.executable,
+        str(REPO / "tests/support/as_user.py"),
+        str(REPO),
+        sys.base_prefix,
+        sys.prefix,
+        "--",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-x",
+        "-rs",
+        *MODULES,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-2000:]

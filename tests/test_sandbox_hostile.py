@@ -22,8 +22,12 @@ from rfai_cli.scoring import ScoreItem, Scorer, fill_record
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="containment checks read /proc")
 
-SECRETS = {"HF_TOKEN": "hf_rfai-test-secret-1", "HUGGINGFACE_TOKEN": "hf_rfai-test-secret-2",
-           "OPENAI_API_KEY": "sk-rfai-test-secret-3", "ANTHROPIC_API_KEY": "sk-ant-rfai-test-secret-4"}
+SECRETS = {
+    "HF_TOKEN": "hf_rfai-test-secret-1",
+    "HUGGINGFACE_TOKEN": "hf_rfai-test-secret-2",
+    "OPENAI_API_KEY": "sk-rfai-test-secret-3",
+    "ANTHROPIC_API_KEY": "sk-ant-rfai-test-secret-4",
+}
 SLEEP_MARK = "731.25"  # a daemon runs `sleep 731.25`; no such process may survive
 VICTIM_MARK = "731.75"  # the same, for the test that kills rfai itself
 
@@ -82,7 +86,7 @@ import os
 def solve():
     with open({str(target)!r}, "a") as handle:
         handle.write("pwned\\n")
-    open({str(dataset_dir / 'extra.jsonl')!r}, "w").write("pwned")
+    open({str(dataset_dir / "extra.jsonl")!r}, "w").write("pwned")
     return True
 """,
         "busy_loop": "def solve():\n    while True:\n        pass\n",
@@ -148,7 +152,9 @@ def leftovers(scorer: Scorer) -> list[str]:
             continue
         try:
             stat = Path(f"/proc/{name}/stat").read_text()
-            cmdlines[int(name)] = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdlines[int(name)] = (
+                Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
         except OSError:
             continue
         parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
@@ -162,8 +168,11 @@ def leftovers(scorer: Scorer) -> list[str]:
                 return False
         return False
 
-    return [f"{pid} {cmdline[:80]}" for pid, cmdline in cmdlines.items()
-            if SLEEP_MARK in cmdline or descends_from_zygote(pid)]
+    return [
+        f"{pid} {cmdline[:80]}"
+        for pid, cmdline in cmdlines.items()
+        if SLEEP_MARK in cmdline or descends_from_zygote(pid)
+    ]
 
 
 def wait_for_no_leftovers(scorer: Scorer, seconds: float = 5.0) -> list[str]:
@@ -173,14 +182,26 @@ def wait_for_no_leftovers(scorer: Scorer, seconds: float = 5.0) -> list[str]:
     return found
 
 
-NAMES = ["steal_env_tokens", "write_outside", "busy_loop", "sleep_forever", "fork_bomb", "allocate_50gb",
-         "print_1gb", "kill_parent_and_everyone", "daemon_outlives_timeout", "socket_to_localhost"]
+NAMES = [
+    "steal_env_tokens",
+    "write_outside",
+    "busy_loop",
+    "sleep_forever",
+    "fork_bomb",
+    "allocate_50gb",
+    "print_1gb",
+    "kill_parent_and_everyone",
+    "daemon_outlives_timeout",
+    "socket_to_localhost",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_program_is_contained(name, scorer, dataset_dir, listener):
-    if name == "kill_parent_and_everyone" and not ({"uid-drop", "pidns"} & set(scorer.isolation)
-                                                    or any(i.startswith("landlock-v") and int(i[10:]) >= 6 for i in scorer.isolation)):
+    if name == "kill_parent_and_everyone" and not (
+        {"uid-drop", "pidns"} & set(scorer.isolation)
+        or any(i.startswith("landlock-v") and int(i[10:]) >= 6 for i in scorer.isolation)
+    ):
         pytest.skip("signals are contained only by a PID namespace, a dropped uid or Landlock v6")
     before = folder_state(dataset_dir)
     code = hostile_programs(dataset_dir, listener.getsockname()[1])[name]
@@ -219,9 +240,14 @@ def test_reasons_name_the_limit(scorer, dataset_dir, listener):
 
 def test_program_environment_is_built_from_scratch(scorer):
     code = "import os\ndef solve():\n    return sorted(os.environ)\n"
-    row = {"prompt": "p", "language": "python",
-           "tests": ["assert solve() == ['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONHASHSEED', 'TMPDIR']",
-                     "import os\nassert os.environ['HOME'] == os.getcwd() and not os.getcwd().startswith('/root')"]}
+    row = {
+        "prompt": "p",
+        "language": "python",
+        "tests": [
+            "assert solve() == ['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONHASHSEED', 'TMPDIR']",
+            "import os\nassert os.environ['HOME'] == os.getcwd() and not os.getcwd().startswith('/root')",
+        ],
+    }
     result = scorer.score(ScoreItem(row, [code]))
     assert result.students[0].tests["passed"] == 2, result.students[0].tests
 
@@ -230,10 +256,13 @@ def test_isolation_is_reported(scorer):
     assert {"session", "rlimits", "clean-env", "no-new-privileges"} <= set(scorer.isolation)
 
 
-@pytest.mark.parametrize("language, code", [
-    ("cpp", '#include "{secret}"\nint add(int a, int b) {{ return a + b; }}\n'),
-    ("rust", 'pub fn add(a: i32, b: i32) -> i32 {{ let _s = include_str!("{secret}"); a + b }}\n'),
-])
+@pytest.mark.parametrize(
+    "language, code",
+    [
+        ("cpp", '#include "{secret}"\nint add(int a, int b) {{ return a + b; }}\n'),
+        ("rust", 'pub fn add(a: i32, b: i32) -> i32 {{ let _s = include_str!("{secret}"); a + b }}\n'),
+    ],
+)
 def test_compilers_cannot_read_files_outside_the_sandbox(language, code, tmp_path):
     from rfai_cli.scoring.programs import Toolchains
 
@@ -243,7 +272,9 @@ def test_compilers_cannot_read_files_outside_the_sandbox(language, code, tmp_pat
     secret.write_text("rfai-compile-secret = 1;\n")
     tests = ["assert(add(1, 2) == 3);"] if language == "cpp" else ["assert_eq!(add(1, 2), 3);"]
     with Scorer(ScoringSettings(workers=1)) as scorer:
-        result = scorer.score(ScoreItem({"prompt": "p", "language": language, "tests": tests}, [code.format(secret=secret)]))
+        result = scorer.score(
+            ScoreItem({"prompt": "p", "language": language, "tests": tests}, [code.format(secret=secret)])
+        )
     student = result.students[0]
     assert student.breakdown["correctness"] == 0.0
     assert "does not compile" in student.tests["reason"]
@@ -259,8 +290,9 @@ def test_killing_rfai_kills_its_programs(tmp_path):
         "import sys\n"
         "scorer = Scorer(ScoringSettings(timeout=60, workers=1))\n"
         "print(scorer.sandbox.server_pid, flush=True)\n"
-        f"code = 'import subprocess, time\\nsubprocess.Popen([\"sleep\", \"{VICTIM_MARK}\"])\\ntime.sleep(60)\\n'\n"
-        "scorer.score(ScoreItem({'prompt': 'p', 'tests': ['pass']}, [code]))\n")
+        f'code = \'import subprocess, time\\nsubprocess.Popen(["sleep", "{VICTIM_MARK}"])\\ntime.sleep(60)\\n\'\n'
+        "scorer.score(ScoreItem({'prompt': 'p', 'tests': ['pass']}, [code]))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     victim = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     zygote = int(victim.stdout.readline())

@@ -61,7 +61,8 @@ def naive_python(code: str, tests: list[str], cwd: Path) -> int:
         f"exec({code!r}, ns)\npassed = 0\n"
         f"for case in {tests!r}:\n"
         "    try:\n        exec(case, ns)\n        passed += 1\n    except BaseException:\n        pass\n"
-        "sys.exit(0 if passed == len(" + repr(tests) + ") else 1)\n")
+        "sys.exit(0 if passed == len(" + repr(tests) + ") else 1)\n"
+    )
     return subprocess.run([sys.executable, "-c", runner], cwd=cwd, capture_output=True, timeout=60).returncode
 
 
@@ -77,8 +78,17 @@ def naive_binary(language: str, code: str, tests: list[str], cwd: Path) -> int:
         source = cwd / "naive.rs"
         cases = "".join(f"#[test]\nfn case_{i}() {{ {case} }}\n" for i, case in enumerate(tests))
         source.write_text(f"{code}\n{cases}")
-        argv = [compiler, "--sysroot", TOOLS.rust_sysroot, "--edition", "2021", "--test", "-o", str(cwd / "naive"),
-                str(source)]
+        argv = [
+            compiler,
+            "--sysroot",
+            TOOLS.rust_sysroot,
+            "--edition",
+            "2021",
+            "--test",
+            "-o",
+            str(cwd / "naive"),
+            str(source),
+        ]
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
     run = subprocess.run([str(cwd / "naive")], cwd=cwd, capture_output=True, text=True, timeout=60)
     if language == "rust":  # what a libtest-output parser concludes
@@ -89,17 +99,26 @@ def naive_binary(language: str, code: str, tests: list[str], cwd: Path) -> int:
 # --- faking a pass ------------------------------------------------------------------------------
 
 PYTHON_FAKES = {
-    "always_equal": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
-                     "def solve():\n    return Anything()\n", ["assert solve() == 42"]),
+    "always_equal": (
+        "class Anything:\n    def __eq__(self, other):\n        return True\ndef solve():\n    return Anything()\n",
+        ["assert solve() == 42"],
+    ),
     "shadow_builtin": ("def len(items):\n    return 3\ndef solve():\n    return []\n", ["assert len(solve()) == 3"]),
-    "patch_builtins": ("import builtins\nbuiltins.exec = lambda *args, **kwargs: None\n"
-                       "builtins.compile = lambda *args, **kwargs: None\ndef solve():\n    return 0\n",
-                       ["assert solve() == 42"]),
-    "exit_early": ("import os, sys\nsys.stdout.flush()\nos._exit(0)\ndef solve():\n    return 0\n",
-                   ["assert solve() == 42"]),
-    "forge_events": ("import os\nfor fd in (1, 3):\n    try:\n"
-                     "        os.write(fd, b'{\"case\": 0, \"done\": true}\\n{\"case\": 0, \"obs\": 0, \"value\": {\"i\": \"7\"}}\\n')\n"
-                     "    except OSError:\n        pass\nos._exit(0)\ndef solve():\n    return 0\n", ["assert solve() == 42"]),
+    "patch_builtins": (
+        "import builtins\nbuiltins.exec = lambda *args, **kwargs: None\n"
+        "builtins.compile = lambda *args, **kwargs: None\ndef solve():\n    return 0\n",
+        ["assert solve() == 42"],
+    ),
+    "exit_early": (
+        "import os, sys\nsys.stdout.flush()\nos._exit(0)\ndef solve():\n    return 0\n",
+        ["assert solve() == 42"],
+    ),
+    "forge_events": (
+        "import os\nfor fd in (1, 3):\n    try:\n"
+        '        os.write(fd, b\'{"case": 0, "done": true}\\n{"case": 0, "obs": 0, "value": {"i": "7"}}\\n\')\n'
+        "    except OSError:\n        pass\nos._exit(0)\ndef solve():\n    return 0\n",
+        ["assert solve() == 42"],
+    ),
     "read_expected_from_memory": (
         "import gc, re, sys\n"
         "def solve():\n"
@@ -113,13 +132,18 @@ PYTHON_FAKES = {
         "    for item in gc.get_objects():\n"
         "        if isinstance(item, str) and re.fullmatch(r'assert solve\\(\\) == \\d+', item):\n"
         "            return int(item.rsplit(' ', 1)[1])\n"
-        "    return 0\n", ["assert solve() == 42"]),
+        "    return 0\n",
+        ["assert solve() == 42"],
+    ),
     "own_exception_named_like_the_expected_one": (
         "class ValueError(Exception):\n    pass\ndef solve():\n    raise ValueError('not the built-in one')\n",
-        ["try:\n    solve()\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('expected ValueError')"]),
+        ["try:\n    solve()\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('expected ValueError')"],
+    ),
 }
-HONEST = {"shadow_builtin": "def solve():\n    return [1, 2, 3]\n",
-          "own_exception_named_like_the_expected_one": "class Bad(ValueError):\n    pass\ndef solve():\n    raise Bad()\n"}
+HONEST = {
+    "shadow_builtin": "def solve():\n    return [1, 2, 3]\n",
+    "own_exception_named_like_the_expected_one": "class Bad(ValueError):\n    pass\ndef solve():\n    raise Bad()\n",
+}
 
 
 @pytest.mark.parametrize("trick", sorted(PYTHON_FAKES))
@@ -137,20 +161,26 @@ CPP_FAKES = {
     "macro_silences_assert": "#define assert(...) ((void)0)\nint add(int a, int b) { return a - b; }\n",
     "static_constructor_reports": (
         "#include <unistd.h>\n#include <cstdlib>\n"
-        "struct Early { Early() { const char e[] = \"{\\\"case\\\": 0, \\\"done\\\": true}\\n\";"
+        'struct Early { Early() { const char e[] = "{\\"case\\": 0, \\"done\\": true}\\n";'
         " ::write(3, e, sizeof e - 1); ::write(1, e, sizeof e - 1); std::_Exit(0); } } early;\n"
-        "int add(int a, int b) { return a - b; }\n"),
+        "int add(int a, int b) { return a - b; }\n"
+    ),
     "macro_rewrites_harness": "#define throw\n#define if(x) if (true)\nint add(int a, int b) { return a - b; }\n",
 }
 RUST_FAKES = {
-    "println_forges_libtest": ('pub fn add(a: i32, b: i32) -> i32 {\n'
-                               '    println!("test case_0 ... ok\\ntest result: ok. 1 passed");\n    a - b\n}\n'),
-    "macro_shadows_assert_eq": ("macro_rules! assert_eq { ($($t:tt)*) => {} }\n"
-                                "pub fn add(a: i32, b: i32) -> i32 { a - b }\n"),
+    "println_forges_libtest": (
+        "pub fn add(a: i32, b: i32) -> i32 {\n"
+        '    println!("test case_0 ... ok\\ntest result: ok. 1 passed");\n    a - b\n}\n'
+    ),
+    "macro_shadows_assert_eq": (
+        "macro_rules! assert_eq { ($($t:tt)*) => {} }\npub fn add(a: i32, b: i32) -> i32 { a - b }\n"
+    ),
 }
 
 
-@pytest.mark.parametrize("language, trick", [("cpp", t) for t in sorted(CPP_FAKES)] + [("rust", t) for t in sorted(RUST_FAKES)])
+@pytest.mark.parametrize(
+    "language, trick", [("cpp", t) for t in sorted(CPP_FAKES)] + [("rust", t) for t in sorted(RUST_FAKES)]
+)
 def test_compiled_languages_cannot_fake_a_pass(language, trick, scorer, tmp_path):
     if TOOLS.compiler(language)[0] is None:
         pytest.skip(f"no {language} compiler on this machine")
@@ -160,18 +190,27 @@ def test_compiled_languages_cannot_fake_a_pass(language, trick, scorer, tmp_path
         assert naive_binary(language, code, tests, tmp_path) == 0, "the trick should fool a naive harness"
     count, reason = passed(scorer, language, code, tests)
     assert count == 0, f"{trick} faked a pass: {reason}"
-    honest = "int add(int a, int b) { return a + b; }\n" if language == "cpp" else "pub fn add(a: i32, b: i32) -> i32 { a + b }\n"
+    honest = (
+        "int add(int a, int b) { return a + b; }\n"
+        if language == "cpp"
+        else "pub fn add(a: i32, b: i32) -> i32 { a + b }\n"
+    )
     assert passed(scorer, language, honest, tests)[0] == 1
 
 
 def test_unsplittable_tests_still_run_and_are_marked_weaker(scorer):
-    row = {"prompt": "p", "language": "python", "tests": ["assert solve() == sorted([3, 1, 2])", "assert solve() == [1, 2, 3]"]}
+    row = {
+        "prompt": "p",
+        "language": "python",
+        "tests": ["assert solve() == sorted([3, 1, 2])", "assert solve() == [1, 2, 3]"],
+    }
     student = scorer.score(ScoreItem(row, ["def solve():\n    return [1, 2, 3]\n"])).students[0]
     assert student.tests["passed"] == 2
     assert student.sources["verdicts"] == "inside" and student.tests["decided_inside"] == 1
 
 
 # --- reading what is not its own ----------------------------------------------------------------
+
 
 def run_python(sandbox: Sandbox, code: str, limits: Limits = Limits(timeout=10)) -> str:
     """Run `code` as the candidate module in the sandbox; what it printed."""
@@ -293,15 +332,27 @@ def test_no_earlier_program_source_is_left_in_the_process_programs_fork_from(san
 
 
 def test_devices_terminals_and_run_are_not_there(sandbox, tmp_path):
-    listing = "import os\nfor path in ('/dev', '/run', '/var/run', '/etc/shadow', '/dev/tty', '/dev/pts'):\n" \
-              "    try:\n        print(path, sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read(1))\n" \
-              "    except OSError as exc:\n        print(path, 'refused', exc.errno)\n"
+    listing = (
+        "import os\nfor path in ('/dev', '/run', '/var/run', '/etc/shadow', '/dev/tty', '/dev/pts'):\n"
+        "    try:\n        print(path, sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read(1))\n"
+        "    except OSError as exc:\n        print(path, 'refused', exc.errno)\n"
+    )
     host = unconfined_python(listing, tmp_path).stdout
     assert "null" in host and "'tty'" in host  # the host's /dev has far more
     seen = run_python(sandbox, listing)
     if "private-root" in sandbox.isolation:
         dev_line = next(line for line in seen.splitlines() if line.startswith("/dev "))
-        assert set(eval(dev_line[5:])) == {"fd", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"}
+        assert set(eval(dev_line[5:])) == {
+            "fd",
+            "null",
+            "random",
+            "shm",
+            "stderr",
+            "stdin",
+            "stdout",
+            "urandom",
+            "zero",
+        }
     for path in ("/run", "/var/run", "/etc/shadow", "/dev/tty", "/dev/pts"):
         line = next(line for line in seen.splitlines() if line.startswith(path + " "))
         assert "refused" in line, seen
@@ -313,12 +364,17 @@ def test_no_capability_is_left(sandbox, tmp_path):
         assert "CapEff:\t0000000000000000" not in unconfined_python(status, tmp_path).stdout
     seen = run_python(sandbox, status)
     if "refused" in seen or "Cap" not in seen:  # the fallback cannot read /proc: ask the kernel directly
-        seen = run_python(sandbox, "import ctypes, struct\nlibc = ctypes.CDLL(None)\nhead = ctypes.create_string_buffer(struct.pack('Ii', 0x20080522, 0))\n"
-                                   "data = ctypes.create_string_buffer(24)\nlibc.capget(head, data)\nprint('CAPS', sum(data.raw))\n")
+        seen = run_python(
+            sandbox,
+            "import ctypes, struct\nlibc = ctypes.CDLL(None)\nhead = ctypes.create_string_buffer(struct.pack('Ii', 0x20080522, 0))\n"
+            "data = ctypes.create_string_buffer(24)\nlibc.capget(head, data)\nprint('CAPS', sum(data.raw))\n",
+        )
         # the fallback as root with a Python under /root keeps exactly one: reading (see docs/sandbox.md)
         assert ("CAPS 8" if "read-search-capability" in sandbox.isolation else "CAPS 0") in seen, seen
         return
-    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb") + (("CapBnd",) if ROOT or "userns" in sandbox.isolation else ()):
+    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb") + (
+        ("CapBnd",) if ROOT or "userns" in sandbox.isolation else ()
+    ):
         assert f"{name}:\t0000000000000000" in seen, seen
 
 
@@ -329,8 +385,10 @@ def test_unix_sockets_of_the_user_are_unreachable(sandbox, tmp_path):
     server.listen(1)
     path.parent.chmod(0o755)
     path.chmod(0o777)
-    client = f"import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({str(path)!r})\n    print('CONNECTED')\n" \
-             "except OSError as exc:\n    print('refused', exc)\n"
+    client = (
+        f"import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({str(path)!r})\n    print('CONNECTED')\n"
+        "except OSError as exc:\n    print('refused', exc)\n"
+    )
     try:
         assert "CONNECTED" in unconfined_python(client, tmp_path).stdout
         server.accept()[0].close()
@@ -346,8 +404,10 @@ def test_udp_to_localhost_does_not_leave(sandbox, tmp_path):
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(0.5)
     port = receiver.getsockname()[1]
-    sender = f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'out', ('127.0.0.1', {port}))\n" \
-             "    print('SENT')\nexcept OSError as exc:\n    print('refused', exc)\n"
+    sender = (
+        f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'out', ('127.0.0.1', {port}))\n"
+        "    print('SENT')\nexcept OSError as exc:\n    print('refused', exc)\n"
+    )
     try:
         unconfined_python(sender, tmp_path)
         assert receiver.recv(16) == b"out"
@@ -371,8 +431,10 @@ def test_the_session_keyring_is_a_fresh_one(sandbox, tmp_path):
     key = libc.syscall(ADD_KEY, b"user", b"rfai-test-key", b"secret-payload", 14, -3)  # -3: the session keyring
     if key < 0:
         pytest.skip("this kernel refuses keys")
-    search = (f"import ctypes\nlibc = ctypes.CDLL(None)\nlibc.syscall.restype = ctypes.c_long\n"
-              f"print('KEY', libc.syscall({KEYCTL}, 10, -3, b'user', b'rfai-test-key', 0))\n")  # 10: KEYCTL_SEARCH
+    search = (
+        f"import ctypes\nlibc = ctypes.CDLL(None)\nlibc.syscall.restype = ctypes.c_long\n"
+        f"print('KEY', libc.syscall({KEYCTL}, 10, -3, b'user', b'rfai-test-key', 0))\n"
+    )  # 10: KEYCTL_SEARCH
     try:
         assert "KEY -1" not in unconfined_python(search, tmp_path).stdout  # a child finds its parent's key
         assert "KEY -1" in run_python(sandbox, search)
@@ -391,15 +453,24 @@ def fallback_stops_it(sandbox: Sandbox, what: str) -> bool:
 
 # --- damaging ------------------------------------------------------------------------------------
 
+
 def test_one_program_filling_the_disk_does_not_change_another_ones_result(scorer, tmp_path):
-    filler = ("import os\ndef solve():\n    block = b'x' * (1 << 20)\n    for i in range(400):\n"
-              "        with open('fill-%d' % i, 'wb') as handle:\n            for _ in range(15):\n"
-              "                handle.write(block)\n    return 'filled'\n")
-    honest = ("def solve():\n    with open('mine.txt', 'w') as handle:\n        handle.write('y' * 2_000_000)\n"
-              "    return len(open('mine.txt').read())\n")
+    filler = (
+        "import os\ndef solve():\n    block = b'x' * (1 << 20)\n    for i in range(400):\n"
+        "        with open('fill-%d' % i, 'wb') as handle:\n            for _ in range(15):\n"
+        "                handle.write(block)\n    return 'filled'\n"
+    )
+    honest = (
+        "def solve():\n    with open('mine.txt', 'w') as handle:\n        handle.write('y' * 2_000_000)\n"
+        "    return len(open('mine.txt').read())\n"
+    )
     # unconfined, only a per-file limit (the old wall): far more than any one program's share
-    limited = unconfined_python("import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))\n"
-                                + filler.replace("range(400)", "range(8)") + "print(solve())\n", tmp_path)
+    limited = unconfined_python(
+        "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))\n"
+        + filler.replace("range(400)", "range(8)")
+        + "print(solve())\n",
+        tmp_path,
+    )
     assert "filled" in limited.stdout and sum(p.stat().st_size for p in tmp_path.glob("fill-*")) > 100 << 20
     for leftover in tmp_path.glob("fill-*"):
         leftover.unlink()
@@ -417,10 +488,12 @@ def test_one_program_filling_the_disk_does_not_change_another_ones_result(scorer
 def test_user_files_keep_their_mode_times_and_attributes(sandbox, tmp_path):
     target = sandbox.shared / "user-file.txt"
     before = target.stat()
-    damage = (f"import os\npath = {str(target)!r}\n"
-              "for name, act in (('chmod', lambda: os.chmod(path, 0o777)), ('utime', lambda: os.utime(path, (0, 0))),\n"
-              "                  ('xattr', lambda: os.setxattr(path, 'user.rfai', b'x')), ('write', lambda: open(path, 'a').write('x'))):\n"
-              "    try:\n        act()\n        print(name, 'DONE')\n    except OSError as exc:\n        print(name, 'refused', exc.errno)\n")
+    damage = (
+        f"import os\npath = {str(target)!r}\n"
+        "for name, act in (('chmod', lambda: os.chmod(path, 0o777)), ('utime', lambda: os.utime(path, (0, 0))),\n"
+        "                  ('xattr', lambda: os.setxattr(path, 'user.rfai', b'x')), ('write', lambda: open(path, 'a').write('x'))):\n"
+        "    try:\n        act()\n        print(name, 'DONE')\n    except OSError as exc:\n        print(name, 'refused', exc.errno)\n"
+    )
     copy = tmp_path / "copy.txt"
     shutil.copy(target, copy)
     assert "chmod DONE" in unconfined_python(damage.replace(str(target), str(copy)), tmp_path).stdout
@@ -433,8 +506,10 @@ def test_user_files_keep_their_mode_times_and_attributes(sandbox, tmp_path):
 
 
 def test_a_directory_left_without_permissions_is_cleaned_up(scorer, tmp_path):
-    code = ("import os\nos.makedirs('locked/inner')\nopen('locked/inner/f', 'w').write('x')\n"
-            "os.chmod('locked/inner', 0)\nos.chmod('locked', 0)\ndef solve():\n    return 1\n")
+    code = (
+        "import os\nos.makedirs('locked/inner')\nopen('locked/inner/f', 'w').write('x')\n"
+        "os.chmod('locked/inner', 0)\nos.chmod('locked', 0)\ndef solve():\n    return 1\n"
+    )
     row = {"prompt": "p", "language": "python", "tests": ["assert solve() == 1"]}
     for _ in range(2):
         assert scorer.score(ScoreItem(row, [code])).students[0].tests["passed"] == 1
@@ -443,10 +518,16 @@ def test_a_directory_left_without_permissions_is_cleaned_up(scorer, tmp_path):
 
 # --- crashing rfai ------------------------------------------------------------------------------
 
-OLD_CPP_FUNCTION = (r"^[ \t]*(?:template\s*<[^>]*>\s*)?(?:[\w:<>,*&~\[\]]+[ \t\n*&]+)+(?P<name>~?\w+)\s*\([^;{}()]*"
-                    r"(?:\([^)]*\)[^;{}()]*)*\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?:->\s*[\w:<>]+\s*)?\{")
-BANNER = "/" + "*" * 40 + "\n" + " " + "*" * 40 + " rfai\n" + "*" * 40 + " x\n*/\nint add(int a, int b) { return a + b; }\n"
-DEEP_ELIF = "def f(x):\n    if x == 0:\n        return 0\n" + "".join(f"    elif x == {i}:\n        return {i}\n" for i in range(1, 400))
+OLD_CPP_FUNCTION = (
+    r"^[ \t]*(?:template\s*<[^>]*>\s*)?(?:[\w:<>,*&~\[\]]+[ \t\n*&]+)+(?P<name>~?\w+)\s*\([^;{}()]*"
+    r"(?:\([^)]*\)[^;{}()]*)*\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?:->\s*[\w:<>]+\s*)?\{"
+)
+BANNER = (
+    "/" + "*" * 40 + "\n" + " " + "*" * 40 + " rfai\n" + "*" * 40 + " x\n*/\nint add(int a, int b) { return a + b; }\n"
+)
+DEEP_ELIF = "def f(x):\n    if x == 0:\n        return 0\n" + "".join(
+    f"    elif x == {i}:\n        return {i}\n" for i in range(1, 400)
+)
 LONG_SUM = "def f():\n    return " + " + ".join(["1"] * 500) + "\n"
 
 
@@ -463,16 +544,23 @@ def test_a_comment_banner_cannot_hang_static_analysis(scorer, tmp_path):
 
 @pytest.mark.parametrize("code", [DEEP_ELIF, LONG_SUM], ids=["elif-chain", "long-sum"])
 def test_deep_programs_cannot_crash_static_analysis(code, scorer, tmp_path):
-    naive = ("import ast, sys\nsys.setrecursionlimit(1000)\n"
-             "def depth(node):\n    return 1 + max((depth(c) for c in ast.iter_child_nodes(node)), default=0)\n"
-             f"depth(ast.parse({code!r}))\n")
+    naive = (
+        "import ast, sys\nsys.setrecursionlimit(1000)\n"
+        "def depth(node):\n    return 1 + max((depth(c) for c in ast.iter_child_nodes(node)), default=0)\n"
+        f"depth(ast.parse({code!r}))\n"
+    )
     assert "RecursionError" in unconfined_python(naive, tmp_path).stderr  # a recursive walk, as rfai had
-    row = {"prompt": "p", "language": "python", "tests": ["assert f(3) == 3" if "elif" in code else "assert f() == 500"]}
+    row = {
+        "prompt": "p",
+        "language": "python",
+        "tests": ["assert f(3) == 3" if "elif" in code else "assert f() == 500"],
+    }
     student = scorer.score(ScoreItem(row, [code])).students[0]
     assert student.tests["passed"] == 1
 
 
 # --- what the report says ---------------------------------------------------------------------------
+
 
 def test_the_isolation_report_matches_the_mode(sandbox, mode):
     names = set(sandbox.isolation)

@@ -6,14 +6,23 @@ import json
 import os
 
 ROWS = [
-    {"prompt": "add", "language": "python", "tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"],
-     "student_code": "```python\ndef add(a, b):\n    return a + b\n```",
-     "teacher_code": 'def add(a, b):\n    """Add."""\n    return a + b\n'},
+    {
+        "prompt": "add",
+        "language": "python",
+        "tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"],
+        "student_code": "```python\ndef add(a, b):\n    return a + b\n```",
+        "teacher_code": 'def add(a, b):\n    """Add."""\n    return a + b\n',
+    },
     "{not json",
     {"prompt": "bad tests", "language": "python", "tests": [1, 2], "student_code": "x = 1"},
     {"prompt": "no code", "language": "python"},
-    {"prompt": "wrong", "language": "python", "tests": ["assert add(1, 2) == 3"], "student_code": "def add(a, b):\n    return a - b\n",
-     "teacher_code": "def add(a, b):\n    return a + b\n"},
+    {
+        "prompt": "wrong",
+        "language": "python",
+        "tests": ["assert add(1, 2) == 3"],
+        "student_code": "def add(a, b):\n    return a - b\n",
+        "teacher_code": "def add(a, b):\n    return a + b\n",
+    },
 ]
 
 
@@ -34,7 +43,11 @@ def test_score_reports_malformed_rows_and_scores_the_rest(rfai, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [row["prompt"] for row in rows] == ["add", "bad tests", "no code", "wrong"]
     good, wrong = rows[0], rows[3]
-    assert good["test_results"]["student"] == {"passed": 2, "total": 2, "cpu_s": good["test_results"]["student"]["cpu_s"]}
+    assert good["test_results"]["student"] == {
+        "passed": 2,
+        "total": 2,
+        "cpu_s": good["test_results"]["student"]["cpu_s"],
+    }
     assert good["reward"] == round(good["student_score"] / good["teacher_score"], 3)
     assert wrong["student_breakdown"]["correctness"] == 0.0 and wrong["reward"] < good["reward"]
     assert "student_score" not in rows[1] and "student_score" not in rows[2]
@@ -49,7 +62,8 @@ def test_score_reports_malformed_rows_and_scores_the_rest(rfai, tmp_path):
 def test_rescore_in_place_with_new_weights_and_stdout(rfai, tmp_path):
     write_rows(tmp_path / "data.jsonl")
     (tmp_path / "config.yaml").write_text(
-        "scoring:\n  weights:\n    correctness: 1.0\n    code_quality: 0.0\n    efficiency: 0.0\n    documentation: 0.0\n")
+        "scoring:\n  weights:\n    correctness: 1.0\n    code_quality: 0.0\n    efficiency: 0.0\n    documentation: 0.0\n"
+    )
     result = rfai("score", "data.jsonl", "-o", "data.jsonl")
     assert result.returncode == 0, result.stderr
     assert "scored 2 of 4 rows" in result.stderr
@@ -71,7 +85,7 @@ def test_score_missing_file_is_one_line(rfai):
 
 def test_score_asks_the_configured_teacher_to_judge(rfai, tmp_path):
     """With teacher.judge on, a row without tests gets its correctness from the teacher's verdict."""
-    from messages_server import VERDICT, MessagesServer
+    from support.messages_server import VERDICT, MessagesServer
 
     server = MessagesServer()
     try:
@@ -79,8 +93,16 @@ def test_score_asks_the_configured_teacher_to_judge(rfai, tmp_path):
             "teacher:\n  provider: anthropic\n  model_name: claude-test\n  judge: true\n"
             f"  base_url: {server.url}\n  api_key_env: RFAI_TEST_KEY\n  cache_dir: {tmp_path / 'cache'}\n"
         )
-        (tmp_path / "in.jsonl").write_text(json.dumps(
-            {"prompt": "add two numbers", "language": "python", "student_code": "def add(a, b):\n    return a + b\n"}) + "\n")
+        (tmp_path / "in.jsonl").write_text(
+            json.dumps(
+                {
+                    "prompt": "add two numbers",
+                    "language": "python",
+                    "student_code": "def add(a, b):\n    return a + b\n",
+                }
+            )
+            + "\n"
+        )
         result = rfai("score", "in.jsonl", "-o", "out.jsonl", env={"RFAI_TEST_KEY": "sk-test-not-real"})
         assert result.returncode == 0, result.stderr
         (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

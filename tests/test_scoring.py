@@ -25,6 +25,7 @@ def scorer():
 
 # --- extraction ---------------------------------------------------------------------------
 
+
 def test_extract_prefers_the_rows_language_then_first_block_then_text():
     answer = "Here:\n```text\nnot code\n```\n```Python\ndef f():\n    pass\n```\n"
     assert extract_code(answer, "python") == "def f():\n    pass\n"
@@ -35,6 +36,7 @@ def test_extract_prefers_the_rows_language_then_first_block_then_text():
 
 
 # --- rubric -------------------------------------------------------------------------------
+
 
 def test_seed_reward_example_holds_exactly():
     assert compute_reward(0.85, 0.92) == 0.924
@@ -59,8 +61,11 @@ def test_timing_efficiency_is_bucketed():
 
 # --- static analysis ----------------------------------------------------------------------
 
+
 def test_python_quality_deductions_are_listed():
-    code = "from os import *\ndef f(x):\n    try:\n        return undefined_thing(x)\n    except:\n        return None\n"
+    code = (
+        "from os import *\ndef f(x):\n    try:\n        return undefined_thing(x)\n    except:\n        return None\n"
+    )
     report = analyze_python(code)
     assert report.parses
     assert report.quality == pytest.approx(1 - 0.15 - 0.1)  # a star import hides undefined names
@@ -72,7 +77,12 @@ def test_python_quality_deductions_are_listed():
 
 def test_python_documentation_and_loop_depth():
     assert analyze_python(GOOD).documentation == 1.0
-    assert analyze_python("def f():\n    pass\n\n# helper\ndef g():\n    pass\n\ndef _private():\n    pass\n").documentation == 0.5
+    assert (
+        analyze_python(
+            "def f():\n    pass\n\n# helper\ndef g():\n    pass\n\ndef _private():\n    pass\n"
+        ).documentation
+        == 0.5
+    )
     nested = "def f(n):\n    for i in range(n):\n        for j in range(n):\n            for k in range(n):\n                pass\n"
     assert analyze_python(nested).efficiency == 0.5
     broken = analyze_python("def f(:\n")
@@ -89,6 +99,7 @@ def test_brace_languages_documentation_and_loops():
 
 # --- python tests in the sandbox ----------------------------------------------------------
 
+
 def test_each_case_counts_on_its_own(scorer):
     half = "def add(a, b):\n    return abs(a) + b\n"
     result = scorer.score(ScoreItem({"prompt": "add", "language": "python", "tests": ADD_TESTS}, [half], GOOD))
@@ -101,8 +112,12 @@ def test_each_case_counts_on_its_own(scorer):
 
 
 def test_humaneval_style_check_and_entry_point(scorer):
-    row = {"prompt": "p", "language": "python", "entry_point": "add",
-           "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
+    row = {
+        "prompt": "p",
+        "language": "python",
+        "entry_point": "add",
+        "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+    }
     good, wrong = scorer.score_many([ScoreItem(row, [GOOD]), ScoreItem(row, ["def plus(a, b):\n    return a + b\n"])])
     assert good.students[0].tests["passed"] == 1
     assert wrong.students[0].tests["passed"] == 0
@@ -118,8 +133,10 @@ def test_printing_fake_results_does_not_pass(scorer):
 def test_efficiency_compares_run_time_with_the_teacher(scorer):
     row = {"prompt": "p", "language": "python", "tests": ["assert total(300_000) == sum(range(300_000))"]}
     fast = "def total(n):\n    return n * (n - 1) // 2\n"
-    slow = ("def total(n):\n    count = 0\n    for _ in range(40):\n        count = 0\n"
-            "        for i in range(n):\n            count += i\n    return count\n")
+    slow = (
+        "def total(n):\n    count = 0\n    for _ in range(40):\n        count = 0\n"
+        "        for i in range(n):\n            count += i\n    return count\n"
+    )
     result = scorer.score(ScoreItem(row, [slow, fast], fast))
     slow_score, fast_score = result.students
     assert slow_score.sources["efficiency"] == fast_score.sources["efficiency"] == "tests"
@@ -139,10 +156,18 @@ def test_same_code_same_scores(scorer):
 
 def test_fill_record_fields_and_no_teacher(scorer):
     record = fill_record({"prompt": "p"}, scorer.score(ScoreItem({"prompt": "p", "tests": ADD_TESTS}, [GOOD])))
-    assert record["scoring_breakdown"] == {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}
+    assert record["scoring_breakdown"] == {
+        "correctness": 0.3,
+        "code_quality": 0.3,
+        "efficiency": 0.2,
+        "documentation": 0.2,
+    }
     assert record["student_score"] == 1.0 and record["teacher_score"] is None and record["reward"] is None
-    assert set(record["student_breakdown"]) == set(record["score_sources"]["student"]) - {"verdicts"} \
+    assert (
+        set(record["student_breakdown"])
+        == set(record["score_sources"]["student"]) - {"verdicts"}
         == set(record["scoring_breakdown"])
+    )
     assert record["score_sources"]["student"]["verdicts"] == "outside"  # plain asserts: every verdict by value
     assert "no-capabilities" in record["score_sources"]["sandbox"]
 
@@ -163,6 +188,7 @@ def test_without_tests_correctness_is_measured_marked_and_capped(scorer):
 
 
 # --- the judge ----------------------------------------------------------------------------
+
 
 class FixedJudge:
     """A deterministic judge: fixed ratings, or no verdict for code containing 'UNJUDGEABLE'."""
@@ -227,8 +253,12 @@ def test_cpp_cases_count_separately_and_warnings_cost_quality(scorer):
 @pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc not installed")
 def test_rust_cases_and_test_functions(scorer):
     own_tests = "#[test]\nfn one() { assert_eq!(add(1, 1), 2); }\n#[test]\nfn two() { assert_eq!(add(1, 1), 3); }\n"
-    result = scorer.score_many([ScoreItem({"prompt": "p", "language": "rust", "tests": RUST_TESTS}, [RUST]),
-                                ScoreItem({"prompt": "p", "language": "rs", "tests": own_tests}, [RUST])])
+    result = scorer.score_many(
+        [
+            ScoreItem({"prompt": "p", "language": "rust", "tests": RUST_TESTS}, [RUST]),
+            ScoreItem({"prompt": "p", "language": "rs", "tests": own_tests}, [RUST]),
+        ]
+    )
     wrapped, declared = (r.students[0] for r in result)
     assert (wrapped.tests["passed"], wrapped.tests["total"]) == (2, 3)
     assert (declared.tests["passed"], declared.tests["total"]) == (1, 2)
@@ -253,6 +283,8 @@ def test_missing_compiler_is_said_not_scored_silently():
 
 
 def test_a_language_nobody_can_run_is_unassessed_not_measured(scorer):
-    result = scorer.score(ScoreItem({"prompt": "p", "language": "javascript"}, ["// adds\nfunction add(a, b) { return a + b; }\n"]))
+    result = scorer.score(
+        ScoreItem({"prompt": "p", "language": "javascript"}, ["// adds\nfunction add(a, b) { return a + b; }\n"])
+    )
     student = result.students[0]
     assert student.sources["correctness"] == "unassessed" and student.score == 0.0

@@ -16,8 +16,13 @@ def test_canonical_solutions_pass_and_bare_prompts_fail():
     assert len(problems) == 164
 
     def items(with_bodies: bool) -> list[ScoreItem]:
-        return [ScoreItem({"prompt": p["prompt"], "language": "python", "tests": p["test"], "entry_point": p["entry_point"]},
-                          [p["prompt"] + (p["canonical_solution"] if with_bodies else "")]) for p in problems]
+        return [
+            ScoreItem(
+                {"prompt": p["prompt"], "language": "python", "tests": p["test"], "entry_point": p["entry_point"]},
+                [p["prompt"] + (p["canonical_solution"] if with_bodies else "")],
+            )
+            for p in problems
+        ]
 
     with Scorer(ScoringSettings(timeout=10)) as scorer:
         solved = scorer.score_many(items(True))

@@ -73,7 +73,9 @@ def test_fast_and_line_by_line_paths_agree(tmp_path):
     for key in ("rows", "student_score", "teacher_score", "reward", "by", "histograms"):
         assert mixed[key] == clean[key], key
     assert mixed["skipped"]["total"] == 3
-    assert mixed["skipped"]["examples"][0].endswith("b.jsonl:101: invalid JSON: Expecting property name enclosed in double quotes (column 2)")
+    assert mixed["skipped"]["examples"][0].endswith(
+        "b.jsonl:101: invalid JSON: Expecting property name enclosed in double quotes (column 2)"
+    )
     assert [e.split(":")[1] for e in mixed["skipped"]["examples"]] == ["101", "302", "303"]
 
 
@@ -94,7 +96,11 @@ def test_every_invalid_type_is_skipped_like_read_rows(tmp_path):
 
 
 def test_prompt_file_gets_counts_by_language(tmp_path):
-    rows = [{"prompt": "a", "language": "python"}, {"prompt": "b", "language": "py"}, {"prompt": "c", "language": "rust"}]
+    rows = [
+        {"prompt": "a", "language": "python"},
+        {"prompt": "b", "language": "py"},
+        {"prompt": "c", "language": "rust"},
+    ]
     result = compute_stats([write_jsonl(tmp_path / "prompts.jsonl", rows)])
     assert result["rows"] == 3
     assert result["student_score"] == {"count": 0}
@@ -104,14 +110,27 @@ def test_prompt_file_gets_counts_by_language(tmp_path):
 
 def test_test_pass_rates_and_custom_grouping(tmp_path):
     rows = [
-        {"reward": 1.0, "task_id": "t1", "test_results": {"student": {"passed": 1, "total": 4}, "teacher": {"passed": 4, "total": 4}}},
-        {"reward": 0.5, "task_id": "t2", "test_results": {"student": {"passed": 3, "total": 4}, "teacher": {"passed": 3, "total": 4}}},
+        {
+            "reward": 1.0,
+            "task_id": "t1",
+            "test_results": {"student": {"passed": 1, "total": 4}, "teacher": {"passed": 4, "total": 4}},
+        },
+        {
+            "reward": 0.5,
+            "task_id": "t2",
+            "test_results": {"student": {"passed": 3, "total": 4}, "teacher": {"passed": 3, "total": 4}},
+        },
         {"reward": 0.2, "task_id": "t1"},
     ]
     result = compute_stats([write_jsonl(tmp_path / "x.jsonl", rows)], by=["task_id"])
     assert result["tests"] == {
-        "rows": 2, "student_passed": 4, "student_total": 8, "student_pass_rate": 0.5,
-        "teacher_passed": 7, "teacher_total": 8, "teacher_pass_rate": 0.875,
+        "rows": 2,
+        "student_passed": 4,
+        "student_total": 8,
+        "student_pass_rate": 0.5,
+        "teacher_passed": 7,
+        "teacher_total": 8,
+        "teacher_pass_rate": 0.875,
     }
     assert {k: v["rows"] for k, v in result["by"]["task_id"].items()} == {"t1": 2, "t2": 1}
     assert result["by"]["task_id"]["t2"]["tests"]["student_pass_rate"] == 0.75
@@ -215,9 +234,14 @@ def scored_row(i: int, rng: random.Random) -> dict:
     total = 4
     passed = rng.choice([0, 2, 4, 4])
     source = rng.choice(["tests", "tests", "measured", "unassessed"])
-    return seed_row(i, rng, task_id=f"t{i // 10}", sample_index=i % 10,
-                    test_results={"student": {"passed": passed, "total": total}, "teacher": {"passed": 4, "total": 4}},
-                    score_sources={"student": {"correctness": source}, "teacher": {"reference": "fallback: x"}})
+    return seed_row(
+        i,
+        rng,
+        task_id=f"t{i // 10}",
+        sample_index=i % 10,
+        test_results={"student": {"passed": passed, "total": total}, "teacher": {"passed": 4, "total": 4}},
+        score_sources={"student": {"correctness": source}, "teacher": {"reference": "fallback: x"}},
+    )
 
 
 def unbiased_pass_at(n: int, c: int, k: int) -> float:
@@ -228,11 +252,15 @@ def unbiased_pass_at(n: int, c: int, k: int) -> float:
 
 def test_pass_at_k_and_correctness_sources_on_both_paths(tmp_path):
     rng = random.Random(3)
-    rows = [scored_row(i, rng) for i in range(300)] + [seed_row(999, rng, task_id="few",
-                                                       test_results={"passed": 1, "total": 1})]
+    rows = [scored_row(i, rng) for i in range(300)] + [
+        seed_row(999, rng, task_id="few", test_results={"passed": 1, "total": 1})
+    ]
     clean = compute_stats([write_jsonl(tmp_path / "a.jsonl", rows)], block_bytes=4096, pass_at=(1, 5, 10))
-    mixed = compute_stats([write_jsonl(tmp_path / "b.jsonl", rows[:150] + ["", "{bad"] + rows[150:])],
-                          block_bytes=4096, pass_at=(1, 5, 10))
+    mixed = compute_stats(
+        [write_jsonl(tmp_path / "b.jsonl", rows[:150] + ["", "{bad"] + rows[150:])],
+        block_bytes=4096,
+        pass_at=(1, 5, 10),
+    )
     for key in ("pass_at_k", "correctness_sources", "unassessed", "by"):
         assert mixed[key] == clean[key], key
     tasks: dict[str, list[int]] = {}

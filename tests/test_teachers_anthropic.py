@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from messages_server import SOLUTION, VERDICT, MessagesServer
+from support.messages_server import SOLUTION, VERDICT, MessagesServer
 
 from rfai_cli.config import TeacherSettings, load_config
 from rfai_cli.scoring import ScoreItem, Scorer
@@ -120,7 +120,9 @@ def test_a_client_error_is_not_retried(server, make_teacher):
 
 
 def test_judge_parses_json_inside_a_fence(server, make_teacher):
-    server.script('Sure.\n```json\n{"correctness": 1, "code_quality": 0.5, "efficiency": 0.25, "documentation": 0}\n```')
+    server.script(
+        'Sure.\n```json\n{"correctness": 1, "code_quality": 0.5, "efficiency": 0.25, "documentation": 0}\n```'
+    )
     verdict = make_teacher().judge("Task", "def f(): pass", "python")
     assert verdict.source == "judge"
     assert verdict.scores == {"correctness": 1.0, "code_quality": 0.5, "efficiency": 0.25, "documentation": 0.0}
@@ -207,7 +209,9 @@ def test_a_missing_api_key_is_a_one_line_error_before_any_request(server, make_t
 
 def test_anthropic_key_variable_defaults_to_anthropic_api_key(server, tmp_path, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    config = load_config(None, {"teacher.provider": "anthropic", "teacher.model_name": "m", "teacher.cache_dir": str(tmp_path)})
+    config = load_config(
+        None, {"teacher.provider": "anthropic", "teacher.model_name": "m", "teacher.cache_dir": str(tmp_path)}
+    )
     with pytest.raises(TeacherError, match="ANTHROPIC_API_KEY"):
         build_teacher(config)
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)

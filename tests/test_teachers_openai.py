@@ -27,7 +27,17 @@ def _free_port() -> int:
 def mlx_server(tiny_model_dir):
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlx_lm.server", "--model", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm.server",
+            "--model",
+            str(tiny_model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hubserver import BOB_TOKEN, READ_TOKEN, WRITE_TOKEN, Blob, LoadFailed
+from support.hubserver import BOB_TOKEN, READ_TOKEN, WRITE_TOKEN, Blob, LoadFailed
 
 from rfai_cli.data.parquet import parse_size
 from rfai_cli.data.splitcheck import check_split, merge_schemas
@@ -228,7 +228,15 @@ def test_tag_revision_and_pull_request(rfai, hub, dataset):
 
 def test_seed_flag_names_and_json(rfai, hub, dataset):
     result = rfai(
-        "upload", "--dataset_dir", "datasets", "--repo_id", REPO, "--hf_token", WRITE_TOKEN, "--json", env=hub.env(token="")
+        "upload",
+        "--dataset_dir",
+        "datasets",
+        "--repo_id",
+        REPO,
+        "--hf_token",
+        WRITE_TOKEN,
+        "--json",
+        env=hub.env(token=""),
     )
     assert result.returncode == 0, result.stderr
     assert_clean(result)
@@ -316,8 +324,14 @@ def test_secrets_are_refused_before_anything_is_sent(rfai, hub, dataset):
         (lambda d: None, "dataset directory not found"),
         (lambda d: d.mkdir(), "no dataset rows to upload"),
         (lambda d: write_split(d, "train", []), "no dataset rows to upload"),
-        (lambda d: (d.mkdir(), (d / "train.jsonl").write_text('{"prompt": "a"}\n{"prompt": \n')), "train.jsonl:2: invalid JSON"),
-        (lambda d: write_split(d, "validation", [{"prompt": "a", "student_score": "high"}]), "validation.jsonl:1: field 'student_score'"),
+        (
+            lambda d: (d.mkdir(), (d / "train.jsonl").write_text('{"prompt": "a"}\n{"prompt": \n')),
+            "train.jsonl:2: invalid JSON",
+        ),
+        (
+            lambda d: write_split(d, "validation", [{"prompt": "a", "student_score": "high"}]),
+            "validation.jsonl:1: field 'student_score'",
+        ),
     ],
     ids=["missing", "empty-dir", "empty-file", "bad-json", "bad-type"],
 )

@@ -12,9 +12,26 @@ from .common import ConfigOption, SkipWarnings
 
 
 def card(
-    directory: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="Dataset directory (default: huggingface.dataset_output_dir).", show_default=False)] = None,
-    repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Hub dataset id for the usage example (default: huggingface.dataset_repo_id).", show_default=False)] = None,
-    license: Annotated[Optional[str], typer.Option("--license", help="License id (default: the existing card's, else apache-2.0).", show_default=False)] = None,
+    directory: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="DIR", help="Dataset directory (default: huggingface.dataset_output_dir).", show_default=False
+        ),
+    ] = None,
+    repo_id: Annotated[
+        Optional[str],
+        typer.Option(
+            "--repo-id",
+            help="Hub dataset id for the usage example (default: huggingface.dataset_repo_id).",
+            show_default=False,
+        ),
+    ] = None,
+    license: Annotated[
+        Optional[str],
+        typer.Option(
+            "--license", help="License id (default: the existing card's, else apache-2.0).", show_default=False
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write DIR/README.md, a Hugging Face dataset card."""
@@ -24,8 +41,17 @@ def card(
     from ..data.card import write_card
 
     warnings = SkipWarnings()
-    path = write_card(directory or Path(settings.huggingface.dataset_output_dir), repo_id=repo_id, config=settings, license=license, on_skip=warnings)
+    path = write_card(
+        directory or Path(settings.huggingface.dataset_output_dir),
+        repo_id=repo_id,
+        config=settings,
+        license=license,
+        on_skip=warnings,
+    )
     warnings.finish()
     if warnings.count:
-        print("warning: datasets.load_dataset fails on malformed lines; clean the files with `rfai filter IN -o OUT` first", file=sys.stderr)
+        print(
+            "warning: datasets.load_dataset fails on malformed lines; clean the files with `rfai filter IN -o OUT` first",
+            file=sys.stderr,
+        )
     print(path)

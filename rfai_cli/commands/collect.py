@@ -24,19 +24,47 @@ def collect(
     config_path: ConfigOption = None,
     prompts: Annotated[
         Optional[str],
-        typer.Option("--prompts", "-p", help="A JSONL prompt file, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin)."),
+        typer.Option(
+            "--prompts",
+            "-p",
+            help="A JSONL prompt file, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin).",
+        ),
     ] = None,
     split: Annotated[
-        Optional[Split], typer.Option("--split", "-s", help="Which split to collect and write (default: train; evaluation for humaneval).")
+        Optional[Split],
+        typer.Option(
+            "--split", "-s", help="Which split to collect and write (default: train; evaluation for humaneval)."
+        ),
     ] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Collect at most this many prompts.")] = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", "-G", min=1, help="Student samples per prompt [training.num_samples_per_prompt].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together [training.batch_size].")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="[training.max_new_tokens]")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue an existing split file, skipping tasks already collected.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the split over (the old file stays until the first new batch is written).")] = False,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", "-n", min=1, help="Collect at most this many prompts.")
+    ] = None,
+    samples: Annotated[
+        Optional[int],
+        typer.Option("--samples", "-G", min=1, help="Student samples per prompt [training.num_samples_per_prompt]."),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together [training.batch_size].")
+    ] = None,
+    output_dir: Annotated[
+        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")
+    ] = None,
+    max_new_tokens: Annotated[
+        Optional[int], typer.Option("--max-new-tokens", min=1, help="[training.max_new_tokens]")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue an existing split file, skipping tasks already collected."),
+    ] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Start the split over (the old file stays until the first new batch is written)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
@@ -72,7 +100,11 @@ def collect(
         if work.todo:
             with _progress(len(work.todo)) as on_batch:
                 summary = run_collect(
-                    config, work, split=split_name, samples=n, prompts_per_batch=config.training.batch_size,
+                    config,
+                    work,
+                    split=split_name,
+                    samples=n,
+                    prompts_per_batch=config.training.batch_size,
                     on_batch=on_batch,
                     on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
                 )
@@ -90,7 +122,14 @@ class _progress:
         self.samples_done = 0
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
             TextColumn("collect"),
@@ -127,8 +166,10 @@ def _report(summary: dict, as_json: bool) -> None:
     from rich.table import Table
 
     out = console.stdout()
-    out.print(f"{summary['rows_written']} rows written to {summary['output']} in {summary['seconds']:.1f} s "
-              f"({summary['samples_per_second']:.2f} samples/s)")
+    out.print(
+        f"{summary['rows_written']} rows written to {summary['output']} in {summary['seconds']:.1f} s "
+        f"({summary['samples_per_second']:.2f} samples/s)"
+    )
     dataset = summary["dataset"]
     if not dataset or not dataset["rows"]:
         return
@@ -137,8 +178,14 @@ def _report(summary: dict, as_json: bool) -> None:
         table.add_column(column, justify="left" if column == "language" else "right")
     for language, group in dataset["by"]["language"].items():
         passed = group.get("tests", {}).get("student_pass_rate")
-        table.add_row(language, str(group["rows"]), _fmt(group["student_score"]["mean"]),
-                      _fmt(group["teacher_score"]["mean"]), _fmt(group["reward"]["mean"]), _fmt(passed, percent=True))
+        table.add_row(
+            language,
+            str(group["rows"]),
+            _fmt(group["student_score"]["mean"]),
+            _fmt(group["teacher_score"]["mean"]),
+            _fmt(group["reward"]["mean"]),
+            _fmt(passed, percent=True),
+        )
     out.print(table)
 
 

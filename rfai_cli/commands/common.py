@@ -12,7 +12,9 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="YAML config (default: ./config.yaml when present).", show_default=False),
 ]
-StrictOption = Annotated[bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")]
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object instead of tables.")]
 
 
@@ -30,4 +32,7 @@ class SkipWarnings:
 
     def finish(self) -> None:
         if self.count > self.limit:
-            print(f"warning: skipped {self.count} malformed lines in all ({self.count - self.limit} not shown)", file=sys.stderr)
+            print(
+                f"warning: skipped {self.count} malformed lines in all ({self.count - self.limit} not shown)",
+                file=sys.stderr,
+            )

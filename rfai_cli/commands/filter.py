@@ -18,21 +18,42 @@ def _bound(flag: str, what: str) -> object:
 
 
 def filter_rows(
-    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="JSONL dataset file (.jsonl, .jsonl.gz) or - for stdin.")] = "-",
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT|-", help="Where kept rows go (- for stdout).")] = "-",
+    source: Annotated[
+        str, typer.Argument(metavar="[FILE|-]", help="JSONL dataset file (.jsonl, .jsonl.gz) or - for stdin.")
+    ] = "-",
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="OUT|-", help="Where kept rows go (- for stdout).")
+    ] = "-",
     min_student_score: Annotated[Optional[float], _bound("--min-student-score", "student_score >= X")] = None,
     max_student_score: Annotated[Optional[float], _bound("--max-student-score", "student_score <= X")] = None,
     min_teacher_score: Annotated[Optional[float], _bound("--min-teacher-score", "teacher_score >= X")] = None,
     max_teacher_score: Annotated[Optional[float], _bound("--max-teacher-score", "teacher_score <= X")] = None,
     min_reward: Annotated[Optional[float], _bound("--min-reward", "reward >= X")] = None,
     max_reward: Annotated[Optional[float], _bound("--max-reward", "reward <= X")] = None,
-    language: Annotated[Optional[List[str]], typer.Option("--language", "-l", help="Keep this language (repeatable).", show_default=False)] = None,
-    split: Annotated[Optional[List[str]], typer.Option("--split", help="Keep this split (repeatable).", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", metavar="N", help="Keep only the N rows with the highest --by.", show_default=False)] = None,
+    language: Annotated[
+        Optional[List[str]],
+        typer.Option("--language", "-l", help="Keep this language (repeatable).", show_default=False),
+    ] = None,
+    split: Annotated[
+        Optional[List[str]], typer.Option("--split", help="Keep this split (repeatable).", show_default=False)
+    ] = None,
+    top_k: Annotated[
+        Optional[int],
+        typer.Option("--top-k", metavar="N", help="Keep only the N rows with the highest --by.", show_default=False),
+    ] = None,
     by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Numeric field that --top-k ranks by.")] = "reward",
-    dedupe: Annotated[bool, typer.Option("--dedupe", help="One row per language and normalised student code: the one with the highest reward.")] = False,
-    drop_secrets: Annotated[bool, typer.Option("--drop-secrets", help="Drop rows holding API keys, tokens or private keys.")] = False,
-    redact_secrets: Annotated[bool, typer.Option("--redact-secrets", help="Replace API keys, tokens and private keys with [REDACTED:<kind>].")] = False,
+    dedupe: Annotated[
+        bool,
+        typer.Option(
+            "--dedupe", help="One row per language and normalised student code: the one with the highest reward."
+        ),
+    ] = False,
+    drop_secrets: Annotated[
+        bool, typer.Option("--drop-secrets", help="Drop rows holding API keys, tokens or private keys.")
+    ] = False,
+    redact_secrets: Annotated[
+        bool, typer.Option("--redact-secrets", help="Replace API keys, tokens and private keys with [REDACTED:<kind>].")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No kept/dropped summary on stderr.")] = False,
     strict: StrictOption = False,
     config: ConfigOption = None,
@@ -41,7 +62,8 @@ def filter_rows(
     from ..config import load_config
 
     load_config(config)
-    from ..data.filter import FilterSpec, filter_rows as run_filter
+    from ..data.filter import FilterSpec
+    from ..data.filter import filter_rows as run_filter
 
     if drop_secrets and redact_secrets:
         raise InputError("--drop-secrets and --redact-secrets exclude each other")

@@ -15,12 +15,24 @@ from .common import ConfigOption, JsonOption, StrictOption
 
 def score(
     file: Annotated[str, typer.Argument(help="JSONL rows holding student_code (and teacher_code); - for stdin.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the scored rows (- for stdout); may be FILE itself.")] = STDIN,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write the scored rows (- for stdout); may be FILE itself.")
+    ] = STDIN,
     config: ConfigOption = None,
     strict: StrictOption = False,
     json_output: JsonOption = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Programs run at once (default: scoring.workers, else CPU cores).", show_default=False)] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Wall-clock seconds per program (default: scoring.timeout).", show_default=False)] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--workers", help="Programs run at once (default: scoring.workers, else CPU cores).", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--timeout", help="Wall-clock seconds per program (default: scoring.timeout).", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """(Re)score rows that already hold code: student_score, teacher_score, breakdowns, sources, test results, reward."""
     from contextlib import nullcontext
@@ -37,8 +49,14 @@ def score(
     with judge or nullcontext(), Scorer(settings.scoring, judge=judge, on_notice=on_problem) as scorer:
         if progress_enabled():
             with err.status("scoring...") as status:
-                summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem,
-                                  on_batch=lambda s: status.update(f"scoring... {s.rows_written} rows"))
+                summary = rescore(
+                    file,
+                    output,
+                    scorer,
+                    strict=strict,
+                    on_problem=on_problem,
+                    on_batch=lambda s: status.update(f"scoring... {s.rows_written} rows"),
+                )
         else:
             summary = rescore(file, output, scorer, strict=strict, on_problem=on_problem)
         isolation = scorer.isolation if summary.scored else []
@@ -56,5 +74,7 @@ def score(
         + (f"; mean student score {mean:.3f}" if mean is not None else "")
         + (f", mean reward {reward:.3f}" if reward is not None else "")
         + (f" -> {output}" if output != STDIN else ""),
-        markup=False, highlight=False, soft_wrap=True,
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )

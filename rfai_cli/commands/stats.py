@@ -16,14 +16,26 @@ _SHORT = {"student_score": "student", "teacher_score": "teacher", "reward": "rew
 
 
 def stats(
-    files: Annotated[List[str], typer.Argument(metavar="FILE...", help="JSONL dataset files (.jsonl, .jsonl.gz), or - for stdin.", show_default=False)],
+    files: Annotated[
+        List[str],
+        typer.Argument(
+            metavar="FILE...", help="JSONL dataset files (.jsonl, .jsonl.gz), or - for stdin.", show_default=False
+        ),
+    ],
     by: Annotated[
         Optional[List[str]],
-        typer.Option("--by", metavar="FIELD", help="Group by this field (repeatable). Default: language and split.", show_default=False),
+        typer.Option(
+            "--by",
+            metavar="FIELD",
+            help="Group by this field (repeatable). Default: language and split.",
+            show_default=False,
+        ),
     ] = None,
     pass_at: Annotated[
         str,
-        typer.Option("--pass-at", metavar="K,K...", help="pass@k over each task's samples (unbiased estimator), e.g. 1,5,10."),
+        typer.Option(
+            "--pass-at", metavar="K,K...", help="pass@k over each task's samples (unbiased estimator), e.g. 1,5,10."
+        ),
     ] = "1",
     json_output: JsonOption = False,
     strict: StrictOption = False,
@@ -54,8 +66,9 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     except ValueError:
         ks = ()
     if not ks or min(ks) < 1:
-        raise typer.BadParameter(f"expected whole numbers of 1 or more separated by commas, got '{text}'",
-                                 param_hint="--pass-at")
+        raise typer.BadParameter(
+            f"expected whole numbers of 1 or more separated by commas, got '{text}'", param_hint="--pass-at"
+        )
     return ks
 
 
@@ -130,8 +143,11 @@ def _render(result: dict) -> None:
         console.print(f"student correctness from: {counted}; {result['unassessed']} unassessed", highlight=False)
     verdicts = result.get("verdicts")
     if verdicts and verdicts.get("inside"):
-        console.print(f"test verdicts: {verdicts.get('outside', 0)} rows decided outside the sandbox, "
-                      f"{verdicts['inside']} partly inside it (weaker: tests rfai could not split)", highlight=False)
+        console.print(
+            f"test verdicts: {verdicts.get('outside', 0)} rows decided outside the sandbox, "
+            f"{verdicts['inside']} partly inside it (weaker: tests rfai could not split)",
+            highlight=False,
+        )
     skipped = result["skipped"]
     if skipped["total"]:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped["reasons"].items())

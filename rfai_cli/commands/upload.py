@@ -17,31 +17,66 @@ from .common import ConfigOption, JsonOption
 def upload(
     repo_id: Annotated[
         Optional[str],
-        typer.Option("--repo-id", "--repo_id", help="OWNER/NAME of the dataset repo (default: huggingface.dataset_repo_id).", show_default=False),
+        typer.Option(
+            "--repo-id",
+            "--repo_id",
+            help="OWNER/NAME of the dataset repo (default: huggingface.dataset_repo_id).",
+            show_default=False,
+        ),
     ] = None,
     dataset_dir: Annotated[
         Optional[Path],
-        typer.Option("--dataset-dir", "--dataset_dir", help="Directory with train/validation/evaluation.jsonl (default: huggingface.dataset_output_dir).", show_default=False),
+        typer.Option(
+            "--dataset-dir",
+            "--dataset_dir",
+            help="Directory with train/validation/evaluation.jsonl (default: huggingface.dataset_output_dir).",
+            show_default=False,
+        ),
     ] = None,
     token: Annotated[
         Optional[str],
         typer.Option(
-            "--token", "--hf-token", "--hf_token",
+            "--token",
+            "--hf-token",
+            "--hf_token",
             help="Hub token. Default: HUGGINGFACE_TOKEN, then HF_TOKEN, then `hf auth login`'s saved token.",
             show_default=False,
         ),
     ] = None,
-    private: Annotated[bool, typer.Option("--private", help="Create the repo private (default: huggingface.private).")] = False,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Branch to commit to (created if missing).", show_default=False)] = None,
-    tag: Annotated[Optional[str], typer.Option("--tag", help="Tag the uploaded commit, e.g. v2.", show_default=False)] = None,
-    create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing to main.")] = False,
-    commit_message: Annotated[Optional[str], typer.Option("--commit-message", "-m", help="Commit message.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete files in the repo that are not part of this upload (same commit).")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (as written) or parquet (sharded; for large datasets).")] = "jsonl",
-    max_shard_size: Annotated[str, typer.Option("--max-shard-size", help="Parquet: JSONL bytes per shard, e.g. 500MB.")] = "500MB",
-    allow_secrets: Annotated[bool, typer.Option("--allow-secrets", help="Upload even if rows contain API keys or tokens.")] = False,
-    no_card: Annotated[bool, typer.Option("--no-card", help="Do not regenerate README.md (an existing one is still uploaded).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be uploaded, with sizes; send and change nothing.")] = False,
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the repo private (default: huggingface.private).")
+    ] = False,
+    revision: Annotated[
+        Optional[str], typer.Option("--revision", help="Branch to commit to (created if missing).", show_default=False)
+    ] = None,
+    tag: Annotated[
+        Optional[str], typer.Option("--tag", help="Tag the uploaded commit, e.g. v2.", show_default=False)
+    ] = None,
+    create_pr: Annotated[
+        bool, typer.Option("--create-pr", help="Open a pull request instead of committing to main.")
+    ] = False,
+    commit_message: Annotated[
+        Optional[str], typer.Option("--commit-message", "-m", help="Commit message.", show_default=False)
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Delete files in the repo that are not part of this upload (same commit)."),
+    ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (as written) or parquet (sharded; for large datasets).")
+    ] = "jsonl",
+    max_shard_size: Annotated[
+        str, typer.Option("--max-shard-size", help="Parquet: JSONL bytes per shard, e.g. 500MB.")
+    ] = "500MB",
+    allow_secrets: Annotated[
+        bool, typer.Option("--allow-secrets", help="Upload even if rows contain API keys or tokens.")
+    ] = False,
+    no_card: Annotated[
+        bool, typer.Option("--no-card", help="Do not regenerate README.md (an existing one is still uploaded).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be uploaded, with sizes; send and change nothing.")
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -49,7 +84,9 @@ def upload(
     from ..data.hub import upload_dataset
     from ..data.parquet import parse_size
 
-    settings = load_config(config, {"huggingface.dataset_repo_id": repo_id, "huggingface.private": True if private else None})
+    settings = load_config(
+        config, {"huggingface.dataset_repo_id": repo_id, "huggingface.private": True if private else None}
+    )
     hf = settings.huggingface
     if not hf.dataset_repo_id:
         raise InputError("no repository: pass --repo-id OWNER/NAME or set huggingface.dataset_repo_id in the config")
@@ -143,7 +180,9 @@ class _Bars:
         if self._progress is None:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=stderr(), transient=True)
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=stderr(), transient=True
+            )
             self._progress.start()
             self._tasks = {}
         if what not in self._tasks:

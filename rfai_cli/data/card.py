@@ -105,8 +105,14 @@ def _feature(kind) -> dict:
     if pa.types.is_timestamp(kind):
         return {"dtype": f"timestamp[{kind.unit}]"}
     # pyarrow's names for these differ from datasets' ("double" vs "float64").
-    names = {pa.string(): "string", pa.large_string(): "large_string", pa.bool_(): "bool",
-             pa.float64(): "float64", pa.float32(): "float32", pa.float16(): "float16"}
+    names = {
+        pa.string(): "string",
+        pa.large_string(): "large_string",
+        pa.bool_(): "bool",
+        pa.float64(): "float64",
+        pa.float32(): "float32",
+        pa.float16(): "float16",
+    }
     return {"dtype": names.get(kind, str(kind))}
 
 
@@ -115,8 +121,15 @@ def _feature(kind) -> dict:
 
 def size_category(rows: int) -> str:
     """The Hub's size_categories bucket for a row count."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for bound, name in bounds:
         if rows < bound:
             return name
@@ -275,10 +288,15 @@ def _score_table(title: str, groups: dict[str, dict]) -> str:
 
 
 def _stats_section(stats: dict) -> str:
-    overall = ["| | " + " | ".join(("count", "mean", "std", "min", "p10", "median", "p90", "max")) + " |", "|---|" + "---:|" * 8]
+    overall = [
+        "| | " + " | ".join(("count", "mean", "std", "min", "p10", "median", "p90", "max")) + " |",
+        "|---|" + "---:|" * 8,
+    ]
     for name in SCORE_FIELDS:
         figures = stats[name]
-        cells = [str(figures["count"])] + [_fmt(figures.get(k)) for k in ("mean", "std", "min", "p10", "median", "p90", "max")]
+        cells = [str(figures["count"])] + [
+            _fmt(figures.get(k)) for k in ("mean", "std", "min", "p10", "median", "p90", "max")
+        ]
         overall.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(
         [
@@ -304,12 +322,16 @@ def _correctness_note(stats: dict) -> str:
     sources = stats.get("correctness_sources") or {}
     untested = sources.get("measured", 0)
     if untested:
-        lines.append(f"{untested} rows had no tests and no judge: their correctness is only measured (the code builds, "
-                     "runs and defines the entry point) and their score is capped at 0.5, well below what tested "
-                     "code reaches; rank and filter them with that in mind.")
+        lines.append(
+            f"{untested} rows had no tests and no judge: their correctness is only measured (the code builds, "
+            "runs and defines the entry point) and their score is capped at 0.5, well below what tested "
+            "code reaches; rank and filter them with that in mind."
+        )
     if stats.get("unassessed"):
-        lines.append(f"{stats['unassessed']} rows could not be assessed at all (no runner or compiler for their "
-                     "tests) and score 0.")
+        lines.append(
+            f"{stats['unassessed']} rows could not be assessed at all (no runner or compiler for their "
+            "tests) and score 0."
+        )
     return ("### Correctness\n\n" + "\n\n".join(lines) + "\n") if lines else ""
 
 
@@ -352,15 +374,22 @@ def _training_section(run: RunInfo) -> str:
     lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
     floor = run.reward_floor if run.reward_floor is not None else "floor"
     cap = run.reward_cap if run.reward_cap is not None else "cap"
-    lines.append(f"\nReward: `reward = min({cap}, student_score / max(teacher_score, {floor}))`; each score is the "
-                 "rubric-weighted sum of the per-criterion scores.\n")
+    lines.append(
+        f"\nReward: `reward = min({cap}, student_score / max(teacher_score, {floor}))`; each score is the "
+        "rubric-weighted sum of the per-criterion scores.\n"
+    )
     return "\n".join(lines)
 
 
 def _citation_section(pretty_name: str, repo_id: str | None, year: str) -> str:
     key = re.sub(r"\W+", "_", (repo_id or pretty_name).lower()).strip("_")
     url = f"https://huggingface.co/datasets/{repo_id}" if repo_id else ""
-    lines = [f"@misc{{{key},", f"  title = {{{pretty_name}}},", "  note = {Generated with rfai (RL from AI feedback in MLX)},", f"  year = {{{year}}},"]
+    lines = [
+        f"@misc{{{key},",
+        f"  title = {{{pretty_name}}},",
+        "  note = {Generated with rfai (RL from AI feedback in MLX)},",
+        f"  year = {{{year}}},",
+    ]
     if url:
         lines.append(f"  url = {{{url}}},")
     lines.append("}")

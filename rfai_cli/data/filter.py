@@ -21,10 +21,19 @@ from pathlib import Path
 from typing import IO, Iterator, Literal
 
 from ..errors import InputError
-from ..records import (SCORE_FIELDS, STDIN, Skip, SkipHandler, dumps, iter_lines, normalize_language, parse_line,
-                       skip_reporter)
-from .secrets import has_secret, redact_value
+from ..records import (
+    SCORE_FIELDS,
+    STDIN,
+    Skip,
+    SkipHandler,
+    dumps,
+    iter_lines,
+    normalize_language,
+    parse_line,
+    skip_reporter,
+)
 from .layout import implied_split
+from .secrets import has_secret, redact_value
 
 
 @dataclass
@@ -140,7 +149,9 @@ def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> I
             code = row.get("student_code")
             keep.append(not isinstance(code, str))
             if isinstance(code, str):
-                key = hashlib.blake2b(f"{row.get('language')}\0{normalize_code(code)}".encode(), digest_size=16).digest()
+                key = hashlib.blake2b(
+                    f"{row.get('language')}\0{normalize_code(code)}".encode(), digest_size=16
+                ).digest()
                 reward = _number(row, "reward")
                 reward = -math.inf if reward is None else reward
                 if key not in best or reward > best[key][0]:

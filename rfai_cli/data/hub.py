@@ -146,14 +146,20 @@ def upload_dataset(
     if tok.value is None and not dry_run:
         raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
     with _staging(directory) as stage:
-        files = _stage(stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress)
+        files = _stage(
+            stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress
+        )
         if (stage / CARD).exists():
             card_secrets = _card_secrets(stage / CARD)
             if card_secrets and not allow_secrets:
-                raise RfaiError(f"refusing to upload: the dataset card has a secret at {card_secrets}; nothing was sent")
+                raise RfaiError(
+                    f"refusing to upload: the dataset card has a secret at {card_secrets}; nothing was sent"
+                )
         else:
             notify(f"warning: no {CARD}: without the card's split list, datasets will call evaluation.jsonl 'test'")
-        result = UploadResult(repo_id, "", revision or "main", tok.source, files, dry_run=dry_run, tag=tag, secrets=secrets)
+        result = UploadResult(
+            repo_id, "", revision or "main", tok.source, files, dry_run=dry_run, tag=tag, secrets=secrets
+        )
         if dry_run:
             result.deleted = _dry_run_deletions(repo_id, tok, revision, files) if overwrite else []
             return result
@@ -190,7 +196,9 @@ def _check_options(repo_id: str, fmt: str, revision: str | None, create_pr: bool
 
 def _check_splits(directory: Path, notify: Notify, on_progress: Progress | None) -> list[SplitCheck]:
     if not directory.exists():
-        raise InputError(f"{directory}: dataset directory not found (run `rfai collect` or `rfai train` first, or pass --dataset-dir)")
+        raise InputError(
+            f"{directory}: dataset directory not found (run `rfai collect` or `rfai train` first, or pass --dataset-dir)"
+        )
     if not directory.is_dir():
         raise InputError(f"{directory}: not a directory")
     from .layout import split_files
@@ -243,7 +251,7 @@ def _staging(directory: Path) -> Iterator[Path]:
 
 def _remove_stale_staging(directory: Path) -> None:
     for path in directory.glob(f"{STAGING_PREFIX}*"):
-        pid = path.name[len(STAGING_PREFIX):].split("-")[0]
+        pid = path.name[len(STAGING_PREFIX) :].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -394,7 +402,8 @@ def _push(
     notify: Notify,
 ) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.utils import disable_progress_bars, logging as hf_logging
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
 
     if not progress_bars:
         disable_progress_bars()
@@ -474,7 +483,9 @@ def _tag(api: "HfApi", repo_id: str, tag: str, commit: str) -> None:
         existing = next((ref.target_commit for ref in refs.tags if ref.name == tag), None)
         if existing != commit:  # the same tag on the same commit is a re-run, not a conflict
             where = f" (at {existing[:7]})" if existing else ""
-            raise RfaiError(f"tag '{tag}' already exists on {repo_id}{where}; tags are not moved: choose a new tag") from None
+            raise RfaiError(
+                f"tag '{tag}' already exists on {repo_id}{where}; tags are not moved: choose a new tag"
+            ) from None
 
 
 def human_size(size: float) -> str:

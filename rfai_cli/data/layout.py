@@ -57,6 +57,7 @@ def implied_split(source: str | Path) -> str | None:
 
 # --- the run log --------------------------------------------------------------------------------
 
+
 def fingerprint_id(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -73,7 +74,7 @@ def read_runs(directory: str | Path) -> list[dict]:
         raise InputError(f"{path}: cannot read the run log: {exc}") from None
     runs = data.get("runs") if isinstance(data, dict) and "runs" in data else [data]
     if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
-        raise InputError(f"{path}: expected {{\"runs\": [...]}}")
+        raise InputError(f'{path}: expected {{"runs": [...]}}')
     return runs
 
 
@@ -119,8 +120,15 @@ def read_run_info(directory: str | Path) -> RunInfo | None:
         return None
     data = dict(runs[-1])
     info = RunInfo(runs=len(runs))
-    for name, kind in (("run_id", str), ("command", str), ("split", str), ("student_model", str),
-                       ("teacher_model", str), ("rfai_version", str), ("steps", int)):
+    for name, kind in (
+        ("run_id", str),
+        ("command", str),
+        ("split", str),
+        ("student_model", str),
+        ("teacher_model", str),
+        ("rfai_version", str),
+        ("steps", int),
+    ):
         value = data.pop(name, None)
         if isinstance(value, kind) and not isinstance(value, bool):
             setattr(info, name, value)
@@ -132,7 +140,9 @@ def read_run_info(directory: str | Path) -> RunInfo | None:
             setattr(info, name, float(value))
     weights = data.pop("rubric_weights", None)
     if isinstance(weights, dict):
-        info.rubric_weights = {k: v for k, v in weights.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        info.rubric_weights = {
+            k: v for k, v in weights.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
     info.extra = data
     return info
 
@@ -157,8 +167,10 @@ def dataset_lock(directory: str | Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise RfaiError(f"{directory}: another rfai run is writing this dataset directory (pid {holder}); "
-                            "wait for it to finish or choose another output directory") from None
+            raise RfaiError(
+                f"{directory}: another rfai run is writing this dataset directory (pid {holder}); "
+                "wait for it to finish or choose another output directory"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield directory

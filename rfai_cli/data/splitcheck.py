@@ -101,7 +101,10 @@ def _unify(check: SplitCheck, block: list[tuple[int, bytes]]) -> None:
         try:
             check.schema = _merge(check.schema, pa.Table.from_pylist([row]).schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            check.schema, check.conflict = None, f"{check.path}:{number}: a field's type differs from earlier rows ({exc})"
+            check.schema, check.conflict = (
+                None,
+                f"{check.path}:{number}: a field's type differs from earlier rows ({exc})",
+            )
             return
 
 

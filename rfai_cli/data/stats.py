@@ -29,10 +29,10 @@ from ..records import (
     FIELD_TYPES,
     SCORE_FIELDS,
     STDIN,
+    TOO_LONG,
     Skip,
     SkipHandler,
     normalize_language,
-    TOO_LONG,
     open_input,
     parse_line,
     read_line,
@@ -177,7 +177,9 @@ class _Column:
         high = max(1.0, self.moments.max)
         width = _bin_width(high - low, max_bins)
         bins = max(1, math.ceil((high - low) / width - 1e-9))
-        counts, edges = np.histogram(self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts)
+        counts, edges = np.histogram(
+            self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts
+        )
         return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -325,8 +327,12 @@ def _schema(by: Sequence[str]):
 
     counts = pa.struct([("passed", pa.float64()), ("total", pa.float64())])
     fields = {name: _arrow_type(types) for name, types in FIELD_TYPES.items()}
-    fields["test_results"] = pa.struct([("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())])
-    fields["score_sources"] = pa.struct([("student", pa.struct([(key, pa.string()) for key in STUDENT_SOURCES.values()]))])
+    fields["test_results"] = pa.struct(
+        [("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())]
+    )
+    fields["score_sources"] = pa.struct(
+        [("student", pa.struct([(key, pa.string()) for key in STUDENT_SOURCES.values()]))]
+    )
     for name in by:
         fields.setdefault(name, pa.string())
     return pa.schema(list(fields.items()))
@@ -426,7 +432,12 @@ def _test_counts(row: dict) -> tuple[float, float, float, float]:
         return (math.nan,) * 4
     student = results.get("student") if isinstance(results.get("student"), dict) else results
     teacher = results.get("teacher") if isinstance(results.get("teacher"), dict) else {}
-    return (_number(student.get("passed")), _number(student.get("total")), _number(teacher.get("passed")), _number(teacher.get("total")))
+    return (
+        _number(student.get("passed")),
+        _number(student.get("total")),
+        _number(teacher.get("passed")),
+        _number(teacher.get("total")),
+    )
 
 
 def _slow_batch(
@@ -447,8 +458,11 @@ def _slow_batch(
     labels = {}
     for name in (*by, TASK, *STUDENT_SOURCES):
         names: dict[str, int] = {}
-        read = (lambda row, key=STUDENT_SOURCES[name]: _student_source(row, key)) if name in STUDENT_SOURCES \
+        read = (
+            (lambda row, key=STUDENT_SOURCES[name]: _student_source(row, key))
+            if name in STUDENT_SOURCES
             else (lambda row, name=name: row.get(name))
+        )
         codes = [names.setdefault(_label(name, read(row), default_split), len(names)) for row in rows]
         labels[name] = (np.array(codes, dtype=np.int64), list(names))
     return _Batch(values, labels, tests)
@@ -541,9 +555,7 @@ def compute_stats(
         file_rows = overall.rows
         default_split = implied_split(source)
 
-        report = skip_reporter(strict, on_skip)
-
-        def skip_line(skip: Skip) -> None:
+        def skip_line(skip: Skip, report=skip_reporter(strict, on_skip)) -> None:
             report(skip)
             skips.add(skip)
 
@@ -573,8 +585,9 @@ def compute_stats(
     return result
 
 
-def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str],
-                  pass_at: Sequence[int]) -> None:
+def _add_by_group(
+    found: dict[str, _Group], batch: _Batch, codes: np.ndarray, names: list[str], pass_at: Sequence[int]
+) -> None:
     # One stable sort, then a slice per group: linear in rows however many groups there are.
     order = np.argsort(codes.astype(np.int32), kind="stable")
     sorted_codes = codes[order]
@@ -583,4 +596,3 @@ def _add_by_group(found: dict[str, _Group], batch: _Batch, codes: np.ndarray, na
     for start, end in zip(starts, ends):
         label = names[sorted_codes[start]]
         found.setdefault(label, _Group(pass_at)).add(batch, order[start:end])
-

@@ -92,7 +92,9 @@ def system_prompt(language: str) -> str:
 def chat_prompt(tokenizer: Any, prompt: str, language: str) -> str:
     """`prompt` formatted with the model's chat template, the language's system prompt and the
     assistant turn opened (see `fit_chat` for templates without a system role, or none)."""
-    chat = fit_chat(tokenizer, [{"role": "system", "content": system_prompt(language)}, {"role": "user", "content": prompt}])
+    chat = fit_chat(
+        tokenizer, [{"role": "system", "content": system_prompt(language)}, {"role": "user", "content": prompt}]
+    )
     return chat if isinstance(chat, str) else _apply_template(tokenizer, chat)
 
 

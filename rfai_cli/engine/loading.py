@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import RfaiError, first_line
 from . import embedded
 from .device import fit_to_device
-from ..errors import RfaiError, first_line
 
 # "org/name" on the Hub; anything else that is not an existing path is a missing local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -33,7 +33,8 @@ def load_model(base_model: str | None, adapter_path: str | None = None) -> Loade
     that is not a model, or adapters that do not fit the model.
     """
     import mlx.core as mx
-    from mlx_lm.utils import load_model as mlx_load_model, load_tokenizer
+    from mlx_lm.utils import load_model as mlx_load_model
+    from mlx_lm.utils import load_tokenizer
 
     if base_model is None:
         path, name = embedded.embedded_model_dir(), embedded.MODEL_NAME

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 
-def padded_completion_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]):
+def padded_completion_logprobs(
+    model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]
+):
     """(logprobs, mask), both [batch, longest completion]: logprobs[i, t] = log p(c_i[t] | p_i, c_i[:t]),
     mask[i, t] = 1.0 where t < len(c_i) (0.0 on padding, whose logprobs are meaningless)."""
     import mlx.core as mx
@@ -43,7 +45,9 @@ def padded_completion_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], 
     return mx.take_along_axis(token_logprobs, positions, axis=1) * mask, mask
 
 
-def completion_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> list:
+def completion_logprobs(
+    model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]
+) -> list:
     """One array per sequence with the log-prob of each completion token (len(completion_ids[i]))."""
     logprobs, _ = padded_completion_logprobs(model, prompt_ids, completion_ids)
     return [logprobs[i, : len(c)] for i, c in enumerate(completion_ids)]

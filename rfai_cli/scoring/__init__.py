@@ -12,7 +12,18 @@ Public API (what collect/train/score use):
 from .extract import extract_code
 from .judge import Judge, JudgeVerdict
 from .rubric import CRITERIA, compute_reward
-from .scorer import CodeScore, ScoreItem, ScoreResult, Scorer, fill_record, test_cases
+from .scorer import CodeScore, ScoreItem, Scorer, ScoreResult, fill_record, test_cases
 
-__all__ = ["CRITERIA", "CodeScore", "Judge", "JudgeVerdict", "ScoreItem", "ScoreResult", "Scorer", "compute_reward",
-           "extract_code", "fill_record", "test_cases"]
+__all__ = [
+    "CRITERIA",
+    "CodeScore",
+    "Judge",
+    "JudgeVerdict",
+    "ScoreItem",
+    "ScoreResult",
+    "Scorer",
+    "compute_reward",
+    "extract_code",
+    "fill_record",
+    "test_cases",
+]

@@ -21,7 +21,9 @@ MAX_ITEMS = 100_000  # items in one observed value
 MAX_LINE = 1 << 20  # characters of one event line
 BUILTINS = dict(vars(builtins))  # taken before the candidate runs: tests see the real ones
 _exec, _compile = exec, compile  # likewise for the harness itself (the candidate may patch builtins)
-EXCEPTIONS = {name: value for name, value in BUILTINS.items() if isinstance(value, type) and issubclass(value, BaseException)}
+EXCEPTIONS = {
+    name: value for name, value in BUILTINS.items() if isinstance(value, type) and issubclass(value, BaseException)
+}
 
 
 class Unencodable(Exception):
@@ -106,14 +108,20 @@ def main(mode: str) -> int:
             try:
                 call()
             except BaseException as exc:  # noqa: B902 - any exception is an observation here
-                emit({"case": case, "obs": number,
-                      "value": encode(("raised", sorted(n for n, k in EXCEPTIONS.items() if isinstance(exc, k))))})
+                emit(
+                    {
+                        "case": case,
+                        "obs": number,
+                        "value": encode(("raised", sorted(n for n, k in EXCEPTIONS.items() if isinstance(exc, k)))),
+                    }
+                )
             else:
                 emit({"case": case, "obs": number, "value": encode(("returned",))})
 
         namespace = {name: value for name, value in solution.items() if name not in BUILTINS}
-        namespace.update(__builtins__=dict(BUILTINS), __name__="rfai_case", __rfai_observe__=observe,
-                         __rfai_raises__=raises)
+        namespace.update(
+            __builtins__=dict(BUILTINS), __name__="rfai_case", __rfai_observe__=observe, __rfai_raises__=raises
+        )
         try:
             _exec(_compile(case, f"test_{index}.py", "exec"), namespace)
         except BaseException as exc:

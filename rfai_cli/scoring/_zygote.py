@@ -30,7 +30,11 @@ Stdlib only, and no rfai imports: this runs before anything else and in every ch
 
 from __future__ import annotations
 
+# Imported here so a forked program finds them in sys.modules instead of loading them.
+import array  # noqa: E401,F401
+import base64  # noqa: E401,F401
 import ctypes
+import functools  # noqa: E401,F401
 import gc
 import json
 import os
@@ -39,15 +43,10 @@ import resource
 import selectors
 import signal
 import stat
+import string  # noqa: E401,F401
 import struct
 import sys
 import time
-
-# Imported here so a forked program finds them in sys.modules instead of loading them.
-import array, bisect, collections, copy, dataclasses, datetime, decimal, enum, fractions  # noqa: E401,F401
-import functools, hashlib, heapq, itertools, math, operator, random, re, statistics  # noqa: E401,F401
-import string, textwrap, traceback, typing, unicodedata  # noqa: E401,F401
-import base64, csv, fnmatch, glob, io, pathlib, pprint, uuid  # noqa: E401,F401
 
 LINUX = sys.platform.startswith("linux")
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -56,8 +55,23 @@ OUT_FILES = (".stdout", ".stderr", ".rfai-results")  # fds 1, 2 and 3 of every p
 BOX = "/sandbox"  # the program's home and working directory inside its view
 COPY_LIMIT = 512 * 1024 * 1024  # bytes copied in or out per file, at most
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = (
+    0x20000,
+    0x8000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1,
+    2,
+    4,
+    8,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 MNT_DETACH = 2
 _KEPT_FLAGS = ((8, MS_NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21))  # statvfs ST_* -> MS_*: noexec, atime
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 38, 36, 24, 47
@@ -65,7 +79,8 @@ PR_SET_KEEPCAPS, PR_CAP_AMBIENT_CLEAR_ALL, CAP_DAC_READ_SEARCH = 8, 4, 2
 KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
 KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 SYSCALLS = {"x86_64": {"pivot_root": 155, "keyctl": 250}, "aarch64": {"pivot_root": 41, "keyctl": 219}}.get(
-    platform.machine(), {})
+    platform.machine(), {}
+)
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
 
 # Landlock access rights (linux/landlock.h).
@@ -95,7 +110,9 @@ def _syscall(number: int, *args) -> int:
 
 
 def _prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
-    _call("prctl", ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _call(
+        "prctl", ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)
+    )
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -115,9 +132,23 @@ def _landlock_abi() -> int:
 def _readable_paths() -> list[str]:
     """What a program may read: system dirs, this Python, and the compilers' roots. Paths inside
     another listed path are dropped (the outer bind already shows them)."""
-    paths = ["/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
-             "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
-             sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]
+    paths = [
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/lib32",
+        "/libx32",
+        "/bin",
+        "/sbin",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/alternatives",
+        "/etc/localtime",
+        sys.prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+    ]
     paths += [p for p in sys.path if p and os.path.isabs(p)]
     paths += [p for p in os.environ.get("RFAI_SANDBOX_READ", "").split(os.pathsep) if p]
     private = (BOX, "/tmp", "/dev", "/proc", "/")  # the view's own: never shown from the host
@@ -131,6 +162,7 @@ def _readable_paths() -> list[str]:
 
 
 # --- the per-job filesystem view ----------------------------------------------------------------
+
 
 def _bind_read_only(source: str, target: str) -> None:
     """Show `source` at `target` (inside the tmpfs), read-only. A symlink (merged /usr: /bin ->
@@ -165,8 +197,14 @@ def _build_template(root: str, read_paths: list[str]) -> None:
     for name in ("null", "zero", "urandom"):
         os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
         _mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2"), ("random", "urandom"), ("shm", BOX)):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("random", "urandom"),
+        ("shm", BOX),
+    ):
         os.symlink(target, f"{dev}/{name}")
     if not os.path.isdir(root + "/tmp"):  # no read path lives under /tmp: /tmp is the scratch too
         os.symlink(BOX, root + "/tmp")
@@ -179,8 +217,13 @@ def _mount_scratch(iso: "Isolation", job: dict, uid: int, workdir_fd: int | None
     """In A (its own mount namespace): the job's size-limited /sandbox, holding copies of its
     input files. Returns an fd of it (A reads the outputs back through it)."""
     box = iso.mountpoint + BOX
-    _mount("rfai-sandbox", box, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={job['fsize_mb'] * 2 + 8}m,nr_inodes=16384,mode=700,uid={uid},gid={uid}")
+    _mount(
+        "rfai-sandbox",
+        box,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={job['fsize_mb'] * 2 + 8}m,nr_inodes=16384,mode=700,uid={uid},gid={uid}",
+    )
     box_fd = os.open(box, os.O_PATH | os.O_DIRECTORY)
     if workdir_fd is not None:
         for name in os.listdir(workdir_fd):
@@ -199,8 +242,12 @@ def _copy_file(from_dir: int, name: str, to_dir: int, uid: int) -> None:
         info = os.fstat(source)
         if not stat.S_ISREG(info.st_mode):
             return
-        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700 if info.st_mode & 0o100
-                         else 0o600, dir_fd=to_dir)
+        target = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+            0o700 if info.st_mode & 0o100 else 0o600,
+            dir_fd=to_dir,
+        )
         try:
             left = min(info.st_size, COPY_LIMIT)
             while left > 0:
@@ -229,6 +276,7 @@ def _enter_view(iso: "Isolation") -> None:
 
 
 # --- dropping privileges ------------------------------------------------------------------------
+
 
 def _drop_privileges(uid: int | None, keep_read: bool = False) -> None:
     """No capability left in any set, none to regain (bounding set empty, no_new_privs), and as
@@ -293,8 +341,9 @@ def _write_id_maps(uid: int, gid: int) -> None:
 
 def _landlock_ruleset(handled_fs: int, handled_net: int, scoped: int, abi: int) -> int:
     attr = struct.pack("QQQ", handled_fs, handled_net, scoped)[: 24 if abi >= 6 else 16 if abi >= 4 else 8]
-    return _syscall(SYS_LANDLOCK[0], ctypes.create_string_buffer(attr, len(attr)), ctypes.c_size_t(len(attr)),
-                    ctypes.c_uint32(0))
+    return _syscall(
+        SYS_LANDLOCK[0], ctypes.create_string_buffer(attr, len(attr)), ctypes.c_size_t(len(attr)), ctypes.c_uint32(0)
+    )
 
 
 def _landlock_allow(ruleset: int, handled_fs: int, path: str, access: int) -> None:
@@ -306,8 +355,13 @@ def _landlock_allow(ruleset: int, handled_fs: int, path: str, access: int) -> No
         if not os.path.isdir(path):
             access &= LL_FILE_ONLY
         rule = struct.pack("=Qi", access & handled_fs, fd)
-        _syscall(SYS_LANDLOCK[1], ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.create_string_buffer(rule, len(rule)),
-                 ctypes.c_uint32(0))
+        _syscall(
+            SYS_LANDLOCK[1],
+            ctypes.c_int(ruleset),
+            ctypes.c_int(1),
+            ctypes.create_string_buffer(rule, len(rule)),
+            ctypes.c_uint32(0),
+        )
     finally:
         os.close(fd)
 
@@ -326,6 +380,7 @@ def _landlock(abi: int, read_paths: list[str], workdir: str) -> None:
 
 
 # --- what this OS allows ------------------------------------------------------------------------
+
 
 class Isolation:
     """What this OS lets us apply, decided once at start-up (by trying it) and reported.
@@ -416,11 +471,25 @@ class Isolation:
 
     def names(self) -> list[str]:
         """Exactly the measures every program gets, in a fixed vocabulary (docs/sandbox.md)."""
-        names = ["session", "rlimits", "clean-env", "no-new-privileges",
-                 "read-search-capability" if self.keep_read else "no-capabilities"]
+        names = [
+            "session",
+            "rlimits",
+            "clean-env",
+            "no-new-privileges",
+            "read-search-capability" if self.keep_read else "no-capabilities",
+        ]
         if self.private_view:
-            names += ["private-root", "scratch-tmpfs", "minimal-dev", "mountns", "pidns", "ipcns", "netns",
-                      "session-keyring", "nproc-limit"]
+            names += [
+                "private-root",
+                "scratch-tmpfs",
+                "minimal-dev",
+                "mountns",
+                "pidns",
+                "ipcns",
+                "netns",
+                "session-keyring",
+                "nproc-limit",
+            ]
             if not ROOT:
                 names.append("userns")
             if self.proc:
@@ -481,6 +550,7 @@ def _build_view(iso: Isolation, job: dict, uid: int, workdir_fd: int | None) -> 
 
 
 # --- in the child -------------------------------------------------------------------------------
+
 
 def _apply_rlimits(job: dict, iso: Isolation) -> None:
     mb = 1024 * 1024
@@ -581,8 +651,10 @@ def _run_job(job: dict, iso: Isolation, slot: int, netns: int | None, zygote: in
             if os.getppid() != zygote:
                 os._exit(125)
         workdir = os.open(job["dir"], os.O_PATH | os.O_DIRECTORY)
-        outputs = [os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=workdir)
-                   for name in OUT_FILES]
+        outputs = [
+            os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=workdir)
+            for name in OUT_FILES
+        ]
         uid = UID_BASE + slot if ROOT else iso.uid
         box = None
         if iso.private_view:
@@ -604,6 +676,7 @@ def _run_job(job: dict, iso: Isolation, slot: int, netns: int | None, zygote: in
 
 
 # --- the server loop ----------------------------------------------------------------------------
+
 
 class Zygote:
     def __init__(self) -> None:
@@ -632,8 +705,13 @@ class Zygote:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _run_job(job, self.iso, slot, netns, self.pid)
         now = time.monotonic()
-        self.running[pid] = {"job": job, "start": now, "deadline": now + job["timeout"], "slot": slot,
-                             "timed_out": False}
+        self.running[pid] = {
+            "job": job,
+            "start": now,
+            "deadline": now + job["timeout"],
+            "slot": slot,
+            "timed_out": False,
+        }
 
     def reap(self) -> None:
         while True:
@@ -648,8 +726,12 @@ class Zygote:
                 continue  # a reparented orphan, already killed by the sweep
             self.kill_group(pid)
             code = _encode(status) if not os.WIFEXITED(status) else os.WEXITSTATUS(status)
-            result = {"id": entry["job"]["id"], "wall": time.monotonic() - entry["start"],
-                      "cpu": usage.ru_utime + usage.ru_stime, "timed_out": entry["timed_out"]}
+            result = {
+                "id": entry["job"]["id"],
+                "wall": time.monotonic() - entry["start"],
+                "cpu": usage.ru_utime + usage.ru_stime,
+                "timed_out": entry["timed_out"],
+            }
             if code > 128 and code - 128 < 65:
                 result.update(status="signal", signal=code - 128, code=None)
             else:

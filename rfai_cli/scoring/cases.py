@@ -86,8 +86,13 @@ def _python_check(test: ast.expr) -> tuple[ast.expr, Check] | None:
 
 def _python_tolerance(left: ast.expr, tolerance, strict: bool, op) -> tuple[ast.expr, Check] | None:
     """`abs(X - L) < T` (or `abs(L - X)`): observe X, check its distance to L outside."""
-    if op not in (ast.Lt, ast.LtE) or not (isinstance(left, ast.Call) and isinstance(left.func, ast.Name)
-                                          and left.func.id == "abs" and len(left.args) == 1 and not left.keywords):
+    if op not in (ast.Lt, ast.LtE) or not (
+        isinstance(left, ast.Call)
+        and isinstance(left.func, ast.Name)
+        and left.func.id == "abs"
+        and len(left.args) == 1
+        and not left.keywords
+    ):
         return None
     inner = left.args[0]
     if not (isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Sub)):
@@ -107,8 +112,13 @@ def _conjuncts(test: ast.expr) -> list[ast.expr]:
 
 def _python_raises(statement: ast.stmt) -> tuple[ast.expr, Check] | None:
     """`try: CALL / except BuiltinError: pass / else: raise ...`: observe what CALL raises."""
-    if not (isinstance(statement, ast.Try) and len(statement.body) == 1 and len(statement.handlers) == 1
-            and not statement.finalbody and len(statement.orelse) == 1):
+    if not (
+        isinstance(statement, ast.Try)
+        and len(statement.body) == 1
+        and len(statement.handlers) == 1
+        and not statement.finalbody
+        and len(statement.orelse) == 1
+    ):
         return None
     body, handler, orelse = statement.body[0], statement.handlers[0], statement.orelse[0]
     call = body.value if isinstance(body, (ast.Expr, ast.Assign)) else None
@@ -117,8 +127,9 @@ def _python_raises(statement: ast.stmt) -> tuple[ast.expr, Check] | None:
         return None
     if not all(isinstance(s, ast.Pass) for s in handler.body) or not isinstance(orelse, (ast.Raise, ast.Assert)):
         return None
-    return ast.Lambda(ast.arguments([], [], None, [], [], None, []), call), \
-        Check("raises", frozenset(name.id for name in caught))
+    return ast.Lambda(ast.arguments([], [], None, [], [], None, []), call), Check(
+        "raises", frozenset(name.id for name in caught)
+    )
 
 
 def _is_builtin_exception(name: str) -> bool:
@@ -131,8 +142,12 @@ def _is_builtin_exception(name: str) -> bool:
 def split_python(source: str, entry_point: str | None) -> SplitCase:
     try:
         tree = ast.parse(source)
-        imported = {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
-                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+        imported = {
+            (alias.asname or alias.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
         body: list[ast.stmt] = []
         checks: list[Check] = []
         inside = False
@@ -141,8 +156,11 @@ def split_python(source: str, entry_point: str | None) -> SplitCase:
             if raises is not None:
                 call = ast.Call(ast.Name(RAISES, ast.Load()), [ast.Constant(len(checks)), raises[0]], [])
                 body.append(ast.Expr(call))
-                checks.append(raises[1].labelled(f"{ast.unparse(raises[0].body)} raises "
-                                                 + " or ".join(sorted(raises[1].expected))))
+                checks.append(
+                    raises[1].labelled(
+                        f"{ast.unparse(raises[0].body)} raises " + " or ".join(sorted(raises[1].expected))
+                    )
+                )
                 continue
             if not isinstance(statement, ast.Assert):
                 inside |= any(isinstance(node, ast.Assert) for node in ast.walk(statement))
@@ -183,9 +201,9 @@ def _depths(bare: str, angles: bool = False) -> list[int]:
             depth += 1
         elif char in _CLOSE:
             depth = max(0, depth - 1)
-        elif angles and char == "<" and (angle or bare[max(0, index - 2):index] == "::"):
+        elif angles and char == "<" and (angle or bare[max(0, index - 2) : index] == "::"):
             angle += 1
-        elif angles and char == ">" and angle and bare[index - 1:index] != "-":
+        elif angles and char == ">" and angle and bare[index - 1 : index] != "-":
             angle -= 1
     depths.append(depth + angle)
     return depths
@@ -211,7 +229,9 @@ def _is_primary(bare: str) -> bool:
     """No operator outside brackets (`::`, `.` and `->` are member access, not operators)."""
     depths = _depths(bare)
     cleaned = bare.replace("::", "  ").replace("->", "  ")
-    return bool(bare.strip()) and not any(char in "+-*/%<>=&|^?,!~" and depths[i] == 0 for i, char in enumerate(cleaned))
+    return bool(bare.strip()) and not any(
+        char in "+-*/%<>=&|^?,!~" and depths[i] == 0 for i, char in enumerate(cleaned)
+    )
 
 
 def _is_operand(bare: str) -> bool:
@@ -263,15 +283,15 @@ def _cpp_tolerance(text: str, bare: str) -> tuple[str, Check] | None:
     closing = next((i for i in range(opening + 1, len(bare)) if bare[i] == ")" and depths[i] == 1), None)
     if closing is None:
         return None
-    rest = bare[closing + 1:].strip()
+    rest = bare[closing + 1 :].strip()
     match = re.fullmatch(r"(<=?)\s*(.+)", rest)
     if not match:
         return None
     try:
-        tolerance = cpp_literal(text[closing + 1:].strip()[len(match.group(1)):].strip())
+        tolerance = cpp_literal(text[closing + 1 :].strip()[len(match.group(1)) :].strip())
     except (NotLiteral, ValueError):
         return None
-    parts = _split_top(text[opening + 1:closing], bare[opening + 1:closing], "-")
+    parts = _split_top(text[opening + 1 : closing], bare[opening + 1 : closing], "-")
     return _distance_check(parts, tolerance, cpp_literal, match.group(1) == "<")
 
 
@@ -303,14 +323,14 @@ def _rewrite_asserts(case: str, pattern: re.Pattern, split, observe_call, inside
         closing = _matching(bare, opening)
         if closing is None or depths[start] != 0 or (before and before[-1] not in ";{}"):
             continue
-        after = bare[closing + 1:].lstrip()
+        after = bare[closing + 1 :].lstrip()
         if not after.startswith(";"):
             continue
         end = len(bare) - len(after) + 1
-        pieces = split(case[opening + 1:closing], bare[opening + 1:closing], match.group())
+        pieces = split(case[opening + 1 : closing], bare[opening + 1 : closing], match.group())
         out.append(case[position:start])
         if pieces is None:
-            out.append(inside_call(case[opening + 1:closing], match.group()))
+            out.append(inside_call(case[opening + 1 : closing], match.group()))
             inside = True
         else:
             for observed, check in pieces:
@@ -350,9 +370,13 @@ def _cpp_conditions(text: str, bare: str, _macro: str) -> list[tuple[str | None,
 def split_cpp(case: str) -> SplitCase:
     """The case as a C++ function body (parameters `rfai_out`, `rfai_case`): observations through
     `rfai::observe`, in-box asserts through `rfai::check` (a function, not a macro)."""
-    split = _rewrite_asserts(case, _CPP_ASSERT, _cpp_conditions,
-                             lambda k, expression: f"rfai::observe(rfai_out, rfai_case, {k}, ({expression}));",
-                             lambda condition, _macro: f"rfai::check(static_cast<bool>({condition}));")
+    split = _rewrite_asserts(
+        case,
+        _CPP_ASSERT,
+        _cpp_conditions,
+        lambda k, expression: f"rfai::observe(rfai_out, rfai_case, {k}, ({expression}));",
+        lambda condition, _macro: f"rfai::check(static_cast<bool>({condition}));",
+    )
     source = _CPP_ASSERT.sub("rfai::check(", split.source)  # asserts left inside loops and lambdas
     return SplitCase(source, split.checks, split.inside)
 
@@ -374,8 +398,8 @@ def _rust_conditions(text: str, bare: str, macro: str) -> list[tuple[str | None,
     arguments = _split_top(text, bare, ",", angles=True)
     if len(arguments) < 2:
         return None
-    (left, left_bare), (right, right_bare) = arguments[:2]
-    for observed, observed_bare, other in ((left, left_bare, right), (right, right_bare, left)):
+    (left, _), (right, _) = arguments[:2]
+    for observed, other in ((left, right), (right, left)):
         try:
             expected = rust_literal(other.strip())
         except (NotLiteral, ValueError, RecursionError):
@@ -391,10 +415,10 @@ def _rust_tolerance(text: str, bare: str) -> tuple[str, Check] | None:
     if not match or _matching(bare, bare.index("(")) != match.end("inner"):
         return None
     try:
-        tolerance = rust_literal(text[match.start("tol"):].strip())
+        tolerance = rust_literal(text[match.start("tol") :].strip())
     except (NotLiteral, ValueError):
         return None
-    parts = _split_top(text[match.start("inner"):match.end("inner")], match.group("inner"), "-", angles=True)
+    parts = _split_top(text[match.start("inner") : match.end("inner")], match.group("inner"), "-", angles=True)
     return _distance_check(parts, tolerance, rust_literal, match.group("op") == "<")
 
 
@@ -405,8 +429,11 @@ def _rust_inside(condition: str, macro: str) -> str:
 
 def split_rust(case: str) -> SplitCase:
     split = _rewrite_asserts(
-        case, _RUST_ASSERT, _rust_conditions,
+        case,
+        _RUST_ASSERT,
+        _rust_conditions,
         lambda k, expression: f"(&crate::rfai::Probe(&({expression}))).rfai_encode(rfai_out, rfai_case, {k});",
-        _rust_inside)
+        _rust_inside,
+    )
     source = re.sub(r"(?<![\w:])((?:debug_)?assert(?:_eq|_ne)?!)", r"::core::\1", split.source)
     return SplitCase(source, split.checks, split.inside)

@@ -21,16 +21,31 @@ class NotLiteral(ValueError):
     pass
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<number>(?:0[xX][0-9a-fA-F']+|0[bB][01']+|(?:\d[\d'_]*)?\.?\d[\d'_]*(?:[eE][+-]?\d+)?)[A-Za-z0-9_]*)
   | (?P<string>(?:u8|u|U|L|b)?"(?:[^"\\\n]|\\.)*")
   | (?P<char>(?:u8|u|U|L|b)?'(?:[^'\\\n]|\\.){1,10}')
   | (?P<name>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*!?)
   | (?P<punct>::|[()\[\]{}<>,&\-;.!])
-""", re.X)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b",
-            "f": "\f", "v": "\v", "?": "?"}
+""",
+    re.X,
+)
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "?": "?",
+}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -46,7 +61,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def _unquote(token: str) -> str:
-    body = token[token.index(token[-1]) + 1:-1]
+    body = token[token.index(token[-1]) + 1 : -1]
     out, i = [], 0
     while i < len(body):
         if body[i] != "\\":
@@ -55,14 +70,14 @@ def _unquote(token: str) -> str:
             continue
         code = body[i + 1]
         if code == "x":
-            digits = re.match(r"[0-9a-fA-F]{1,2}", body[i + 2:])
+            digits = re.match(r"[0-9a-fA-F]{1,2}", body[i + 2 :])
             if not digits:
                 raise NotLiteral("bad escape")
             out.append(chr(int(digits.group(), 16)))
             i += 2 + len(digits.group())
-        elif code == "u" and body[i + 2:i + 3] == "{":  # rust \u{...}
+        elif code == "u" and body[i + 2 : i + 3] == "{":  # rust \u{...}
             end = body.index("}", i)
-            out.append(chr(int(body[i + 3:end], 16)))
+            out.append(chr(int(body[i + 3 : end], 16)))
             i = end + 1
         elif code in _ESCAPES:
             out.append(_ESCAPES[code])
@@ -77,13 +92,13 @@ def _number(token: str) -> int | float:
     if text.lower().startswith(("0x", "0b")):
         digits = re.match(r"0[xXbB][0-9a-fA-F]+", text)
         base = 16 if text[1] in "xX" else 2
-        if not digits or re.fullmatch(r"(?:[uUlLzZ]|[iu](?:8|16|32|64|128|size))*", text[digits.end():]) is None:
+        if not digits or re.fullmatch(r"(?:[uUlLzZ]|[iu](?:8|16|32|64|128|size))*", text[digits.end() :]) is None:
             raise NotLiteral(token)
         return int(digits.group()[2:], base)
     match = re.match(r"\d*\.?\d+(?:[eE][+-]?\d+)?|\d+\.", text)
     if not match:
         raise NotLiteral(token)
-    number, suffix = match.group(), text[match.end():]
+    number, suffix = match.group(), text[match.end() :]
     is_float = any(c in number for c in ".eE") or suffix.lower() in ("f", "f32", "f64")
     if suffix and not re.fullmatch(r"[uUlLzZ]*|[fF]|[lL]|[iu](?:8|16|32|64|128|size)|f32|f64", suffix):
         raise NotLiteral(token)
@@ -133,7 +148,7 @@ class _Parser:
     def scalar(self) -> Any:
         """A number (with its sign), bool, char or string; None when the next token is none of these."""
         negative = False
-        if self.peek() == "-" and self.tokens[self.at + 1:self.at + 2] and self.tokens[self.at + 1][0] == "number":
+        if self.peek() == "-" and self.tokens[self.at + 1 : self.at + 2] and self.tokens[self.at + 1][0] == "number":
             self.take("-")
             negative = True
         kind, token = self.kind(), self.peek()
@@ -159,16 +174,40 @@ _CPP_LIST = {"std::vector", "std::array", "std::deque", "std::list", "std::initi
 _CPP_SET = {"std::set", "std::unordered_set", "std::multiset", "std::unordered_multiset"}
 _CPP_MAP = {"std::map", "std::unordered_map", "std::multimap", "std::unordered_multimap"}
 _CPP_TUPLE = {"std::pair", "std::tuple"}
-_CPP_SCALARS = {"int", "long", "short", "unsigned", "signed", "char", "bool", "double", "float", "size_t",
-                "std::size_t", "int64_t", "std::int64_t", "int32_t", "std::int32_t", "uint64_t", "std::uint64_t",
-                "uint32_t", "std::uint32_t", "long long", "unsigned long", "unsigned long long", "unsigned int"}
+_CPP_SCALARS = {
+    "int",
+    "long",
+    "short",
+    "unsigned",
+    "signed",
+    "char",
+    "bool",
+    "double",
+    "float",
+    "size_t",
+    "std::size_t",
+    "int64_t",
+    "std::int64_t",
+    "int32_t",
+    "std::int32_t",
+    "uint64_t",
+    "std::uint64_t",
+    "uint32_t",
+    "std::uint32_t",
+    "long long",
+    "unsigned long",
+    "unsigned long long",
+    "unsigned int",
+}
 
 
 class _CppParser(_Parser):
     def type(self) -> tuple[str, list]:
         """A type name with its template arguments: ("std::vector", [("int", [])])."""
         words = [self.take()]
-        while self.kind() == "name" and words[-1] in ("long", "unsigned", "signed", "short") and not self.peek() == "std":
+        while (
+            self.kind() == "name" and words[-1] in ("long", "unsigned", "signed", "short") and not self.peek() == "std"
+        ):
             words.append(self.take())
         name = " ".join(words)
         arguments = []
@@ -203,7 +242,11 @@ class _CppParser(_Parser):
             shape = self.type()
             if self.peek() in ("{", "("):
                 close = "}" if self.take() == "{" else ")"
-                if shape[0] in ("std::string", "std::string_view") or shape[0] in _CPP_SCALARS or shape[0] == "std::optional":
+                if (
+                    shape[0] in ("std::string", "std::string_view")
+                    or shape[0] in _CPP_SCALARS
+                    or shape[0] == "std::optional"
+                ):
                     items = self.sequence(close, lambda: self.value(shape[1][0] if shape[1] else None))
                     if shape[0] == "std::optional":
                         return items[0] if items else None
@@ -282,8 +325,15 @@ def cpp_literal(text: str) -> Any:
 
 # --- Rust ---------------------------------------------------------------------------------------
 
-_RUST_EMPTY = {"Vec::new": [], "String::new": "", "HashMap::new": {}, "BTreeMap::new": {}, "HashSet::new": set(),
-               "BTreeSet::new": set(), "VecDeque::new": []}
+_RUST_EMPTY = {
+    "Vec::new": [],
+    "String::new": "",
+    "HashMap::new": {},
+    "BTreeMap::new": {},
+    "HashSet::new": set(),
+    "BTreeSet::new": set(),
+    "VecDeque::new": [],
+}
 _RUST_CONVERSIONS = {"to_string", "to_owned", "into", "clone", "to_vec"}
 
 
@@ -304,7 +354,9 @@ class _RustParser(_Parser):
         token = self.take()
         if token == "(":
             items = self.sequence(")", self.value)
-            return tuple(items)  # `(x)` without a comma is not a tuple in Rust, but nor is it a literal worth telling apart
+            return tuple(
+                items
+            )  # `(x)` without a comma is not a tuple in Rust, but nor is it a literal worth telling apart
         if token == "[":
             return self.array("]")
         if token == "vec!":

@@ -93,8 +93,16 @@ class Toolchains:
         return [compiler, "-std=c++17", *arguments]
 
 
-def run_tests(sandbox: Sandbox, tools: Toolchains, language: str, code: str, cases: list[str],
-              entry_point: str | None, limits: Limits, compile_limits: Limits) -> TestOutcome:
+def run_tests(
+    sandbox: Sandbox,
+    tools: Toolchains,
+    language: str,
+    code: str,
+    cases: list[str],
+    entry_point: str | None,
+    limits: Limits,
+    compile_limits: Limits,
+) -> TestOutcome:
     if language == "python":
         return _python_tests(sandbox, code, [split_python(case, entry_point) for case in cases], limits)
     compiler, name = tools.compiler(language)
@@ -104,8 +112,9 @@ def run_tests(sandbox: Sandbox, tools: Toolchains, language: str, code: str, cas
     return _compiled_tests(sandbox, tools, language, build(code, cases), limits, compile_limits)
 
 
-def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, limits: Limits,
-                compile_limits: Limits) -> TestOutcome:
+def build_check(
+    sandbox: Sandbox, tools: Toolchains, language: str, code: str, limits: Limits, compile_limits: Limits
+) -> TestOutcome:
     """For a task without tests: does the program build (c++/rust: compile, counting warnings;
     python: load and run as a module to its end). `compiled` says whether it did; total is 0."""
     if language == "python":
@@ -123,8 +132,12 @@ def build_check(sandbox: Sandbox, tools: Toolchains, language: str, code: str, l
         source, argv = "candidate.cpp", tools.compile_argv("cpp", "-fsyntax-only", "-Wall", "-Wextra", "candidate.cpp")
     else:
         crate = "bin" if re.search(r"\bfn\s+main\s*\(", code) else "lib"
-        source, argv = "candidate.rs", tools.compile_argv("rust", "--crate-type", crate, "--emit=metadata", "-A",
-                                                          "dead_code", "-o", "out.rmeta", "candidate.rs")
+        source, argv = (
+            "candidate.rs",
+            tools.compile_argv(
+                "rust", "--crate-type", crate, "--emit=metadata", "-A", "dead_code", "-o", "out.rmeta", "candidate.rs"
+            ),
+        )
     with sandbox.directory() as box:
         _write(box, {source: code})
         run = sandbox.run(box, compile_limits, argv=argv, compiler=True)
@@ -145,8 +158,10 @@ def _load_failure(load: dict | None) -> str:
 
 # --- judging what came back ---------------------------------------------------------------------
 
-def _outcome(report: str, splits: list[SplitCase], run: RunResult, warnings: int | None = None,
-             load_matters: bool = False) -> TestOutcome:
+
+def _outcome(
+    report: str, splits: list[SplitCase], run: RunResult, warnings: int | None = None, load_matters: bool = False
+) -> TestOutcome:
     reports, load = read_events(report, len(splits))
     passed, first_failure = 0, None
     for index, (case_report, split) in enumerate(zip(reports, splits)):
@@ -166,6 +181,7 @@ def _outcome(report: str, splits: list[SplitCase], run: RunResult, warnings: int
 
 # --- python -------------------------------------------------------------------------------------
 
+
 def _python_tests(sandbox: Sandbox, code: str, splits: list[SplitCase], limits: Limits) -> TestOutcome:
     with sandbox.directory() as box:
         _write(box, {"candidate.py": code, "cases.json": json.dumps([split.source for split in splits])})
@@ -175,6 +191,7 @@ def _python_tests(sandbox: Sandbox, code: str, splits: list[SplitCase], limits: 
 
 
 # --- compiled languages -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Program:
@@ -193,25 +210,43 @@ def _harness_file(name: str) -> str:
 def _cpp_program(code: str, cases: list[str]) -> _Program:
     lines = code.count("\n") + 1
     if len(cases) == 1 and re.search(r"\bint\s+main\s*\(", cases[0]):  # a whole test program: inside
-        source = f"#define main rfai_candidate_main\n#line 1 \"candidate.cpp\"\n{code}\n#undef main\n" \
-                 f"#line 1 \"test.cpp\"\n{cases[0]}\n"
-        return _Program({"candidate.cpp": source}, ["candidate.cpp"], "candidate.cpp", lines,
-                        [SplitCase(cases[0], [], True)], "main")
+        source = (
+            f'#define main rfai_candidate_main\n#line 1 "candidate.cpp"\n{code}\n#undef main\n'
+            f'#line 1 "test.cpp"\n{cases[0]}\n'
+        )
+        return _Program(
+            {"candidate.cpp": source},
+            ["candidate.cpp"],
+            "candidate.cpp",
+            lines,
+            [SplitCase(cases[0], [], True)],
+            "main",
+        )
     splits = [split_cpp(case) for case in cases]
-    functions = "\n".join(f"void rfai_case_{i}(rfai::Out& rfai_out, int rfai_case) {{\n{split.source}\n}}"
-                          for i, split in enumerate(splits))
-    candidate = (f"#include \"rfai_values.hpp\"\n#define main rfai_candidate_main\n#line 1 \"candidate.cpp\"\n{code}\n"
-                 f"#undef main\n#line 1 \"rfai_cases.cpp\"\n{functions}\n")
+    functions = "\n".join(
+        f"void rfai_case_{i}(rfai::Out& rfai_out, int rfai_case) {{\n{split.source}\n}}"
+        for i, split in enumerate(splits)
+    )
+    candidate = (
+        f'#include "rfai_values.hpp"\n#define main rfai_candidate_main\n#line 1 "candidate.cpp"\n{code}\n'
+        f'#undef main\n#line 1 "rfai_cases.cpp"\n{functions}\n'
+    )
     declarations = "".join(f"void rfai_case_{i}(rfai::Out&, int);\n" for i in range(len(splits)))
     calls = ", ".join(f"rfai_case_{i}" for i in range(len(splits))) or "nullptr"
-    runner = (f"#include \"rfai_out.hpp\"\n{declarations}"
-              f"int main() {{\n    rfai::Out out;\n    void (*cases[])(rfai::Out&, int) = {{{calls}}};\n"
-              f"    for (int i = 0; i < {len(splits)}; ++i) {{\n"
-              "        try { cases[i](out, i); out.finished(i); }\n"
-              "        catch (const std::exception& e) { out.failed(i, e.what()); }\n"
-              "        catch (...) { out.failed(i, \"exception\"); }\n    }\n    return 0;\n}\n")
-    files = {"candidate.cpp": candidate, "runner.cpp": runner, "rfai_out.hpp": _harness_file("rfai_out.hpp"),
-             "rfai_values.hpp": _harness_file("rfai_values.hpp")}
+    runner = (
+        f'#include "rfai_out.hpp"\n{declarations}'
+        f"int main() {{\n    rfai::Out out;\n    void (*cases[])(rfai::Out&, int) = {{{calls}}};\n"
+        f"    for (int i = 0; i < {len(splits)}; ++i) {{\n"
+        "        try { cases[i](out, i); out.finished(i); }\n"
+        "        catch (const std::exception& e) { out.failed(i, e.what()); }\n"
+        '        catch (...) { out.failed(i, "exception"); }\n    }\n    return 0;\n}\n'
+    )
+    files = {
+        "candidate.cpp": candidate,
+        "runner.cpp": runner,
+        "rfai_out.hpp": _harness_file("rfai_out.hpp"),
+        "rfai_values.hpp": _harness_file("rfai_values.hpp"),
+    }
     return _Program(files, ["candidate.cpp", "runner.cpp"], "candidate.cpp", lines, splits, "cases")
 
 
@@ -228,28 +263,35 @@ def _rust_program(code: str, cases: list[str]) -> _Program:
     else:
         helpers = ""
         splits = [split_rust(case) for case in cases]
-    functions = "\n".join(f"pub fn case_{i}(rfai_out: &mut crate::rfai::Out, rfai_case: usize) {{\n{split.source}\n}}"
-                          for i, split in enumerate(splits))
-    candidate = (f"{code}\n\npub mod rfai_cases {{\n#![allow(unused)]\nuse super::*;\n"
-                 f"use crate::rfai::{{Plain as _, Opaque as _}};\n{helpers}\n{functions}\n}}\n")
+    functions = "\n".join(
+        f"pub fn case_{i}(rfai_out: &mut crate::rfai::Out, rfai_case: usize) {{\n{split.source}\n}}"
+        for i, split in enumerate(splits)
+    )
+    candidate = (
+        f"{code}\n\npub mod rfai_cases {{\n#![allow(unused)]\nuse super::*;\n"
+        f"use crate::rfai::{{Plain as _, Opaque as _}};\n{helpers}\n{functions}\n}}\n"
+    )
     calls = ", ".join(f"candidate::rfai_cases::case_{i}" for i in range(len(splits)))
-    runner = ("#![allow(unused)]\n#[path = \"rfai.rs\"]\npub mod rfai;\n#[path = \"candidate.rs\"]\npub mod candidate;\n"
-              "fn main() {\n    let mut out = rfai::Out::open();\n"
-              f"    let cases: [fn(&mut rfai::Out, usize); {len(splits)}] = [{calls}];\n"
-              "    for (i, case) in cases.iter().enumerate() {\n"
-              "        let run = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| case(&mut out, i)));\n"
-              "        match run {\n            Ok(()) => out.finished(i),\n"
-              "            Err(panic) => {\n"
-              "                let why = panic.downcast_ref::<&str>().map(|s| s.to_string())\n"
-              "                    .or_else(|| panic.downcast_ref::<::std::string::String>().cloned())\n"
-              "                    .unwrap_or_else(|| \"panicked\".to_string());\n"
-              "                out.failed(i, &why);\n            }\n        }\n    }\n}\n")
+    runner = (
+        '#![allow(unused)]\n#[path = "rfai.rs"]\npub mod rfai;\n#[path = "candidate.rs"]\npub mod candidate;\n'
+        "fn main() {\n    let mut out = rfai::Out::open();\n"
+        f"    let cases: [fn(&mut rfai::Out, usize); {len(splits)}] = [{calls}];\n"
+        "    for (i, case) in cases.iter().enumerate() {\n"
+        "        let run = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| case(&mut out, i)));\n"
+        "        match run {\n            Ok(()) => out.finished(i),\n"
+        "            Err(panic) => {\n"
+        "                let why = panic.downcast_ref::<&str>().map(|s| s.to_string())\n"
+        "                    .or_else(|| panic.downcast_ref::<::std::string::String>().cloned())\n"
+        '                    .unwrap_or_else(|| "panicked".to_string());\n'
+        "                out.failed(i, &why);\n            }\n        }\n    }\n}\n"
+    )
     files = {"main.rs": runner, "candidate.rs": candidate, "rfai.rs": _harness_file("rfai.rs")}
     return _Program(files, ["main.rs"], "candidate.rs", code.count("\n") + 1, splits, "cases")
 
 
-def _compiled_tests(sandbox: Sandbox, tools: Toolchains, language: str, program: _Program, limits: Limits,
-                    compile_limits: Limits) -> TestOutcome:
+def _compiled_tests(
+    sandbox: Sandbox, tools: Toolchains, language: str, program: _Program, limits: Limits, compile_limits: Limits
+) -> TestOutcome:
     if language == "cpp":
         argv = tools.compile_argv("cpp", "-O1", "-Wall", "-Wextra", "-I.", "-o", "prog", *program.sources)
     else:
@@ -260,8 +302,14 @@ def _compiled_tests(sandbox: Sandbox, tools: Toolchains, language: str, program:
         warnings = _count_warnings(built.stderr, program.candidate, 1, program.lines)
         if not built.ok or not (box / "prog").is_file():
             reason = _compile_error(language, built) if not built.ok else "the compiler wrote no program"
-            return TestOutcome(0, len(program.splits), reason=reason, warnings=warnings, compiled=False,
-                               inside=sum(1 for split in program.splits if split.inside))
+            return TestOutcome(
+                0,
+                len(program.splits),
+                reason=reason,
+                warnings=warnings,
+                compiled=False,
+                inside=sum(1 for split in program.splits if split.inside),
+            )
         for name in program.files:  # the run gets the binary only
             (box / name).unlink()
         run = sandbox.run(box, limits, argv=["./prog"])

@@ -39,9 +39,15 @@ class RescoreSummary:
         }
 
 
-def rescore(source: str | Path, output: str | Path, scorer: Scorer, *, strict: bool = False,
-            on_problem: Callable[[str], None] | None = None,
-            on_batch: Callable[[RescoreSummary], None] | None = None) -> RescoreSummary:
+def rescore(
+    source: str | Path,
+    output: str | Path,
+    scorer: Scorer,
+    *,
+    strict: bool = False,
+    on_problem: Callable[[str], None] | None = None,
+    on_batch: Callable[[RescoreSummary], None] | None = None,
+) -> RescoreSummary:
     summary = RescoreSummary()
     name = "<stdin>" if str(source) == STDIN else str(source)
     batch_size = scorer.workers * 8

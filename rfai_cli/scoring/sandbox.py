@@ -69,8 +69,13 @@ class RunResult:
         if self.status == "timeout":
             return f"timed out after {self.wall:.1f}s"
         if self.status == "signal":
-            names = {9: "killed (memory, CPU or process limit)", 24: "CPU time limit", 25: "output/file size limit",
-                     11: "segmentation fault", 6: "aborted"}
+            names = {
+                9: "killed (memory, CPU or process limit)",
+                24: "CPU time limit",
+                25: "output/file size limit",
+                11: "segmentation fault",
+                6: "aborted",
+            }
             return names.get(self.signal or 0, f"killed by signal {self.signal}")
         if self.status == "sandbox":
             return "sandbox error: " + last_line(self.stderr)
@@ -101,8 +106,12 @@ def read_bounded(path: Path, limit: int = OUTPUT_LIMIT) -> str:
 
 # The whole environment a program sees, built from scratch (HOME and TMPDIR are its own
 # directory, set where it runs): nothing of the parent's.
-PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "PYTHONDONTWRITEBYTECODE": "1"}
+PROGRAM_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 
 
 class Sandbox:
@@ -135,9 +144,11 @@ class Sandbox:
         """None with the private view; else one line saying what programs can still reach."""
         if "private-root" in self.isolation:
             return None
-        return ("the kernel refused namespaces, so generated programs run without a private filesystem view "
-                f"(only {', '.join(self._isolation)}): they can read whatever this user can read outside the "
-                "Landlock rules, and processes may outlive a kill; see docs/sandbox.md")
+        return (
+            "the kernel refused namespaces, so generated programs run without a private filesystem view "
+            f"(only {', '.join(self._isolation)}): they can read whatever this user can read outside the "
+            "Landlock rules, and processes may outlive a kill; see docs/sandbox.md"
+        )
 
     @property
     def server_pid(self) -> int:
@@ -148,14 +159,24 @@ class Sandbox:
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 return self._proc
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-                   "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
-                   "RFAI_SANDBOX_MOUNT": str(self._root / "mnt"),
-                   "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0",
-                   "RFAI_SANDBOX_PATH": os.pathsep.join(site.getsitepackages())}
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "PYTHONHASHSEED": "0",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "RFAI_SANDBOX_READ": os.pathsep.join(self._read_paths),
+                "RFAI_SANDBOX_MOUNT": str(self._root / "mnt"),
+                "RFAI_SANDBOX_NAMESPACES": "1" if self._namespaces else "0",
+                "RFAI_SANDBOX_PATH": os.pathsep.join(site.getsitepackages()),
+            }
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True,
+                [sys.executable, "-I", "-S", str(ZYGOTE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd="/",
+                close_fds=True,
             )
             started, _, _ = select.select([proc.stdout], [], [], 60)
             hello = proc.stdout.readline() if started else b""
@@ -190,16 +211,34 @@ class Sandbox:
         finally:
             _remove_tree(path)
 
-    def run(self, workdir: Path, limits: Limits, *, argv: list[str] | None = None, python: str | None = None,
-            outputs: tuple[str, ...] = (), compiler: bool = False) -> RunResult:
+    def run(
+        self,
+        workdir: Path,
+        limits: Limits,
+        *,
+        argv: list[str] | None = None,
+        python: str | None = None,
+        outputs: tuple[str, ...] = (),
+        compiler: bool = False,
+    ) -> RunResult:
         """Run `argv` (exec'd; a relative path is the program's own file) or the Python harness in
         mode `python` ("tests" or "load", see `_pyharness.py`) on the files in `workdir`.
         Compilers run like any program, with the same walls; `compiler` only matters in the
         fallback as root, where a toolchain under /root needs a read capability (see _zygote)."""
-        job = {"dir": str(workdir), "argv": argv, "python": python, "env": PROGRAM_ENV, "outputs": list(outputs),
-               "compiler": compiler,
-               "timeout": limits.timeout, "cpu": limits.cpu, "memory_mb": limits.memory_mb,
-               "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": limits.nproc}
+        job = {
+            "dir": str(workdir),
+            "argv": argv,
+            "python": python,
+            "env": PROGRAM_ENV,
+            "outputs": list(outputs),
+            "compiler": compiler,
+            "timeout": limits.timeout,
+            "cpu": limits.cpu,
+            "memory_mb": limits.memory_mb,
+            "fsize_mb": limits.fsize_mb,
+            "nofile": limits.nofile,
+            "nproc": limits.nproc,
+        }
         proc = self._ensure_started()
         event, box = threading.Event(), []
         with self._lock:

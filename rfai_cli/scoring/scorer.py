@@ -24,8 +24,18 @@ from ..records import normalize_language
 from .extract import extract_code
 from .judge import Judge, JudgeVerdict
 from .programs import LANGUAGES, TestOutcome, Toolchains, build_check, run_tests
-from .rubric import (CRITERIA, GATED, MEASURED_BUILDS, MEASURED_CAP, MEASURED_DEFINES, blend, compute_reward,
-                     correctness_gate, timing_efficiency, weighted_score)
+from .rubric import (
+    CRITERIA,
+    GATED,
+    MEASURED_BUILDS,
+    MEASURED_CAP,
+    MEASURED_DEFINES,
+    blend,
+    compute_reward,
+    correctness_gate,
+    timing_efficiency,
+    weighted_score,
+)
 from .sandbox import Limits, Sandbox
 from .static import WARNING_PENALTY, StaticReport, analyze, clamp
 
@@ -95,8 +105,11 @@ def fill_record(record: dict, result: ScoreResult, index: int = 0) -> dict:
         scoring_breakdown=dict(result.weights),
         student_breakdown=student.breakdown,
         teacher_breakdown=teacher.breakdown if teacher else None,
-        score_sources={"student": student.sources, "teacher": teacher.sources if teacher else None,
-                       "sandbox": result.isolation},
+        score_sources={
+            "student": student.sources,
+            "teacher": teacher.sources if teacher else None,
+            "sandbox": result.isolation,
+        },
         test_results={"student": student.tests, "teacher": teacher.tests if teacher else None},
     )
     return record
@@ -116,9 +129,15 @@ class _Evaluation:
 class Scorer:
     """Thread-safe; holds the sandbox and the worker pool until `close`."""
 
-    def __init__(self, settings: ScoringSettings | None = None, judge: Judge | None = None, *,
-                 tools: Toolchains | None = None, namespaces: bool = True,
-                 on_notice: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        settings: ScoringSettings | None = None,
+        judge: Judge | None = None,
+        *,
+        tools: Toolchains | None = None,
+        namespaces: bool = True,
+        on_notice: Callable[[str], None] | None = None,
+    ):
         """`on_notice` hears, once, when the kernel refused the sandbox's private view."""
         self.settings = settings or ScoringSettings()
         self._on_notice = on_notice
@@ -134,8 +153,14 @@ class Scorer:
         seconds = math.ceil(self.settings.timeout)
         self.limits = Limits(timeout=self.settings.timeout, cpu=seconds, memory_mb=self.settings.memory_mb)
         compile_seconds = math.ceil(self.settings.compile_timeout)
-        self.compile_limits = Limits(timeout=self.settings.compile_timeout, cpu=compile_seconds,
-                                     memory_mb=self.settings.compile_memory_mb, fsize_mb=256, nproc=64, nofile=256)
+        self.compile_limits = Limits(
+            timeout=self.settings.compile_timeout,
+            cpu=compile_seconds,
+            memory_mb=self.settings.compile_memory_mb,
+            fsize_mb=256,
+            nproc=64,
+            nofile=256,
+        )
 
     @property
     def sandbox(self) -> Sandbox:
@@ -167,8 +192,13 @@ class Scorer:
                 cache[key] = self._pool.submit(self._evaluate, item, code, cases)
             return cache[key]
 
-        pending = [([submit(item, a) for a in item.student_code],
-                    submit(item, item.teacher_code) if item.teacher_code is not None else None) for item in items]
+        pending = [
+            (
+                [submit(item, a) for a in item.student_code],
+                submit(item, item.teacher_code) if item.teacher_code is not None else None,
+            )
+            for item in items
+        ]
         return [self._assemble(students, teacher) for students, teacher in pending]
 
     def _evaluate(self, item: ScoreItem, code: str, cases: list[str]) -> _Evaluation:
@@ -183,8 +213,16 @@ class Scorer:
             return _Evaluation(static, tests, build, None, item.row.get("entry_point"))
         if cases:
             if language in LANGUAGES:
-                tests = run_tests(self.sandbox, self.tools, language, code, cases, item.row.get("entry_point"),
-                                  self.limits, self.compile_limits)
+                tests = run_tests(
+                    self.sandbox,
+                    self.tools,
+                    language,
+                    code,
+                    cases,
+                    item.row.get("entry_point"),
+                    self.limits,
+                    self.compile_limits,
+                )
             else:
                 tests = TestOutcome(0, len(cases), reason=f"no test runner for {language}", missing=language)
         elif language in LANGUAGES:
@@ -201,8 +239,12 @@ class Scorer:
         teacher_eval = teacher.result() if teacher is not None else None
         student_scores = [self._criteria(f.result(), teacher_eval) for f in students]
         teacher_score = self._criteria(teacher_eval, teacher_eval) if teacher_eval else None
-        rewards = [compute_reward(s.score, teacher_score.score, self.settings.reward_floor, self.settings.reward_cap)
-                   if teacher_score else None for s in student_scores]
+        rewards = [
+            compute_reward(s.score, teacher_score.score, self.settings.reward_floor, self.settings.reward_cap)
+            if teacher_score
+            else None
+            for s in student_scores
+        ]
         isolation = self._sandbox.isolation if self._sandbox is not None else None
         return ScoreResult(student_scores, teacher_score, rewards, self.settings.weights.model_dump(), isolation)
 
@@ -240,9 +282,15 @@ class Scorer:
 
         # efficiency: run time against the reference's on the same tests when both pass them all,
         # else the static estimate (which the gate zeroes for code that fails a test)
-        if ev.tests is not None and reference is not None and reference.tests is not None \
-                and ev.tests.all_passed and reference.tests.all_passed \
-                and ev.tests.cpu is not None and reference.tests.cpu is not None:
+        if (
+            ev.tests is not None
+            and reference is not None
+            and reference.tests is not None
+            and ev.tests.all_passed
+            and reference.tests.all_passed
+            and ev.tests.cpu is not None
+            and reference.tests.cpu is not None
+        ):
             values["efficiency"], sources["efficiency"] = timing_efficiency(ev.tests.cpu, reference.tests.cpu), "tests"
         else:
             values["efficiency"], sources["efficiency"] = ev.static.efficiency, "static"
@@ -253,16 +301,25 @@ class Scorer:
         all_passed = ev.tests is not None and ev.tests.all_passed
         gate = correctness_gate(values["correctness"], sources["correctness"], all_passed)
         if gate < 1:
-            notes.append(f"quality, efficiency and documentation scaled by {gate:.2f}: "
-                         + ("code that fails a test earns correctness only" if sources["correctness"] == "tests"
-                            else f"correctness is {sources['correctness']}"))
+            notes.append(
+                f"quality, efficiency and documentation scaled by {gate:.2f}: "
+                + (
+                    "code that fails a test earns correctness only"
+                    if sources["correctness"] == "tests"
+                    else f"correctness is {sources['correctness']}"
+                )
+            )
         for name in GATED:
             values[name] *= gate
         breakdown = {name: round(clamp(values[name]), 4) for name in CRITERIA}
         if notes:
             tests["notes"] = notes[:MAX_NOTES]
-        return CodeScore(weighted_score(breakdown, self.settings.weights.model_dump()), breakdown,
-                         {name: sources[name] for name in (*CRITERIA, "verdicts") if name in sources}, tests)
+        return CodeScore(
+            weighted_score(breakdown, self.settings.weights.model_dump()),
+            breakdown,
+            {name: sources[name] for name in (*CRITERIA, "verdicts") if name in sources},
+            tests,
+        )
 
     @staticmethod
     def _correctness(ev: _Evaluation, judged) -> tuple[float, str, str | None]:
@@ -272,7 +329,11 @@ class Scorer:
         build = ev.build
         builds = ev.static.parses and (build is None or build.compiled) and (build is None or build.missing is None)
         if judged("correctness") is not None:
-            return (judged("correctness") if builds else 0.0), "judge", None if builds else "does not build: judge ignored"
+            return (
+                (judged("correctness") if builds else 0.0),
+                "judge",
+                None if builds else "does not build: judge ignored",
+            )
         if ev.tests is not None or (build is not None and build.missing is not None):
             return 0.0, "unassessed", "correctness unassessed: " + (ev.tests or build).reason
         if build is None:  # a language rfai can neither run nor compile
@@ -280,9 +341,11 @@ class Scorer:
         if not builds:
             return 0.0, "measured", "no tests, no judge: does not build"
         defines = ev.entry_point in ev.static.implemented if ev.entry_point else bool(ev.static.implemented)
-        why = ("no tests, no judge: correctness measured (builds"
-               + (", defines " + (f"'{ev.entry_point}'" if ev.entry_point else "a callable") if defines else "")
-               + f"), capped at {MEASURED_CAP}")
+        why = (
+            "no tests, no judge: correctness measured (builds"
+            + (", defines " + (f"'{ev.entry_point}'" if ev.entry_point else "a callable") if defines else "")
+            + f"), capped at {MEASURED_CAP}"
+        )
         return MEASURED_BUILDS + (MEASURED_DEFINES if defines else 0.0), "measured", why
 
     @staticmethod

@@ -18,8 +18,17 @@ MAX_COMPLEXITY = 10
 WARNING_PENALTY = 0.1
 # Deductions from a perfect 1.0 for python code quality.
 PENALTIES = {"undefined": 0.2, "bare_except": 0.15, "long_function": 0.1, "complex_function": 0.1, "star_import": 0.1}
-_MODULE_NAMES = {"__name__", "__file__", "__doc__", "__builtins__", "__spec__", "__loader__", "__package__",
-                 "__annotations__", "__debug__"}
+_MODULE_NAMES = {
+    "__name__",
+    "__file__",
+    "__doc__",
+    "__builtins__",
+    "__spec__",
+    "__loader__",
+    "__package__",
+    "__annotations__",
+    "__debug__",
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,9 @@ def analyze(code: str, language: str) -> StaticReport:
     no walk recurses on the program's depth, the size is bounded, and any failure left becomes
     this program's note (scored 0) instead of the run's crash."""
     if len(code) > MAX_ANALYZED_CHARS:
-        return StaticReport(language != "python", 0.0, 0.0, 0.0, [f"too long for static analysis ({len(code)} characters)"])
+        return StaticReport(
+            language != "python", 0.0, 0.0, 0.0, [f"too long for static analysis ({len(code)} characters)"]
+        )
     try:
         return analyze_python(code) if language == "python" else analyze_braces(code, language)
     except (RecursionError, MemoryError, ValueError) as exc:
@@ -56,6 +67,7 @@ def analyze(code: str, language: str) -> StaticReport:
 
 
 # --- python -------------------------------------------------------------------------------
+
 
 def analyze_python(code: str) -> StaticReport:
     try:
@@ -85,21 +97,27 @@ def analyze_python(code: str) -> StaticReport:
                 notes.append(f"function '{node.name}' has complexity {complexity}")
     documentation = python_documentation(tree, code)
     efficiency = loop_depth_efficiency(python_loop_depth(tree))
-    implemented = frozenset(node.name for node in tree.body
-                            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not is_stub(node))
+    implemented = frozenset(
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not is_stub(node)
+    )
     return StaticReport(True, clamp(quality), documentation, efficiency, notes, implemented)
 
 
 def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
     """A definition that does nothing: its body is only docstrings, `pass`, `...`, a bare or
     `None` return, or `raise NotImplementedError`."""
+
     def empty(statement: ast.stmt) -> bool:
         if isinstance(statement, ast.Pass):
             return True
         if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
             return True  # a docstring or a bare `...`
         if isinstance(statement, ast.Return):
-            return statement.value is None or (isinstance(statement.value, ast.Constant) and statement.value.value is None)
+            return statement.value is None or (
+                isinstance(statement.value, ast.Constant) and statement.value.value is None
+            )
         if isinstance(statement, ast.Raise) and statement.exc is not None:
             raised = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
             return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
@@ -140,8 +158,17 @@ def undefined_names(tree: ast.AST) -> set[str]:
 
 
 def cyclomatic_complexity(function: ast.AST) -> int:
-    branches = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.IfExp, ast.ExceptHandler, ast.Assert,
-                ast.comprehension, ast.match_case)
+    branches = (
+        ast.If,
+        ast.For,
+        ast.AsyncFor,
+        ast.While,
+        ast.IfExp,
+        ast.ExceptHandler,
+        ast.Assert,
+        ast.comprehension,
+        ast.match_case,
+    )
     complexity = 1
     for node in ast.walk(function):
         if isinstance(node, branches):
@@ -154,8 +181,11 @@ def cyclomatic_complexity(function: ast.AST) -> int:
 def python_documentation(tree: ast.Module, code: str) -> float:
     """Share of public functions and classes with a docstring or a comment just above/inside."""
     lines = code.splitlines()
-    public = [node for node in ast.walk(tree)
-              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_")]
+    public = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+    ]
     if not public:
         has_any = ast.get_docstring(tree) is not None or any(line.strip().startswith("#") for line in lines)
         return 1.0 if has_any else 0.0
@@ -167,7 +197,7 @@ def _comment_near(node: ast.AST, lines: list[str]) -> bool:
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     above = lines[first - 2].strip() if first >= 2 else ""
     body_start = node.body[0].lineno if node.body else node.lineno
-    inside = [line.strip() for line in lines[node.lineno:body_start]]
+    inside = [line.strip() for line in lines[node.lineno : body_start]]
     return above.startswith("#") or any(line.startswith("#") for line in inside)
 
 
@@ -192,11 +222,29 @@ def python_loop_depth(tree: ast.AST) -> int:
 # --- c++ / rust (and anything with braces) ------------------------------------------------
 
 # Every pattern here runs on untrusted text: each is linear (no nested or overlapping repeats).
-_RUST_FUNCTION = re.compile(r"^[ \t]*(?:pub(?:\([^)\n]{0,40}\))?[ \t]+)?(?:(?:const|async|unsafe)[ \t]+)*fn[ \t]+(?P<name>\w+)", re.M)
+_RUST_FUNCTION = re.compile(
+    r"^[ \t]*(?:pub(?:\([^)\n]{0,40}\))?[ \t]+)?(?:(?:const|async|unsafe)[ \t]+)*fn[ \t]+(?P<name>\w+)", re.M
+)
 _CALL_LIKE = re.compile(r"(?<![\w~])(?P<name>~?[A-Za-z_]\w*)[ \t\n]*\(")
-_AFTER_PARAMETERS = re.compile(r"[ \t\n]*(?:(?:const|noexcept|override|final)\b[ \t\n]*)*(?:->[ \t\n]*[\w:<>, ]{1,80}?[ \t\n]*)?\{")
-_NOT_FUNCTIONS = {"if", "for", "while", "switch", "catch", "return", "else", "do", "main", "sizeof", "decltype",
-                  "alignof", "static_assert", "defined"}
+_AFTER_PARAMETERS = re.compile(
+    r"[ \t\n]*(?:(?:const|noexcept|override|final)\b[ \t\n]*)*(?:->[ \t\n]*[\w:<>, ]{1,80}?[ \t\n]*)?\{"
+)
+_NOT_FUNCTIONS = {
+    "if",
+    "for",
+    "while",
+    "switch",
+    "catch",
+    "return",
+    "else",
+    "do",
+    "main",
+    "sizeof",
+    "decltype",
+    "alignof",
+    "static_assert",
+    "defined",
+}
 _COMMENT = re.compile(r"^\s*(//|/\*|\*|#\[doc)")
 _LOOP_TOKENS = re.compile(r"\b(for|while|loop)\b|[{}]")
 
@@ -207,7 +255,7 @@ def blank_comments_and_strings(code: str) -> str:
     out = list(code)
     i, n = 0, len(code)
     while i < n:
-        two = code[i:i + 2]
+        two = code[i : i + 2]
         if two == "//":
             end = code.find("\n", i)
             end = n if end < 0 else end
@@ -252,16 +300,24 @@ def _function_starts(code: str, language: str) -> list[tuple[str, int]]:
         end = closing.get(match.end() - 1)
         if name in _NOT_FUNCTIONS or end is None or not _AFTER_PARAMETERS.match(bare, end + 1):
             continue
-        before = bare[max(0, start - 80):start].rstrip(" \t\n*&")
-        if before.endswith(("::", ">")) or (before[-1:].isalnum() or before[-1:] == "_") \
-                and not before.endswith(("return", "new", "else", "throw")):
+        before = bare[max(0, start - 80) : start].rstrip(" \t\n*&")
+        if (
+            before.endswith(("::", ">"))
+            or (before[-1:].isalnum() or before[-1:] == "_")
+            and not before.endswith(("return", "new", "else", "throw"))
+        ):
             found.append((name, start))  # a return type (or `Class::`) precedes it: a definition
     return found
 
 
 def analyze_braces(code: str, language: str) -> StaticReport:
-    return StaticReport(True, None, brace_documentation(code, language), loop_depth_efficiency(brace_loop_depth(code)),
-                        implemented=frozenset(brace_function_names(code, language)))
+    return StaticReport(
+        True,
+        None,
+        brace_documentation(code, language),
+        loop_depth_efficiency(brace_loop_depth(code)),
+        implemented=frozenset(brace_function_names(code, language)),
+    )
 
 
 def brace_function_names(code: str, language: str) -> list[str]:

@@ -37,7 +37,7 @@ def decode_value(data: Any) -> Any:
         return [decode_value(item) for item in data]
     if not isinstance(data, dict) or len(data) != 1:
         raise Undecodable("not an encoded value")
-    (tag, body), = data.items()
+    ((tag, body),) = data.items()
     try:
         if tag == "i":
             return int(body)
@@ -102,7 +102,9 @@ class Check:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return False
             distance = abs(value - expected)
-            return not math.isnan(distance) and (distance < self.tolerance if self.strict else distance <= self.tolerance)
+            return not math.isnan(distance) and (
+                distance < self.tolerance if self.strict else distance <= self.tolerance
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return {"lt": value < expected, "le": value <= expected, "gt": value > expected, "ge": value >= expected}[kind]

@@ -26,8 +26,10 @@ def build_teacher(config: Config, student: Any = None) -> Teacher:
     """
     settings = config.teacher
     if settings.provider == KNOWN_SOLUTION and settings.judge:
-        raise ConfigError("teacher.judge: needs a model teacher, and teacher.provider 'reference' has none "
-                          "(set teacher.provider to auto, mlx, openai or anthropic)")
+        raise ConfigError(
+            "teacher.judge: needs a model teacher, and teacher.provider 'reference' has none "
+            "(set teacher.provider to auto, mlx, openai or anthropic)"
+        )
     backend, model = _backend(config, student)
     return Teacher(
         backend=backend,
@@ -50,10 +52,12 @@ def weak_teacher_notice(teacher: Teacher, tasks: Sequence[Any]) -> str | None:
     asked = sum(1 for task in tasks if not (teacher.use_known_solutions and task.canonical_solution))
     if not asked:
         return None
-    return (f"the teacher is the embedded {MODEL_NAME}: its reference solutions are weak ({asked} of {len(tasks)} "
-            "prompts have no reference solution of their own). For a capable teacher set teacher.provider to "
-            "openai (any OpenAI-compatible server, e.g. mlx_lm.server) or anthropic with teacher.model_name, "
-            "or give the prompts a 'canonical_solution'")
+    return (
+        f"the teacher is the embedded {MODEL_NAME}: its reference solutions are weak ({asked} of {len(tasks)} "
+        "prompts have no reference solution of their own). For a capable teacher set teacher.provider to "
+        "openai (any OpenAI-compatible server, e.g. mlx_lm.server) or anthropic with teacher.model_name, "
+        "or give the prompts a 'canonical_solution'"
+    )
 
 
 def _backend(config: Config, student: Any) -> tuple[Backend | None, str]:

@@ -92,7 +92,7 @@ class Teacher:
         answers (a repetition loop, code cut off at max_tokens), are answers with `error` set."""
         answers: list[TeacherAnswer | None] = [None] * len(tasks)
         asked: list[int] = []
-        for index, (prompt, language, *known) in enumerate(tasks):
+        for index, (_prompt, _language, *known) in enumerate(tasks):
             solution = known[0] if known else None
             if self.use_known_solutions and solution and solution.strip():
                 answers[index] = TeacherAnswer(solution, solution, KNOWN_SOLUTION, model=KNOWN_SOLUTION)

@@ -56,10 +56,27 @@ def main() -> None:
     expose(sys.argv[1:split])
     home = tempfile.mkdtemp(prefix="rfai-user-home-")
     os.chown(home, NOBODY, NOBODY)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-           **{key: value for key, value in os.environ.items() if key == "PYTHONPATH"}}
-    os.execvpe("setpriv", ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           "--inh-caps=-all", "--bounding-set=-all", "--", *sys.argv[split + 1:]], env)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **{key: value for key, value in os.environ.items() if key == "PYTHONPATH"},
+    }
+    os.execvpe(
+        "setpriv",
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            *sys.argv[split + 1 :],
+        ],
+        env,
+    )
 
 
 if __name__ == "__main__":

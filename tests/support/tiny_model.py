@@ -23,7 +23,7 @@ _CORPUS = [
     "```python\nprint('hello world')\n```",
     "for i in range(10):\n    total += i * i\n",
     "#include <vector>\nint main() { return 0; }\n",
-    "fn main() { println!(\"{}\", 1 + 2); }\n",
+    'fn main() { println!("{}", 1 + 2); }\n',
     "The quick brown fox jumps over the lazy dog. 0123456789",
 ]
 

@@ -97,9 +97,13 @@ class MessagesServer:
                     kind = "rate_limit_error" if answer == 429 else "api_error"
                     return answer, {"type": "error", "error": {"type": kind, "message": f"scripted {answer}"}}
                 return 200, {
-                    "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
+                    "id": "msg_test",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
                     "content": [{"type": "text", "text": answer}],
-                    "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1},
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 1, "output_tokens": 1},
                 }
 
             def _send(self, status: int, payload: dict):

@@ -346,7 +346,12 @@ class _HubHandler(BaseHTTPRequestHandler):
         private = payload.get("private", payload.get("visibility") == "private")
         repo = Repo(kind, repo_id, bool(private))
         self.hub.repos[(kind, repo_id)] = repo
-        initial = self.hub.new_commit(repo, None, "initial commit", {".gitattributes": Blob(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", False)})
+        initial = self.hub.new_commit(
+            repo,
+            None,
+            "initial commit",
+            {".gitattributes": Blob(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", False)},
+        )
         repo.branches["main"] = initial.sha
         self._json(200, {"url": url, "name": repo_id})
 
@@ -397,7 +402,11 @@ class _HubHandler(BaseHTTPRequestHandler):
         def wanted(path: str) -> bool:
             return path.startswith(prefix) and (recursive or "/" not in path[len(prefix) :])
 
-        entries = [{"type": "directory", "path": p, "oid": git_hash(p.encode()), "size": 0} for p in sorted(folders) if wanted(p)]
+        entries = [
+            {"type": "directory", "path": p, "oid": git_hash(p.encode()), "size": 0}
+            for p in sorted(folders)
+            if wanted(p)
+        ]
         entries += [self._entry(p, b) for p, b in sorted(commit.files.items()) if wanted(p)]
         self._json(200, entries)
 
@@ -420,7 +429,15 @@ class _HubHandler(BaseHTTPRequestHandler):
             return [{"name": n, "ref": f"{prefix}{n}", "targetCommit": sha} for n, sha in names.items()]
 
         prs = [{"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": sha} for n, sha in repo.prs.items()]
-        self._json(200, {"branches": refs(repo.branches, "refs/heads/"), "tags": refs(repo.tags, "refs/tags/"), "converts": [], "pullRequests": prs})
+        self._json(
+            200,
+            {
+                "branches": refs(repo.branches, "refs/heads/"),
+                "tags": refs(repo.tags, "refs/tags/"),
+                "converts": [],
+                "pullRequests": prs,
+            },
+        )
 
     def _preupload(self, kind: str, repo_id: str, revision: str) -> None:
         repo = self._writable(kind, repo_id)
@@ -545,7 +562,12 @@ class _HubHandler(BaseHTTPRequestHandler):
         blob = commit.files.get(path)
         if blob is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
-        headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{blob.etag}"', "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": commit.sha,
+            "ETag": f'"{blob.etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         data, status = blob.data, 200
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         if match and data:
