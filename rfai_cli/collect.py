@@ -20,7 +20,8 @@ from .config import Config
 from .data.layout import append_run, implied_split
 from .data.prompts import PromptTask
 from .errors import InputError
-from .records import JsonlWriter, new_record, read_rows
+from .records import JsonlWriter, read_rows
+from .rollout import failing_reference_notices, open_rollout
 from .runs import run_record
 
 
@@ -104,51 +105,30 @@ def run_collect(
 ) -> CollectSummary:
     """Generate, score and append rows for every task of `work`; returns what was written.
 
-    `on_notice` gets one-line warnings: a weak teacher, a reference solution failing its own tests."""
-    from .engine.generation import SamplingSettings, chat_prompt, generate_samples, seed_sampling
-    from .engine.loading import load_model
-    from .scoring import Scorer
-    from .teachers import build_teacher
-    from .teachers.build import weak_teacher_notice
-
+    A loop over the rollout seam: while one batch is scored in the background, the next one
+    samples. `on_notice` gets one-line warnings: a weak teacher, a reference solution failing
+    its own tests, a sandbox weaker than it should be."""
     notice = on_notice or (lambda _message: None)
-    student = load_model(config.model.base_model, config.model.adapter_path)
-    seed_sampling(config.training.seed)
-    teacher = build_teacher(config, student)  # a missing API key fails here, before any generation
-    weak = weak_teacher_notice(teacher, [task for task, _ in work.todo])
-    if weak:
-        notice(weak)
     failing_references: set[str] = set()
-    sampling = SamplingSettings.from_config(config.training)
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
-    provenance = {"split": split, "student_model": student.name, "teacher_model": teacher.model, "run_id": run_id}
-    append_run(
-        work.output.parent,
-        run_record(
-            config,
-            command="collect",
-            split=split,
-            run_id=run_id,
-            student_model=student.name,
-            teacher_model=teacher.model,
-            samples=samples,
-        ),
-    )
-
-    judge = teacher if teacher.judge_enabled else None
     with (
-        teacher,
-        Scorer(config.scoring, judge=judge, on_notice=notice) as scorer,
+        open_rollout(config, tasks=[task for task, _ in work.todo], on_notice=notice) as rollout,
         JsonlWriter(work.output, replace=work.overwrite) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background,
     ):
+        models = {"student_model": rollout.student.name, "teacher_model": rollout.teacher.model}
+        provenance = {"split": split, **models, "run_id": run_id}
+        append_run(
+            work.output.parent,
+            run_record(config, command="collect", split=split, run_id=run_id, **models, samples=samples),
+        )
         pending: tuple[Future, int] | None = None
 
         def finish(job: tuple[Future, int]) -> None:
             future, n_tasks = job
-            rows = future.result()
+            rows = future.result().rows
             writer.write_many(rows)
             summary.rows_written += len(rows)
             for message in failing_reference_notices(rows, failing_references):
@@ -157,86 +137,14 @@ def run_collect(
                 on_batch(BatchReport(n_tasks, rows))
 
         for batch in batches(work.todo, prompts_per_batch):
-            references = teacher.references(
-                [(task.prompt, task.language, task.canonical_solution) for task, _ in batch]
-            )
-            prompts, counts = [], []
-            for task, indices in batch:
-                prompts.append(chat_prompt(student.tokenizer, task.prompt, task.language))
-                counts.append(len(indices))
-            generated = generate_samples(student, prompts, max(counts), sampling)
-            answers = [[sample.text for sample in group[:count]] for group, count in zip(generated, counts)]
+            sampled = rollout.sample(batch)
             if pending:
                 finish(pending)
-            pending = (background.submit(score_batch, scorer, batch, answers, references, provenance), len(batch))
+            pending = (background.submit(rollout.score, sampled, provenance), len(batch))
         if pending:
             finish(pending)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def score_batch(
-    scorer,
-    batch: Sequence[tuple[PromptTask, list[int]]],
-    answers: list[list[str]],
-    references: Sequence,
-    provenance: dict,
-) -> list[dict]:
-    """Score one batch (students and teacher alike) and build its dataset rows, in task then sample order.
-
-    `references` are the teacher's answers (`TeacherAnswer`); `provenance` holds the fields every
-    row of the run shares (split, models, run_id).
-    """
-    from .scoring import ScoreItem, extract_code, fill_record
-
-    items = [
-        ScoreItem(task_row(task), texts, ref.code or None) for (task, _), texts, ref in zip(batch, answers, references)
-    ]
-    rows = []
-    for (task, indices), texts, ref, result in zip(batch, answers, references, scorer.score_many(items)):
-        for position, (index, text) in enumerate(zip(indices, texts)):
-            record = new_record(
-                prompt=task.prompt,
-                language=task.language,
-                student_code=extract_code(text, task.language),
-                teacher_code=ref.code,
-            )
-            fill_record(record, result, position)
-            record.update(
-                provenance,
-                task_id=task.task_id,
-                sample_index=index,
-                tests=task.tests or None,
-                entry_point=task.entry_point,
-                teacher_model=ref.model or provenance["teacher_model"],
-            )
-            if ref.error:
-                record["score_sources"]["teacher"] = {"reference": f"fallback: {ref.error}"}
-            rows.append(record)
-    return rows
-
-
-def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[str]:
-    """One warning per task whose own reference solution fails its tests (each task once: `reported`)."""
-    from .teachers.teacher import KNOWN_SOLUTION
-
-    messages = []
-    for row in rows:
-        results = (row.get("test_results") or {}).get("teacher") or {}
-        if row.get("teacher_model") != KNOWN_SOLUTION or row["task_id"] in reported:
-            continue
-        if results.get("passed", 0) < results.get("total", 0):
-            reported.add(row["task_id"])
-            messages.append(
-                f"task {row['task_id']}: its reference solution passes {results['passed']} of "
-                f"{results['total']} of its own tests ({results.get('reason', 'no reason given')})"
-            )
-    return messages
-
-
-def task_row(task: PromptTask) -> dict:
-    """The prompt row the scorer reads: prompt, language, tests and entry point."""
-    return {"prompt": task.prompt, "language": task.language, "tests": task.tests, "entry_point": task.entry_point}
 
 
 def summarize(summary: CollectSummary, *, tasks: int) -> dict:

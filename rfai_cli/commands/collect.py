@@ -71,7 +71,7 @@ def collect(
     from ..collect import CollectSummary, plan, run_collect, summarize
     from ..config import load_config
     from ..data.layout import dataset_lock, split_path
-    from ..data.prompts import BUILTIN, HUMANEVAL, load_prompts
+    from ..data.prompts import load_prompts, prompt_source
 
     config = load_config(
         config_path,
@@ -83,8 +83,7 @@ def collect(
             "model.base_model": model,
         },
     )
-    split_name = split.value if split else ("evaluation" if prompts == HUMANEVAL else "train")
-    source = prompts or getattr(config.data, f"{split_name}_prompts") or BUILTIN
+    split_name, source = prompt_source(config, prompts, split.value if split else None)
     warnings = SkipWarnings()
     tasks = load_prompts(source, split_name, limit, on_skip=warnings)
     warnings.finish()

@@ -37,8 +37,8 @@ def score(
     """(Re)score rows that already hold code: student_score, teacher_score, breakdowns, sources, test results, reward."""
     from contextlib import nullcontext
 
+    from ..rollout import build_scorer
     from ..scoring.rescore import rescore
-    from ..scoring.scorer import Scorer
     from ..teachers import build_teacher
 
     settings = load_config(config, {"scoring.workers": workers, "scoring.timeout": timeout})
@@ -46,7 +46,7 @@ def score(
     judge = build_teacher(settings) if settings.teacher.judge else None
     err = stderr()
     on_problem = lambda text: err.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    with judge or nullcontext(), Scorer(settings.scoring, judge=judge, on_notice=on_problem) as scorer:
+    with judge or nullcontext(), build_scorer(settings, judge, on_notice=on_problem) as scorer:
         if progress_enabled():
             with err.status("scoring...") as status:
                 summary = rescore(

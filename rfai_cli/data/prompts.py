@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import InputError
 from ..records import SPLITS, Skip, SkipHandler, iter_lines, parse_line, read_rows, skip_reporter
@@ -54,6 +54,13 @@ class PromptTask:
     split: str | None = None  # the split the task belongs to, when its source says
     canonical_solution: str | None = None  # a known-good answer (built-in tasks, HumanEval, SOLUTION_FIELDS)
     extras: dict = field(default_factory=dict)  # the source row's other fields, untouched
+
+
+def prompt_source(config: Any, source: str | None, split: str | None) -> tuple[str, str]:
+    """(split, source) of a run: the split asked for (default: train; evaluation for HumanEval,
+    which is all evaluation) and the source asked for, else `data.<split>_prompts`, else builtin."""
+    split = split or ("evaluation" if source == HUMANEVAL else "train")
+    return split, source or getattr(config.data, f"{split}_prompts") or BUILTIN
 
 
 def load_prompts(

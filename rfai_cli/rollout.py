@@ -1,0 +1,155 @@
+"""The rollout seam that `collect` and `train` share: from prompt tasks to scored samples and rows.
+
+    with open_rollout(config, on_notice=warn) as rollout:          # student, teacher, scorer, judge rule
+        sampled = rollout.sample(batch)                             # references + G samples per task
+        scored = rollout.score(sampled, provenance)                 # ScoreResults and dataset rows
+
+`sample` keeps each sample's token ids and log-probs (what a policy-gradient step needs) and runs
+on the caller's thread (MLX); `score` may run on another thread while the next batch samples.
+`open_rollout` takes an already-loaded student (`train` keeps its own, with LoRA) or loads
+`model.base_model`. This module owns the judge rule (the teacher judges when `teacher.judge` is
+on) and how a task becomes the row the scorer reads.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from .config import Config
+from .data.prompts import PromptTask
+from .records import new_record
+
+Batch = Sequence[tuple[PromptTask, list[int]]]  # (task, the sample indices wanted for it)
+
+
+@dataclass
+class SampledBatch:
+    batch: Batch
+    references: list[Any]  # one TeacherAnswer per task
+    samples: list[list[Any]]  # per task, one engine Sample (text, token ids, log-probs) per wanted index
+
+
+@dataclass
+class ScoredBatch:
+    sampled: SampledBatch
+    results: list[Any]  # one ScoreResult per task
+    rows: list[dict] = field(default_factory=list)  # in task, then sample order
+
+
+@dataclass
+class Rollout:
+    """What one run samples and scores with; built by `open_rollout`."""
+
+    config: Config
+    student: Any  # engine LoadedModel
+    teacher: Any  # teachers.Teacher
+    scorer: Any  # scoring.Scorer
+    sampling: Any  # engine SamplingSettings
+
+    def sample(self, batch: Batch) -> SampledBatch:
+        """The teacher's reference for each task and len(indices) student samples of it, decoded together."""
+        from .engine.generation import chat_prompt, generate_samples
+
+        references = self.teacher.references(
+            [(task.prompt, task.language, task.canonical_solution) for task, _ in batch]
+        )
+        prompts = [chat_prompt(self.student.tokenizer, task.prompt, task.language) for task, _ in batch]
+        wanted = [len(indices) for _, indices in batch]
+        generated = generate_samples(self.student, prompts, max(wanted), self.sampling)
+        return SampledBatch(batch, list(references), [group[:count] for group, count in zip(generated, wanted)])
+
+    def score(self, sampled: SampledBatch, provenance: dict) -> ScoredBatch:
+        """Score students and teacher alike, and build the dataset rows. `provenance` holds the
+        fields every row of the run shares (split, models, run_id)."""
+        from .scoring import ScoreItem, extract_code, fill_record
+
+        items = [
+            ScoreItem(task_row(task), [sample.text for sample in samples], reference.code or None)
+            for (task, _), samples, reference in zip(sampled.batch, sampled.samples, sampled.references)
+        ]
+        results = self.scorer.score_many(items)
+        scored = ScoredBatch(sampled, results)
+        for (task, indices), samples, reference, result in zip(
+            sampled.batch, sampled.samples, sampled.references, results
+        ):
+            for position, (index, sample) in enumerate(zip(indices, samples)):
+                record = new_record(
+                    prompt=task.prompt,
+                    language=task.language,
+                    student_code=extract_code(sample.text, task.language),
+                    teacher_code=reference.code,
+                )
+                fill_record(record, result, position)
+                record.update(
+                    provenance,
+                    task_id=task.task_id,
+                    sample_index=index,
+                    tests=task.tests or None,
+                    entry_point=task.entry_point,
+                    teacher_model=reference.model or provenance["teacher_model"],
+                )
+                if reference.error:
+                    record["score_sources"]["teacher"] = {"reference": f"fallback: {reference.error}"}
+                scored.rows.append(record)
+        return scored
+
+
+@contextmanager
+def open_rollout(
+    config: Config,
+    *,
+    student: Any = None,
+    tasks: Sequence[PromptTask] = (),
+    on_notice: Callable[[str], None] | None = None,
+) -> Iterator[Rollout]:
+    """Build the student (unless given), the teacher, the scorer and its judge; seed sampling
+    from `training.seed`. `tasks` lets the teacher warn, once, when it will be weak for them.
+    A missing teacher API key fails here, before any generation."""
+    from .engine.generation import SamplingSettings, seed_sampling
+    from .engine.loading import load_model
+    from .teachers import build_teacher
+    from .teachers.build import weak_teacher_notice
+
+    notice = on_notice or (lambda _message: None)
+    if student is None:
+        student = load_model(config.model.base_model, config.model.adapter_path)
+    seed_sampling(config.training.seed)
+    teacher = build_teacher(config, student)
+    weak = weak_teacher_notice(teacher, list(tasks))
+    if weak:
+        notice(weak)
+    with teacher, build_scorer(config, teacher, on_notice=notice) as scorer:
+        yield Rollout(config, student, teacher, scorer, SamplingSettings.from_config(config.training))
+
+
+def build_scorer(config: Config, teacher: Any = None, *, on_notice: Callable[[str], None] | None = None):
+    """The scorer, with the one judge rule: the teacher judges only when `teacher.judge` is on."""
+    from .scoring import Scorer
+
+    judge = teacher if teacher is not None and teacher.judge_enabled else None
+    return Scorer(config.scoring, judge=judge, on_notice=on_notice)
+
+
+def task_row(task: PromptTask) -> dict:
+    """The prompt row the scorer reads: prompt, language, tests and entry point."""
+    return {"prompt": task.prompt, "language": task.language, "tests": task.tests, "entry_point": task.entry_point}
+
+
+def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[str]:
+    """One warning per task whose own reference solution fails its tests (each task once: `reported`)."""
+    from .teachers.teacher import KNOWN_SOLUTION
+
+    messages = []
+    for row in rows:
+        results = (row.get("test_results") or {}).get("teacher") or {}
+        if row.get("teacher_model") != KNOWN_SOLUTION or row["task_id"] in reported:
+            continue
+        if results.get("passed", 0) < results.get("total", 0):
+            reported.add(row["task_id"])
+            messages.append(
+                f"task {row['task_id']}: its reference solution passes {results['passed']} of "
+                f"{results['total']} of its own tests ({results.get('reason', 'no reason given')})"
+            )
+    return messages
