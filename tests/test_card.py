@@ -6,6 +6,7 @@ from test_stats import one_line_error, seed_row
 
 from rfai_cli.data.card import CUSTOM_END, CUSTOM_START, size_category, write_card
 from rfai_cli.data.layout import append_run, read_run_info
+from rfai_cli.records import JsonlWriter, new_record
 
 
 def make_dataset(directory, counts: dict[str, int]):
@@ -19,8 +20,9 @@ def make_dataset(directory, counts: dict[str, int]):
                 extra["test_results"] = {"student": {"passed": 1, "total": 2}, "teacher": {"passed": 2, "total": 2}}
             if i % 3 == 0:
                 extra["student_score"] = 1  # an integer score in some rows: still float64
-            rows.append(json.dumps(seed_row(i, rng, **extra)))
-        (directory / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+            rows.append(new_record(**seed_row(i, rng, **extra)))
+        with JsonlWriter(directory / f"{split}.jsonl") as writer:  # the writer collect uses
+            writer.write_many(rows)
     return directory
 
 

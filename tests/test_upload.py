@@ -15,6 +15,7 @@ from support.hubserver import BOB_TOKEN, READ_TOKEN, WRITE_TOKEN, Blob, LoadFail
 from rfai_cli.data.parquet import parse_size
 from rfai_cli.data.splitcheck import check_split, merge_schemas
 from rfai_cli.errors import InputError
+from rfai_cli.records import JsonlWriter, new_record
 
 REPO = "alice/rfai-ds"
 COUNTS = {"train": 5, "validation": 2, "evaluation": 3}
@@ -41,10 +42,12 @@ def make_row(split: str, i: int) -> dict:
 
 
 def write_split(directory: Path, split: str, rows: list[dict], mode: str = "w") -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"{split}.jsonl", mode, encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    """Rows as `collect` writes them (the real record writer); mode "w" starts the file over."""
+    path = directory / f"{split}.jsonl"
+    if mode == "w":
+        path.unlink(missing_ok=True)
+    with JsonlWriter(path) as writer:
+        writer.write_many(new_record(**row) for row in rows)
 
 
 @pytest.fixture
