@@ -64,10 +64,19 @@ class TrainingSettings(_Section):
     epochs: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
     kl_beta: float = Field(0.04, ge=0)
     distill_weight: float = Field(0.0, ge=0)
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    epsilon: float = Field(0.2, gt=0, lt=1)
+    epsilon_high: float | None = Field(None, gt=0)
+    num_iterations: int = Field(1, ge=1)
+    mask_truncated_completions: bool = False
+    max_nonfinite_steps: int = Field(3, ge=1)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_layers: int = Field(8, ge=1)
     checkpoint_dir: str = "./checkpoints"
     checkpoint_every: int = Field(10, ge=1)

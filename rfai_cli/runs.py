@@ -72,7 +72,7 @@ def check_resumable(previous: dict | None, config: Config, output: str) -> None:
     old = previous.get("fingerprint") if previous else None
     if not isinstance(old, dict):
         return
-    difference = _first_difference(old, fingerprint(config))
+    difference = first_difference(old, fingerprint(config))
     if difference:
         key, was, now = difference
         raise InputError(
@@ -81,10 +81,11 @@ def check_resumable(previous: dict | None, config: Config, output: str) -> None:
         )
 
 
-def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, old value, new value) of the first setting that differs, None when none does."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in [*new, *(k for k in old if k not in new)]:
-            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
             if found:
                 return found
         return None

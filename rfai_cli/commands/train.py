@@ -1,10 +1,81 @@
-"""`rfai train`: Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
+"""`rfai train`: run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
 
 from __future__ import annotations
 
-from ..errors import RfaiError
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import console
+from .common import ConfigOption, JsonOption, SkipWarnings
 
 
-def train() -> None:
+def train(
+    config_path: ConfigOption = None,
+    prompts: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prompts", "-p", help="Training prompts: a JSONL file, `builtin` or `humaneval` [data.train_prompts]."
+        ),
+    ] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="[training.max_steps]")] = None,
+    output_dir: Annotated[
+        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --resume: continue even if the settings changed.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
-    raise RfaiError("rfai train: not implemented yet")
+    from ..config import load_config
+    from ..data.layout import dataset_lock
+    from ..data.prompts import load_prompts, prompt_source
+    from ..train.loop import run_train
+
+    config = load_config(
+        config_path,
+        {
+            "training.max_steps": max_steps,
+            "huggingface.dataset_output_dir": str(output_dir) if output_dir else None,
+            "model.base_model": model,
+        },
+    )
+    _, source = prompt_source(config, prompts, "train")
+    warnings = SkipWarnings()
+    tasks = load_prompts(source, "train", on_skip=warnings)
+    warnings.finish()
+    err = console.stderr()
+    with dataset_lock(config.huggingface.dataset_output_dir) as directory:
+        summary = run_train(
+            config,
+            tasks,
+            dataset_dir=directory,
+            resume=resume,
+            force=force,
+            on_step=None
+            if as_json
+            else lambda m: err.print(
+                f"step {m['step']}: reward {m['reward_mean']:.3f}, loss {m['loss']:.4f}, kl {m['kl']:.4f}, "
+                f"zero-variance groups {m['zero_variance_fraction']:.0%}",
+                highlight=False,
+            ),
+            on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
+        )
+    result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
+    if as_json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        console.stdout().print(
+            f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}"
+        )

@@ -13,10 +13,15 @@ from typing import Any, Sequence
 
 
 def padded_completion_logprobs(
-    model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    temperature: float = 1.0,
 ):
     """(logprobs, mask), both [batch, longest completion]: logprobs[i, t] = log p(c_i[t] | p_i, c_i[:t]),
-    mask[i, t] = 1.0 where t < len(c_i) (0.0 on padding, whose logprobs are meaningless)."""
+    mask[i, t] = 1.0 where t < len(c_i) (0.0 on padding, whose logprobs are meaningless).
+    `temperature` divides the logits first: the distribution the samples were drawn from
+    (before top-p/top-k truncation, which the policy gradient treats as part of the environment)."""
     import mlx.core as mx
 
     if len(prompt_ids) != len(completion_ids):
@@ -32,6 +37,8 @@ def padded_completion_logprobs(
     inputs = mx.array([s + [0] * (width - len(s)) for s in sequences])
 
     logits = model(inputs[:, :-1])
+    if temperature != 1.0:
+        logits = logits / temperature
     # log p(next token) at every position, [batch, width - 1], without a [batch, width, vocab] log-softmax.
     chosen = mx.take_along_axis(logits, inputs[:, 1:, None], axis=-1).squeeze(-1)
     token_logprobs = chosen.astype(mx.float32) - mx.logsumexp(logits.astype(mx.float32), axis=-1)

@@ -1,0 +1,94 @@
+"""Checkpoints that resume exactly: adapters (mlx-lm's format), optimizer state and the run state.
+
+    checkpoint_dir/
+      checkpoint-000010/
+        adapters.safetensors   adapter_config.json     what `mlx_lm.generate --adapter-path` loads
+        optimizer.safetensors                           AdamW's moments and step
+        state.json                                      step, data cursor, dataset byte lengths, fingerprint
+      adapters.safetensors  adapter_config.json         the newest adapters, where mlx_lm.lora leaves them
+
+A checkpoint is written into a hidden temporary directory and renamed into place, so a crash or
+kill during a save leaves the previous checkpoint whole. Randomness needs no saved state: each
+step reseeds from (training.seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, RfaiError
+
+PREFIX = "checkpoint-"
+
+
+@dataclass
+class TrainState:
+    """Everything besides the weights that a resumed run needs to continue where this one stopped."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch the next batch comes from
+    position: int = 0  # index of the next task in that epoch's order
+    dataset_bytes: dict[str, int] = field(default_factory=dict)  # split file -> its length at this step
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    nonfinite_in_a_row: int = 0
+
+
+def latest(directory: str | Path) -> Path | None:
+    """The newest checkpoint in `directory`, if any."""
+    found = sorted(p for p in Path(directory).glob(f"{PREFIX}*") if p.is_dir() and p.name[len(PREFIX) :].isdigit())
+    return found[-1] if found else None
+
+
+def save(directory: str | Path, model: Any, optimizer: Any, adapter_config: dict, state: TrainState, keep: int) -> Path:
+    """Write checkpoint-STEP atomically, refresh the top-level adapters, keep the newest `keep`."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    directory = Path(directory)
+    target = directory / f"{PREFIX}{state.step:06d}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=directory))
+        _write_adapters(staging, model, adapter_config)
+        mx.save_safetensors(str(staging / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        (staging / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)
+        for name in ("adapters.safetensors", "adapter_config.json"):
+            shutil.copyfile(target / name, directory / f".{name}.tmp")
+            os.replace(directory / f".{name}.tmp", directory / name)
+    except OSError as exc:
+        raise RfaiError(f"{directory}: cannot write a checkpoint: {exc.strerror or exc}") from None
+    for old in sorted(p for p in directory.glob(f"{PREFIX}*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    mx.save_safetensors(str(directory / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    (directory / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+
+
+def load(checkpoint: Path, model: Any, optimizer: Any) -> TrainState:
+    """Restore adapters and optimizer state from `checkpoint`; returns its TrainState."""
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    try:
+        model.load_weights(str(checkpoint / "adapters.safetensors"), strict=False)
+        optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
+        state = TrainState(**json.loads((checkpoint / "state.json").read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"{checkpoint}: not a usable checkpoint: {exc}") from None
+    mx.eval(model.parameters(), optimizer.state)
+    return state

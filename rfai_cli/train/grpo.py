@@ -1,0 +1,93 @@
+"""The policy-gradient arithmetic of one RL step: group advantages and the clipped surrogate loss.
+
+Per sequence i and completion token t (prompt and padding masked out, the end-of-sequence token
+kept), with r = exp(logp - logp_old):
+
+    token loss = -min(r * A_i, clip(r, 1 - epsilon, 1 + epsilon_high) * A_i)
+                 + kl_beta * (exp(ref - logp) - (ref - logp) - 1)          # the k3 KL estimator
+
+`loss_type` says how token losses become one number (the normalisations of the literature):
+    grpo     mean over each sequence's tokens, then over the sequences (the default)
+    dapo     mean over every token of the batch
+    dr_grpo  sum over every token / (sequences x max_new_tokens): no length bias at all
+Every normaliser is computed over the whole batch before the loss is split into micro-batches,
+so gradient accumulation gives the gradient of the full batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+EPSILON = 1e-4  # added to a standard deviation before dividing by it
+
+
+def group_advantages(rewards: Sequence[Sequence[float]], scale: str = "group") -> list[list[float]]:
+    """Each reward minus its group's mean, divided by the group's std (`group`), the whole
+    batch's (`batch`) or nothing (`none`). A group whose rewards are all equal gets zeros."""
+    groups = [np.asarray(group, dtype=np.float64) for group in rewards]
+    everything = np.concatenate(groups) if groups else np.zeros(0)
+    out = []
+    for group in groups:
+        centred = group - group.mean() if len(group) else group
+        if scale == "group":
+            centred = centred / (group.std() + EPSILON)
+        elif scale == "batch":
+            centred = centred / (everything.std() + EPSILON)
+        out.append([0.0 if abs(value) < 1e-12 else float(value) for value in centred])
+    return out
+
+
+def zero_variance_fraction(rewards: Sequence[Sequence[float]]) -> float:
+    """The share of groups whose rewards are all equal: they teach nothing this step."""
+    flat = [max(group) - min(group) < 1e-12 for group in rewards if len(group)]
+    return sum(flat) / len(flat) if flat else 0.0
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    loss_type: str = "grpo"
+    epsilon: float = 0.2
+    epsilon_high: float = 0.2
+    kl_beta: float = 0.0
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # log-probs are computed at the sampling temperature
+
+
+def normaliser(masks: Sequence[Any], settings: LossSettings) -> tuple[Any, float]:
+    """(per-token weights [batch, length], their scale) so that loss = scale * sum(weights * token_loss)
+    for the batch's `loss_type`; `masks` are the [batch, length] completion masks (mx arrays)."""
+    import mlx.core as mx
+
+    mask = mx.concatenate(list(masks), axis=0) if len(masks) > 1 else masks[0]
+    if settings.loss_type == "grpo":
+        per_sequence = mx.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+        return mask / per_sequence, 1.0 / mask.shape[0]
+    if settings.loss_type == "dapo":
+        return mask, 1.0 / max(float(mask.sum().item()), 1.0)
+    return mask, 1.0 / (mask.shape[0] * settings.max_new_tokens)  # dr_grpo
+
+
+def clipped_loss(logp, old, ref, advantages, weights, scale: float, settings: LossSettings):
+    """(loss, (kl, clipped)): the weighted sum of token losses (see the module docstring), and
+    the weighted mean KL and clipped fraction for the metrics. All arguments are mx arrays
+    [batch, length], `advantages` [batch]."""
+    import mlx.core as mx
+
+    ratio = mx.exp(logp - old)
+    advantage = advantages[:, None]
+    clipped_ratio = mx.clip(ratio, 1.0 - settings.epsilon, 1.0 + settings.epsilon_high)
+    surrogate = mx.minimum(ratio * advantage, clipped_ratio * advantage)
+    token_loss = -surrogate
+    delta = ref - logp
+    kl = mx.exp(delta) - delta - 1.0
+    if settings.kl_beta:
+        token_loss = token_loss + settings.kl_beta * kl
+    total_weight = mx.maximum(weights.sum(), 1e-9)
+    clipped = ((ratio != clipped_ratio) & (weights > 0)).astype(mx.float32)
+    return scale * (weights * token_loss).sum(), (
+        (weights * kl).sum() / total_weight,
+        (weights * clipped).sum() / total_weight,
+    )

@@ -1,0 +1,367 @@
+"""`rfai train`'s loop: on-policy GRPO with LoRA, in one process, on the rollout seam.
+
+Each step takes `batch_size` tasks from the train prompts (shuffled per epoch from
+`training.seed`), samples `num_samples_per_prompt` completions of each with the current weights
+(generation and training share the same in-memory model: nothing is merged or reloaded),
+scores them against the teacher, writes every scored sample to `datasets/train.jsonl` with its
+`step`, `epoch` and `advantage`, and makes `num_iterations` updates on the clipped surrogate
+(`grpo.py`). The KL reference is the same model with LoRA switched off. The old log-probs are
+recomputed once per batch by the same function as the training ones, so the ratio is exactly 1
+on the first update.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import Config
+from ..errors import InputError, RfaiError
+from . import checkpoint
+from .grpo import LossSettings, clipped_loss, group_advantages, normaliser, zero_variance_fraction
+
+METRICS_FILE = "metrics.jsonl"
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass
+class TrainSummary:
+    steps: int
+    rows_written: int
+    checkpoint: str | None
+    metrics: list[dict] = field(default_factory=list)
+
+
+def learning_rate_schedule(config: Config):
+    """Linear warmup to `learning_rate`, then cosine decay over the remaining steps."""
+    import mlx.optimizers as optim
+
+    training = config.training
+    warmup = min(training.warmup_steps, training.max_steps - 1)
+    decay = optim.cosine_decay(training.learning_rate, max(1, training.max_steps - warmup))
+    if warmup <= 0:
+        return decay
+    first = training.learning_rate / (warmup + 1)  # the first update already learns
+    return optim.join_schedules([optim.linear_schedule(first, training.learning_rate, warmup), decay], [warmup])
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The random seed of one step: each step's sampling depends on nothing but (seed, step)."""
+    return (seed * 1_000_003 + step) % (2**31)
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    return list(np.random.default_rng([seed, epoch]).permutation(count))
+
+
+def run_train(
+    config: Config,
+    tasks: list,
+    *,
+    dataset_dir: Path,
+    resume: bool = False,
+    force: bool = False,
+    on_step: Callable[[dict], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> TrainSummary:
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    from ..data.layout import append_run, split_path
+    from ..engine.generation import GENERATION_LOCK, seed_sampling
+    from ..engine.loading import load_model
+    from ..engine.logprobs import padded_completion_logprobs
+    from ..engine.lora import attach_lora, lora_disabled
+    from ..records import JsonlWriter
+    from ..rollout import open_rollout
+    from ..runs import fingerprint, run_record
+
+    training = config.training
+    if training.distill_weight:
+        raise InputError("training.distill_weight: the distillation term is not implemented yet; set it to 0")
+    if not tasks:
+        raise InputError("no training prompts")
+    if training.batch_size > len(tasks):
+        raise InputError(
+            f"training.batch_size is {training.batch_size} but there are only {len(tasks)} training prompts"
+        )
+    output_dir = Path(training.checkpoint_dir)
+    train_file = split_path(dataset_dir, "train")
+    student = load_model(config.model.base_model, config.model.adapter_path)
+    seed_sampling(training.seed)  # the adapters' initial weights come from the seed too
+    adapter_config = attach_lora(
+        student.model,
+        rank=training.lora_rank,
+        alpha=training.lora_alpha,
+        dropout=training.lora_dropout,
+        layers=training.lora_layers,
+    )
+    optimizer = optim.AdamW(learning_rate=learning_rate_schedule(config), weight_decay=training.weight_decay)
+    prints = fingerprint(config)
+    state = checkpoint.TrainState(fingerprint=prints)
+    previous = checkpoint.latest(output_dir) if resume else None
+    if previous is not None:
+        state = checkpoint.load(previous, student.model, optimizer)
+        _check_same_run(state, prints, previous, force)
+        _cut_back(train_file, state.dataset_bytes.get("train"))
+    elif resume:
+        raise InputError(f"{output_dir}: no checkpoint to resume from")
+    elif checkpoint.latest(output_dir) is not None:
+        raise InputError(
+            f"{output_dir}: already holds checkpoints; pass --resume to continue, or choose another checkpoint_dir"
+        )
+
+    settings = LossSettings(
+        loss_type=training.loss_type,
+        epsilon=training.epsilon,
+        epsilon_high=training.epsilon_high if training.epsilon_high is not None else training.epsilon,
+        kl_beta=training.kl_beta,
+        max_new_tokens=training.max_new_tokens,
+        temperature=training.generation_temperature if training.generation_temperature > 0 else 1.0,
+    )
+    run_id = uuid.uuid4().hex[:12]
+    summary = TrainSummary(state.step, 0, str(previous) if previous else None)
+    metrics_path = output_dir / METRICS_FILE
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if previous is None:
+        metrics_path.unlink(missing_ok=True)
+    else:
+        _cut_metrics(metrics_path, state.step)
+
+    value_and_grad = policy_value_and_grad(student.model, settings)
+
+    with (
+        open_rollout(config, student=student, tasks=tasks, on_notice=on_notice) as rollout,
+        JsonlWriter(train_file) as writer,
+    ):
+        models = {"student_model": student.name, "teacher_model": rollout.teacher.model}
+        append_run(
+            dataset_dir,
+            run_record(
+                config,
+                command="train",
+                split="train",
+                run_id=run_id,
+                **models,
+                samples=training.num_samples_per_prompt,
+                steps=training.max_steps,
+            ),
+        )
+        while state.step < training.max_steps and state.epoch < training.epochs:
+            order = epoch_order(len(tasks), training.seed, state.epoch)
+            picked = order[state.position : state.position + training.batch_size]
+            if len(picked) < training.batch_size:  # the epoch's remainder does not fill a batch
+                state.epoch, state.position = state.epoch + 1, 0
+                continue
+            step_started = time.perf_counter()
+            seed_sampling(step_seed(training.seed, state.step))
+            batch = [(tasks[i], list(range(training.num_samples_per_prompt))) for i in picked]
+            sampled = rollout.sample(batch)
+            generated = time.perf_counter()
+            provenance = {"split": "train", **models, "run_id": run_id}
+            scored = rollout.score(sampled, provenance)
+            score_done = time.perf_counter()
+            rewards = [
+                [_reward(row) for row in scored.rows[k : k + len(indices)]]
+                for k, (_, indices) in zip(_offsets(batch), batch)
+            ]
+            advantages = group_advantages(rewards, training.scale_rewards)
+            flat_advantages = [a for group in advantages for a in group]
+            for row, advantage in zip(scored.rows, flat_advantages):
+                row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
+            writer.write_many(scored.rows)
+            summary.rows_written += len(scored.rows)
+
+            samples = [sample for group in sampled.samples for sample in group]
+            prompts = [sample.prompt_ids for sample in samples]
+            completions = [sample.token_ids for sample in samples]
+            keep = mx.array(
+                [0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0 for s in samples]
+            )
+            with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
+                old, mask = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
+                with lora_disabled(student.model):
+                    ref, _ = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
+                old, ref = mx.stop_gradient(old), mx.stop_gradient(ref)
+                weights, scale = normaliser([mask * keep[:, None]], settings)
+                mx.eval(old, ref, weights)
+                step_metrics = update_policy(
+                    value_and_grad,
+                    optimizer,
+                    student.model,
+                    prompts,
+                    completions,
+                    mx.array(flat_advantages),
+                    old,
+                    ref,
+                    weights,
+                    scale,
+                    training,
+                )
+            if step_metrics["skipped"]:
+                state.nonfinite_in_a_row += 1
+                if on_notice:
+                    on_notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
+                if state.nonfinite_in_a_row >= training.max_nonfinite_steps:
+                    raise RfaiError(f"training stopped: {state.nonfinite_in_a_row} non-finite steps in a row")
+            else:
+                state.nonfinite_in_a_row = 0
+            state.step += 1
+            state.position += training.batch_size
+            record = {
+                "step": state.step,
+                "epoch": state.epoch,
+                "reward_mean": float(np.mean([r for g in rewards for r in g])),
+                "reward_std": float(np.std([r for g in rewards for r in g])),
+                "pass_rate": _pass_rate(scored.rows),
+                "zero_variance_fraction": zero_variance_fraction(rewards),
+                "completion_tokens_mean": float(np.mean([len(c) for c in completions])),
+                "truncated_fraction": float(np.mean([s.finish_reason == "length" for s in samples])),
+                "sampling_logprob_gap": _logprob_gap(samples, old),
+                **step_metrics,
+                "learning_rate": float(optimizer.learning_rate.item())
+                if hasattr(optimizer.learning_rate, "item")
+                else float(optimizer.learning_rate),
+                "seconds_generate": round(generated - step_started, 3),
+                "seconds_score": round(score_done - generated, 3),
+                "seconds_train": round(time.perf_counter() - score_done, 3),
+            }
+            _append_metrics(metrics_path, record)
+            summary.metrics.append(record)
+            if on_step:
+                on_step(record)
+            if state.step % training.checkpoint_every == 0 or state.step >= training.max_steps:
+                state.dataset_bytes = {"train": train_file.stat().st_size}
+                summary.checkpoint = str(
+                    checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
+                )
+    summary.steps = state.step
+    return summary
+
+
+def policy_value_and_grad(model, settings: LossSettings):
+    """(loss, (kl, clip fraction)) and the gradient w.r.t. the trainable (LoRA) parameters. The
+    forward pass is inside the differentiated function, and nothing is compiled, so the LoRA
+    weights are never captured as constants (the two ways a trainer ends up learning nothing)."""
+    import mlx.nn as nn
+
+    from ..engine.logprobs import padded_completion_logprobs
+
+    def loss_fn(model, prompts, completions, advantages, old, ref, weights, scale):
+        logp, _ = padded_completion_logprobs(model, prompts, completions, settings.temperature)
+        return clipped_loss(logp, old, ref, advantages, weights, scale, settings)
+
+    return nn.value_and_grad(model, loss_fn)
+
+
+def update_policy(
+    value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
+):
+    """`num_iterations` optimizer updates on one batch, each accumulating the full batch's
+    gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
+    skips the update."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx.utils import tree_map
+
+    chunks = np.array_split(np.arange(len(prompts)), min(training.gradient_accumulation_steps, len(prompts)))
+    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "grad_norm": 0.0, "skipped": False}
+    for _ in range(training.num_iterations):
+        grads, loss, kl, clipped = None, 0.0, 0.0, 0.0
+        for chunk in chunks:
+            index = mx.array(chunk)
+            width = max(len(completions[i]) for i in chunk)
+            (value, (chunk_kl, chunk_clipped)), chunk_grads = value_and_grad(
+                model,
+                [prompts[i] for i in chunk],
+                [completions[i] for i in chunk],
+                advantages[index],
+                old[index, :width],
+                ref[index, :width],
+                weights[index, :width],
+                scale,
+            )
+            grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
+            loss += float(value.item())
+            kl += float(chunk_kl.item()) * len(chunk) / len(prompts)
+            clipped += float(chunk_clipped.item()) * len(chunk) / len(prompts)
+        grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
+        norm = float(norm.item())
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            totals["skipped"] = True
+            break
+        optimizer.update(model, grads)
+        mx.eval(model.trainable_parameters(), optimizer.state)
+        totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
+    return totals
+
+
+def _offsets(batch) -> list[int]:
+    offsets, position = [], 0
+    for _, indices in batch:
+        offsets.append(position)
+        position += len(indices)
+    return offsets
+
+
+def _reward(row: dict) -> float:
+    value = row.get("reward")
+    return float(value if isinstance(value, (int, float)) else row.get("student_score") or 0.0)
+
+
+def _pass_rate(rows: list[dict]) -> float | None:
+    tested = [
+        r["test_results"]["student"] for r in rows if (r.get("test_results") or {}).get("student", {}).get("total")
+    ]
+    return sum(t["passed"] for t in tested) / sum(t["total"] for t in tested) if tested else None
+
+
+def _logprob_gap(samples, old) -> float:
+    """Mean |engine sampling log-prob - recomputed log-prob| per token: 0 up to float noise when
+    the sampling and training distributions are the same (temperature 1, no truncation)."""
+    import numpy as np
+
+    gaps = []
+    recomputed = np.array(old)
+    for i, sample in enumerate(samples):
+        n = len(sample.logprobs)
+        gaps.extend(np.abs(np.array(sample.logprobs) - recomputed[i, :n]).tolist())
+    return float(np.mean(gaps)) if gaps else 0.0
+
+
+def _check_same_run(state, prints: dict, previous: Path, force: bool) -> None:
+    from ..runs import first_difference
+
+    difference = first_difference(state.fingerprint, prints)
+    if difference and not force:
+        key, was, now = difference
+        raise InputError(
+            f"{previous}: was trained with {key} = {was!r}, this run has {now!r}; "
+            "pass --force to resume anyway, or choose another checkpoint_dir"
+        )
+
+
+def _cut_back(path: Path, size: int | None) -> None:
+    """Rows written after the checkpoint are dropped: the resumed run writes them again."""
+    if size is not None and path.exists() and path.stat().st_size > size:
+        with open(path, "r+b") as handle:
+            handle.truncate(size)
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _cut_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept))

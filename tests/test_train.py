@@ -1,0 +1,217 @@
+"""`rfai train` with the tiny random MLX model: the step moves what it should, learns a learnable
+reward, leaves the adapters alone when there is nothing to learn, and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import REPO, RFAI
+
+import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
+from rfai_cli.engine.loading import load_model
+from rfai_cli.engine.logprobs import padded_completion_logprobs
+from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
+from rfai_cli.train.grpo import LossSettings, group_advantages, normaliser, zero_variance_fraction
+from rfai_cli.train.loop import policy_value_and_grad, update_policy
+
+TRAINING = SimpleNamespace(num_iterations=1, gradient_accumulation_steps=1, max_grad_norm=1.0)
+
+
+def lora_model(tiny_model_dir):
+    import mlx.core as mx
+
+    loaded = load_model(str(tiny_model_dir))
+    attach_lora(loaded.model, rank=4, alpha=8, dropout=0.0, layers=2)
+    mx.eval(loaded.model.parameters())
+    return loaded.model
+
+
+def step(model, prompts, completions, advantages, learning_rate=0.01, settings=LossSettings(kl_beta=0.0)):
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    old, mask = padded_completion_logprobs(model, prompts, completions)
+    with lora_disabled(model):
+        ref, _ = padded_completion_logprobs(model, prompts, completions)
+    weights, scale = normaliser([mask], settings)
+    optimizer = optim.AdamW(learning_rate=learning_rate, weight_decay=0.0)
+    metrics = update_policy(
+        policy_value_and_grad(model, settings),
+        optimizer,
+        model,
+        prompts,
+        completions,
+        mx.array(advantages),
+        mx.stop_gradient(old),
+        mx.stop_gradient(ref),
+        weights,
+        scale,
+        TRAINING,
+    )
+    return old, metrics
+
+
+def test_group_advantages_and_zero_variance():
+    assert group_advantages([[1.0, 1.0], [0.0, 1.0]], "none") == [[0.0, 0.0], [-0.5, 0.5]]
+    scaled = group_advantages([[0.0, 1.0]], "group")[0]
+    assert scaled[0] < 0 < scaled[1] and abs(scaled[1] - 1.0) < 1e-3
+    assert zero_variance_fraction([[1.0, 1.0], [0.0, 1.0]]) == 0.5
+
+
+def test_a_positive_advantage_raises_its_log_prob_and_a_negative_one_lowers_it(tiny_model_dir):
+    model = lora_model(tiny_model_dir)
+    assert all(float(abs(layer.lora_b).max()) == 0 for layer in lora_layers(model))
+    prompts, completions = [[1, 2, 3], [1, 2, 3]], [[5, 6, 7], [9, 10, 11]]
+    before, metrics = step(model, prompts, completions, [1.0, -1.0])
+    after, _ = padded_completion_logprobs(model, prompts, completions)
+    assert not metrics["skipped"] and metrics["grad_norm"] > 0
+    assert float(after[0].sum()) > float(before[0].sum())
+    assert float(after[1].sum()) < float(before[1].sum())
+    assert any(float(abs(layer.lora_b).max()) > 0 for layer in lora_layers(model))  # the gradient reached LoRA
+
+
+def test_all_equal_rewards_leave_the_adapters_where_they_were(tiny_model_dir):
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    model = lora_model(tiny_model_dir)
+    before = {k: np.array(v) for k, v in tree_flatten(model.trainable_parameters())}
+    advantages = group_advantages([[0.7, 0.7]], "group")[0]
+    step(model, [[1, 2, 3], [1, 2, 3]], [[5, 6], [7, 8]], advantages, settings=LossSettings(kl_beta=0.04))
+    mx.eval(model.parameters())
+    after = {k: np.array(v) for k, v in tree_flatten(model.trainable_parameters())}
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir):
+    """Reward = the share of a target token in the completion: a policy gradient on it must
+    make the tiny model say that token more often."""
+    import mlx.core as mx
+
+    from rfai_cli.engine.generation import SamplingSettings, generate_samples, seed_sampling
+
+    loaded = load_model(str(tiny_model_dir))
+    attach_lora(loaded.model, rank=8, alpha=16, dropout=0.0, layers=4)
+    target = 7
+    settings = LossSettings(kl_beta=0.0)
+    optimizer = __import__("mlx.optimizers", fromlist=["AdamW"]).AdamW(learning_rate=0.03)
+    value_and_grad = policy_value_and_grad(loaded.model, settings)
+    sampling = SamplingSettings(1.0, 1.0, 0, 6, stop_after_code_block=False)
+    means = []
+    for index in range(30):
+        seed_sampling(index)
+        groups = generate_samples(loaded, ["hello"] * 2, 8, sampling)
+        samples = [s for group in groups for s in group]
+        rewards = [[sum(t == target for t in s.token_ids) / len(s.token_ids) for s in group] for group in groups]
+        means.append(float(np.mean(rewards)))
+        advantages = [a for group in group_advantages(rewards, "group") for a in group]
+        prompts, completions = [s.prompt_ids for s in samples], [s.token_ids for s in samples]
+        old, mask = padded_completion_logprobs(loaded.model, prompts, completions)
+        weights, scale = normaliser([mask], settings)
+        update_policy(
+            value_and_grad,
+            optimizer,
+            loaded.model,
+            prompts,
+            completions,
+            mx.array(advantages),
+            mx.stop_gradient(old),
+            mx.stop_gradient(old),
+            weights,
+            scale,
+            TRAINING,
+        )
+    assert np.mean(means[-5:]) > np.mean(means[:5]) + 0.2, means
+
+
+def config_text(tiny_model_dir: Path, max_steps: int) -> str:
+    return f"""
+model:
+  base_model: {tiny_model_dir}
+teacher:
+  max_tokens: 16
+training:
+  max_new_tokens: 8
+  batch_size: 2
+  num_samples_per_prompt: 2
+  max_steps: {max_steps}
+  checkpoint_every: 2
+  warmup_steps: 1
+  learning_rate: 0.001
+  generation_temperature: 1.0
+"""
+
+
+def rows(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for side in row["test_results"].values():
+            (side or {}).pop("cpu_s", None)
+        out.append({k: v for k, v in row.items() if k not in ("timestamp", "run_id")})
+    return out
+
+
+def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_path, tiny_model_dir):
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 3))
+    result = rfai("train", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 3
+    written = rows(tmp_path / "datasets" / "train.jsonl")
+    assert len(written) == 3 * 2 * 2 and {row["step"] for row in written} == {1, 2, 3}
+    assert all("advantage" in row and row["epoch"] == 0 for row in written)
+    metrics = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3] and all("zero_variance_fraction" in m for m in metrics)
+    for name in ("adapters.safetensors", "adapter_config.json", "optimizer.safetensors", "state.json"):
+        assert (tmp_path / "checkpoints" / "checkpoint-000003" / name).is_file()
+    # mlx-lm itself loads the adapters
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mlx_lm.utils import load; load(sys.argv[1], adapter_path=sys.argv[2])",
+            str(tiny_model_dir),
+            str(tmp_path / "checkpoints"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert load.returncode == 0, load.stderr
+    runs = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
+    assert runs[-1]["command"] == "train"
+    again = rfai("train")
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
+    from safetensors.numpy import load_file
+
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for directory in (whole, broken):
+        directory.mkdir()
+        (directory / "config.yaml").write_text(config_text(tiny_model_dir, 8))
+    assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
+    victim = subprocess.Popen(
+        [*RFAI, "train"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (broken / "checkpoints" / "checkpoint-000008").exists(), "the run ended before it could be killed"
+    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
