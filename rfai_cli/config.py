@@ -80,6 +80,9 @@ class TrainingSettings(_Section):
     lora_layers: int = Field(8, ge=1)
     checkpoint_dir: str = "./checkpoints"
     checkpoint_every: int = Field(10, ge=1)
+    eval_steps: int = Field(10, ge=0)
+    eval_samples: int = Field(2, ge=1)
+    eval_limit: int | None = Field(None, ge=1)
     seed: int = 0
 
 

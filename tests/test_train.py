@@ -147,6 +147,9 @@ training:
   warmup_steps: 1
   learning_rate: 0.001
   generation_temperature: 1.0
+  eval_steps: 2
+  eval_samples: 1
+  eval_limit: 2
 """
 
 
@@ -187,6 +190,12 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
     assert load.returncode == 0, load.stderr
     runs = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
     assert runs[-1]["command"] == "train"
+    # held out: evaluation before (step 0) and after (step 3), validation every eval_steps
+    evaluation = rows(tmp_path / "datasets" / "evaluation.jsonl")
+    assert sorted({row["step"] for row in evaluation}) == [0, 3] and len(evaluation) == 2 * 2
+    assert {row["step"] for row in rows(tmp_path / "datasets" / "validation.jsonl")} == {2}
+    card = (tmp_path / "datasets" / "README.md").read_text()
+    assert "| command | train |" in card and "validation" in card
     again = rfai("train")
     assert again.returncode == 2 and "--resume" in again.stderr
 
@@ -215,3 +224,25 @@ def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model
     ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
     assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_dir):
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 8))
+    run = subprocess.Popen([*RFAI, "train"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr and "rfai train --resume" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "checkpoints" / "checkpoint-000008").exists()
+    resumed = subprocess.run(
+        [*RFAI, "train", "--resume", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 8
+    steps = [row["step"] for row in rows(tmp_path / "datasets" / "train.jsonl")]
+    assert steps == sorted(steps) and sorted(set(steps)) == list(range(1, 9)) and len(steps) == 8 * 4

@@ -50,9 +50,13 @@ def train(
             "model.base_model": model,
         },
     )
-    _, source = prompt_source(config, prompts, "train")
     warnings = SkipWarnings()
-    tasks = load_prompts(source, "train", on_skip=warnings)
+    tasks = load_prompts(prompt_source(config, prompts, "train")[1], "train", on_skip=warnings)
+    # held out: data.validation_prompts / data.evaluation_prompts, else the built-in tasks' splits
+    held_out = {
+        split: load_prompts(prompt_source(config, None, split)[1], split, on_skip=warnings)
+        for split in ("validation", "evaluation")
+    }
     warnings.finish()
     err = console.stderr()
     with dataset_lock(config.huggingface.dataset_output_dir) as directory:
@@ -60,6 +64,8 @@ def train(
             config,
             tasks,
             dataset_dir=directory,
+            validation=held_out["validation"],
+            evaluation=held_out["evaluation"],
             resume=resume,
             force=force,
             on_step=None

@@ -66,6 +66,8 @@ def run_train(
     tasks: list,
     *,
     dataset_dir: Path,
+    validation: list | None = None,
+    evaluation: list | None = None,
     resume: bool = False,
     force: bool = False,
     on_step: Callable[[dict], None] | None = None,
@@ -110,7 +112,8 @@ def run_train(
     if previous is not None:
         state = checkpoint.load(previous, student.model, optimizer)
         _check_same_run(state, prints, previous, force)
-        _cut_back(train_file, state.dataset_bytes.get("train"))
+        for split, size in state.dataset_bytes.items():
+            _cut_back(split_path(dataset_dir, split), size)
     elif resume:
         raise InputError(f"{output_dir}: no checkpoint to resume from")
     elif checkpoint.latest(output_dir) is not None:
@@ -137,9 +140,20 @@ def run_train(
 
     value_and_grad = policy_value_and_grad(student.model, settings)
 
+    held_out = {
+        "validation": (validation or [])[: training.eval_limit],
+        "evaluation": (evaluation or [])[: training.eval_limit],
+    }
     with (
-        open_rollout(config, student=student, tasks=tasks, on_notice=on_notice) as rollout,
+        open_rollout(
+            config,
+            student=student,
+            tasks=[*tasks, *held_out["validation"], *held_out["evaluation"]],
+            on_notice=on_notice,
+        ) as rollout,
         JsonlWriter(train_file) as writer,
+        JsonlWriter(split_path(dataset_dir, "validation")) as validation_writer,
+        JsonlWriter(split_path(dataset_dir, "evaluation")) as evaluation_writer,
     ):
         models = {"student_model": student.name, "teacher_model": rollout.teacher.model}
         append_run(
@@ -154,96 +168,160 @@ def run_train(
                 steps=training.max_steps,
             ),
         )
-        while state.step < training.max_steps and state.epoch < training.epochs:
-            order = epoch_order(len(tasks), training.seed, state.epoch)
-            picked = order[state.position : state.position + training.batch_size]
-            if len(picked) < training.batch_size:  # the epoch's remainder does not fill a batch
-                state.epoch, state.position = state.epoch + 1, 0
-                continue
-            step_started = time.perf_counter()
-            seed_sampling(step_seed(training.seed, state.step))
-            batch = [(tasks[i], list(range(training.num_samples_per_prompt))) for i in picked]
-            sampled = rollout.sample(batch)
-            generated = time.perf_counter()
-            provenance = {"split": "train", **models, "run_id": run_id}
-            scored = rollout.score(sampled, provenance)
-            score_done = time.perf_counter()
-            rewards = [
-                [_reward(row) for row in scored.rows[k : k + len(indices)]]
-                for k, (_, indices) in zip(_offsets(batch), batch)
-            ]
-            advantages = group_advantages(rewards, training.scale_rewards)
-            flat_advantages = [a for group in advantages for a in group]
-            for row, advantage in zip(scored.rows, flat_advantages):
-                row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
-            writer.write_many(scored.rows)
-            summary.rows_written += len(scored.rows)
+        eval_writers = {"validation": validation_writer, "evaluation": evaluation_writer}
 
-            samples = [sample for group in sampled.samples for sample in group]
-            prompts = [sample.prompt_ids for sample in samples]
-            completions = [sample.token_ids for sample in samples]
-            keep = mx.array(
-                [0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0 for s in samples]
-            )
-            with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
-                old, mask = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
-                with lora_disabled(student.model):
-                    ref, _ = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
-                old, ref = mx.stop_gradient(old), mx.stop_gradient(ref)
-                weights, scale = normaliser([mask * keep[:, None]], settings)
-                mx.eval(old, ref, weights)
-                step_metrics = update_policy(
-                    value_and_grad,
-                    optimizer,
-                    student.model,
-                    prompts,
-                    completions,
-                    mx.array(flat_advantages),
-                    old,
-                    ref,
-                    weights,
-                    scale,
-                    training,
+        def evaluate(split: str) -> None:
+            """Sample and score the held-out prompts of `split` at this step (the same seed every
+            time, so only the weights change) into DIR/<split>.jsonl, each row with its `step`."""
+            seed_sampling(step_seed(training.seed, 10**6))
+            for start in range(0, len(held_out[split]), training.batch_size):
+                chunk = held_out[split][start : start + training.batch_size]
+                sampled = rollout.sample([(task, list(range(training.eval_samples))) for task in chunk])
+                scored = rollout.score(sampled, {"split": split, **models, "run_id": run_id})
+                for row in scored.rows:
+                    row.update(step=state.step, epoch=state.epoch)
+                eval_writers[split].write_many(scored.rows)
+
+        def file_sizes() -> dict[str, int]:
+            sizes = {}
+            for split in ("train", "validation", "evaluation"):
+                path = split_path(dataset_dir, split)
+                if path.exists():
+                    sizes[split] = path.stat().st_size
+            return sizes
+
+        if state.step == 0:
+            evaluate("evaluation")  # before training: what the run is compared with at the end
+        completed = file_sizes()  # the files as of the last finished step
+        try:
+            while state.step < training.max_steps and state.epoch < training.epochs:
+                order = epoch_order(len(tasks), training.seed, state.epoch)
+                picked = order[state.position : state.position + training.batch_size]
+                if len(picked) < training.batch_size:  # the epoch's remainder does not fill a batch
+                    state.epoch, state.position = state.epoch + 1, 0
+                    continue
+                step_started = time.perf_counter()
+                seed_sampling(step_seed(training.seed, state.step))
+                batch = [(tasks[i], list(range(training.num_samples_per_prompt))) for i in picked]
+                sampled = rollout.sample(batch)
+                generated = time.perf_counter()
+                provenance = {"split": "train", **models, "run_id": run_id}
+                scored = rollout.score(sampled, provenance)
+                score_done = time.perf_counter()
+                rewards = [
+                    [_reward(row) for row in scored.rows[k : k + len(indices)]]
+                    for k, (_, indices) in zip(_offsets(batch), batch)
+                ]
+                advantages = group_advantages(rewards, training.scale_rewards)
+                flat_advantages = [a for group in advantages for a in group]
+                for row, advantage in zip(scored.rows, flat_advantages):
+                    row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
+                writer.write_many(scored.rows)
+                summary.rows_written += len(scored.rows)
+
+                samples = [sample for group in sampled.samples for sample in group]
+                prompts = [sample.prompt_ids for sample in samples]
+                completions = [sample.token_ids for sample in samples]
+                keep = mx.array(
+                    [
+                        0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0
+                        for s in samples
+                    ]
                 )
-            if step_metrics["skipped"]:
-                state.nonfinite_in_a_row += 1
+                with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
+                    old, mask = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
+                    with lora_disabled(student.model):
+                        ref, _ = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
+                    old, ref = mx.stop_gradient(old), mx.stop_gradient(ref)
+                    weights, scale = normaliser([mask * keep[:, None]], settings)
+                    mx.eval(old, ref, weights)
+                    step_metrics = update_policy(
+                        value_and_grad,
+                        optimizer,
+                        student.model,
+                        prompts,
+                        completions,
+                        mx.array(flat_advantages),
+                        old,
+                        ref,
+                        weights,
+                        scale,
+                        training,
+                    )
+                if step_metrics["skipped"]:
+                    state.nonfinite_in_a_row += 1
+                    if on_notice:
+                        on_notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
+                    if state.nonfinite_in_a_row >= training.max_nonfinite_steps:
+                        raise RfaiError(f"training stopped: {state.nonfinite_in_a_row} non-finite steps in a row")
+                else:
+                    state.nonfinite_in_a_row = 0
+                state.step += 1
+                state.position += training.batch_size
+                record = {
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    "reward_mean": float(np.mean([r for g in rewards for r in g])),
+                    "reward_std": float(np.std([r for g in rewards for r in g])),
+                    "pass_rate": _pass_rate(scored.rows),
+                    "zero_variance_fraction": zero_variance_fraction(rewards),
+                    "completion_tokens_mean": float(np.mean([len(c) for c in completions])),
+                    "truncated_fraction": float(np.mean([s.finish_reason == "length" for s in samples])),
+                    "sampling_logprob_gap": _logprob_gap(samples, old),
+                    **step_metrics,
+                    "learning_rate": float(optimizer.learning_rate.item())
+                    if hasattr(optimizer.learning_rate, "item")
+                    else float(optimizer.learning_rate),
+                    "seconds_generate": round(generated - step_started, 3),
+                    "seconds_score": round(score_done - generated, 3),
+                    "seconds_train": round(time.perf_counter() - score_done, 3),
+                }
+                _append_metrics(metrics_path, record)
+                summary.metrics.append(record)
+                if on_step:
+                    on_step(record)
+                if training.eval_steps and state.step % training.eval_steps == 0:
+                    evaluate("validation")
+                completed = file_sizes()
+                if state.step % training.checkpoint_every == 0 or state.step >= training.max_steps:
+                    state.dataset_bytes = completed
+                    summary.checkpoint = str(
+                        checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
+                    )
+
+        except KeyboardInterrupt:
+            if state.step > 0:  # the interrupted step's rows are cut back when the run resumes
+                state.dataset_bytes = completed
+                checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
                 if on_notice:
-                    on_notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
-                if state.nonfinite_in_a_row >= training.max_nonfinite_steps:
-                    raise RfaiError(f"training stopped: {state.nonfinite_in_a_row} non-finite steps in a row")
-            else:
-                state.nonfinite_in_a_row = 0
-            state.step += 1
-            state.position += training.batch_size
-            record = {
-                "step": state.step,
-                "epoch": state.epoch,
-                "reward_mean": float(np.mean([r for g in rewards for r in g])),
-                "reward_std": float(np.std([r for g in rewards for r in g])),
-                "pass_rate": _pass_rate(scored.rows),
-                "zero_variance_fraction": zero_variance_fraction(rewards),
-                "completion_tokens_mean": float(np.mean([len(c) for c in completions])),
-                "truncated_fraction": float(np.mean([s.finish_reason == "length" for s in samples])),
-                "sampling_logprob_gap": _logprob_gap(samples, old),
-                **step_metrics,
-                "learning_rate": float(optimizer.learning_rate.item())
-                if hasattr(optimizer.learning_rate, "item")
-                else float(optimizer.learning_rate),
-                "seconds_generate": round(generated - step_started, 3),
-                "seconds_score": round(score_done - generated, 3),
-                "seconds_train": round(time.perf_counter() - score_done, 3),
-            }
-            _append_metrics(metrics_path, record)
-            summary.metrics.append(record)
-            if on_step:
-                on_step(record)
-            if state.step % training.checkpoint_every == 0 or state.step >= training.max_steps:
-                state.dataset_bytes = {"train": train_file.stat().st_size}
-                summary.checkpoint = str(
-                    checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
-                )
+                    on_notice(f"interrupted after step {state.step}; continue with: rfai train --resume")
+            raise
+        evaluate("evaluation")  # ... and after
     summary.steps = state.step
+    _finish(config, dataset_dir, on_notice)
     return summary
+
+
+def _finish(config: Config, dataset_dir: Path, on_notice: Callable[[str], None] | None) -> None:
+    """The dataset card, and the upload when `huggingface.upload_datasets` is set. A failed upload
+    loses nothing: it says which command retries it."""
+    from ..data.card import write_card
+
+    write_card(dataset_dir, repo_id=config.huggingface.dataset_repo_id, config=config)
+    if not (config.huggingface.upload_datasets and config.huggingface.dataset_repo_id):
+        return
+    from ..data.hub import upload_dataset
+
+    try:
+        upload_dataset(
+            dataset_dir, config.huggingface.dataset_repo_id, private=config.huggingface.private, config=config
+        )
+    except RfaiError as exc:
+        if on_notice:
+            on_notice(
+                f"upload failed ({exc}); retry with: rfai upload --repo-id {config.huggingface.dataset_repo_id} "
+                f"--dataset-dir {dataset_dir}"
+            )
 
 
 def policy_value_and_grad(model, settings: LossSettings):
