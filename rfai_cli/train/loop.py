@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported: MLX is several times slower without it)
 from ..config import Config
 from ..errors import InputError, RfaiError
 from . import checkpoint
