@@ -246,3 +246,21 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_d
     assert json.loads(resumed.stdout)["steps"] == 8
     steps = [row["step"] for row in rows(tmp_path / "datasets" / "train.jsonl")]
     assert steps == sorted(steps) and sorted(set(steps)) == list(range(1, 9)) and len(steps) == 8 * 4
+
+
+def test_bad_training_input_is_one_line(rfai, tmp_path, tiny_model_dir):
+    def error(result) -> str:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        return lines[0]
+
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2))
+    assert "no-such.jsonl" in error(rfai("train", "--prompts", "no-such.jsonl"))
+    (tmp_path / "one.jsonl").write_text('{"prompt": "Add.", "tests": ["assert add(1, 2) == 3"]}\n')
+    assert "batch_size is 2 but there are only 1 training prompts" in error(rfai("train", "--prompts", "one.jsonl"))
+    assert "no checkpoint to resume from" in error(rfai("train", "--resume"))
+    assert rfai("train").returncode == 0
+    other = tmp_path / "other-model"
+    __import__("shutil").copytree(tiny_model_dir, other)
+    message = error(rfai("train", "--resume", "--model", str(other)))
+    assert "was trained with model = " in message and "--force" in message
