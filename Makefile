@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   set up, then collect a small scored dataset with the embedded model (offline), show its stats, write its card
+#   make demo   set up, then a short rfai train on the embedded model (offline): dataset, card, checkpoint, stats
 #   make test   set up, then run the whole test suite
 #   make lint   set up, then check style (ruff lint + format)
 PYTHON ?= python3
@@ -33,9 +33,9 @@ system-deps:
 setup: system-deps $(BIN)/rfai
 
 demo: setup
-	$(BIN)/rfai collect --prompts builtin --split train --limit 3 --samples 2 --output-dir ./datasets
-	$(BIN)/rfai stats ./datasets/train.jsonl
-	$(BIN)/rfai card ./datasets
+	rm -rf ./datasets ./checkpoints
+	$(BIN)/rfai train --config examples/demo.yaml
+	$(BIN)/rfai stats ./datasets/evaluation.jsonl --by step
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --durations=15
