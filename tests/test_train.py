@@ -264,3 +264,12 @@ def test_bad_training_input_is_one_line(rfai, tmp_path, tiny_model_dir):
     __import__("shutil").copytree(tiny_model_dir, other)
     message = error(rfai("train", "--resume", "--model", str(other)))
     assert "was trained with model = " in message and "--force" in message
+
+
+def test_every_training_key_is_read_by_some_code():
+    """A key in config.example.yaml that no code reads would be a promise the tool does not keep."""
+    from rfai_cli.config import TrainingSettings
+
+    sources = "\n".join(p.read_text() for p in (REPO / "rfai_cli").rglob("*.py") if p.name != "config.py")
+    unread = [key for key in TrainingSettings.model_fields if f".{key}" not in sources]
+    assert unread == []
