@@ -91,26 +91,29 @@ def test_all_equal_rewards_leave_the_adapters_where_they_were(tiny_model_dir):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir):
-    """Reward = the share of a target token in the completion: a policy gradient on it must
-    make the tiny model say that token more often."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir, seed):
+    """Reward = the share of completion tokens from the lower half of the vocabulary (about half
+    at the start, whatever the weights): a policy gradient on it must raise it clearly."""
     import mlx.core as mx
+    import mlx.optimizers as optim
 
     from rfai_cli.engine.generation import SamplingSettings, generate_samples, seed_sampling
 
     loaded = load_model(str(tiny_model_dir))
+    seed_sampling(seed)
     attach_lora(loaded.model, rank=8, alpha=16, dropout=0.0, layers=4)
-    target = 7
+    half = loaded.model.args.vocab_size // 2
     settings = LossSettings(kl_beta=0.0)
-    optimizer = __import__("mlx.optimizers", fromlist=["AdamW"]).AdamW(learning_rate=0.03)
+    optimizer = optim.AdamW(learning_rate=0.03, weight_decay=0.0)
     value_and_grad = policy_value_and_grad(loaded.model, settings)
     sampling = SamplingSettings(1.0, 1.0, 0, 6, stop_after_code_block=False)
     means = []
-    for index in range(30):
-        seed_sampling(index)
+    for index in range(40):
+        seed_sampling(1000 * seed + index)
         groups = generate_samples(loaded, ["hello"] * 2, 8, sampling)
         samples = [s for group in groups for s in group]
-        rewards = [[sum(t == target for t in s.token_ids) / len(s.token_ids) for s in group] for group in groups]
+        rewards = [[sum(t < half for t in s.token_ids) / len(s.token_ids) for s in group] for group in groups]
         means.append(float(np.mean(rewards)))
         advantages = [a for group in group_advantages(rewards, "group") for a in group]
         prompts, completions = [s.prompt_ids for s in samples], [s.token_ids for s in samples]
@@ -129,7 +132,7 @@ def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir):
             scale,
             TRAINING,
         )
-    assert np.mean(means[-5:]) > np.mean(means[:5]) + 0.2, means
+    assert np.mean(means[-8:]) > np.mean(means[:8]) + 0.15, means
 
 
 def config_text(tiny_model_dir: Path, max_steps: int) -> str:

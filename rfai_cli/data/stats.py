@@ -356,6 +356,9 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
     try:
         table = pj.read_json(
             pa.BufferReader(block),
+            # One thread: under an address-space limit, pyarrow's thread pool aborts the process
+            # (std::terminate) when it cannot start a thread; a block is 8 MB, cheap to read alone.
+            read_options=pj.ReadOptions(use_threads=False),
             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowException, UnicodeDecodeError):
