@@ -50,3 +50,21 @@ def test_openblas_is_preloaded_when_installed():
 def test_disabled_or_missing_openblas_is_harmless(setting):
     report = probe(RFAI_OPENBLAS=setting)
     assert report == {"library": None, "mapped": False, "correct": True}
+
+
+def test_every_module_that_imports_mlx_preloads_openblas_first():
+    """mlx binds its BLAS when first imported: a module outside the engine that imports mlx
+    itself must import the engine (which preloads OpenBLAS) at module level, before any of its
+    functions can run (the trainer once imported mlx first and ran about 10x slower)."""
+    engine = REPO / "rfai_cli" / "engine"
+    offenders = []
+    for path in (REPO / "rfai_cli").rglob("*.py"):
+        text = path.read_text()
+        if engine in path.parents or ("import mlx" not in text and "from mlx" not in text):
+            continue
+        if not any(
+            line.startswith(("from .. import engine", "from . import engine", "import rfai_cli.engine"))
+            for line in text.splitlines()
+        ):
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
