@@ -161,7 +161,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, lines, source)) from None
+        raise ConfigError(_describe(exc, lines, source, raw)) from None
     config._source = source
     return config
 
@@ -228,19 +228,61 @@ _EXPECTED = {
 }
 
 
-def _describe(exc: ValidationError, lines: dict[tuple, int], source: Path | None) -> str:
-    """Turn pydantic's first error into `file:line: key.path: what is wrong`."""
-    error = exc.errors()[0]
+# Keys of the config of the project rfai started from (train_rlaif.py) and where they live now.
+RENAMED = {
+    "rlaif.num_samples_per_prompt": "training.num_samples_per_prompt",
+    "rlaif.generation_temperature": "training.generation_temperature",
+    "rlaif.top_p": "training.top_p",
+    "rlaif.top_k": "training.top_k",
+    "rlaif.lora_r": "training.lora_rank",
+    "rlaif.lora_alpha": "training.lora_alpha",
+    "rlaif.kl_penalty": "training.kl_beta",
+    "training.num_epochs": "training.epochs",
+    "training.output_dir": "training.checkpoint_dir",
+    "training.save_steps": "training.checkpoint_every",
+    "data.train_file": "data.train_prompts",
+    "data.eval_file": "data.evaluation_prompts",
+}
+
+
+def _describe(exc: ValidationError, lines: dict[tuple, int], source: Path | None, raw: dict | None = None) -> str:
+    """One line for everything wrong: every unknown key at once (so a config written for another
+    tool takes one run to fix, not dozens), else pydantic's first error, as `file:line: key.path:
+    what is wrong`."""
+    errors = exc.errors()
+    unknown = [tuple(str(part) for part in e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+    if len(unknown) == 1:
+        loc = unknown[0]
+        return f"{_where(loc, lines, source)}unknown key '{'.'.join(loc)}'{_hint(loc, raw)}"
+    if unknown:
+        items = [f"'{'.'.join(loc)}'{_line(loc, lines)}{_hint(loc, raw)}" for loc in unknown]
+        return f"{source or 'config'}: {len(unknown)} unknown keys: " + "; ".join(items)
+    error = errors[0]
     loc = tuple(str(part) for part in error["loc"])
     where = _where(loc, lines, source)
     key = ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        return f"{where}unknown key '{key}'{_suggestion(loc)}"
     value = error.get("input")
     if error["type"] in _EXPECTED:
         return f"{where}{key}: expected {_EXPECTED[error['type']]}, got {value!r}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}{key}: {message[0].lower()}{message[1:]}" if key else f"{where}{message}"
+
+
+def _line(loc: tuple, lines: dict[tuple, int]) -> str:
+    return f" (line {lines[loc]})" if loc in lines else ""
+
+
+def _hint(loc: tuple, raw: dict | None) -> str:
+    """Where a renamed key lives now, what an unknown section held, or the closest known key."""
+    dotted = ".".join(loc)
+    if dotted in RENAMED:
+        return f" (now '{RENAMED[dotted]}')"
+    section = raw.get(loc[0]) if isinstance(raw, dict) and len(loc) == 1 else None
+    if isinstance(section, dict):
+        moved = [f"{dotted}.{k} -> {RENAMED[f'{dotted}.{k}']}" for k in section if f"{dotted}.{k}" in RENAMED]
+        if moved:
+            return f" (not an rfai section; its keys that rfai has: {', '.join(moved)})"
+    return _suggestion(loc)
 
 
 def _where(loc: tuple, lines: dict[tuple, int], source: Path | None) -> str:

@@ -116,3 +116,25 @@ def test_bad_config_through_the_cli_is_one_line(rfai, tmp_path):
     result = rfai("stats", "--config", "config.yaml", "x.jsonl")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_a_config_for_the_original_project_is_reported_in_one_line(tmp_path):
+    """Every unknown key at once, with where renamed keys live now: one run to fix it, not dozens."""
+    path = write(
+        tmp_path,
+        "rlaif:\n  lora_r: 16\n  kl_penalty: 0.1\nlogging:\n  level: info\ntraining:\n"
+        "  num_epochs: 2\n  output_dir: out\n  learnig_rate: 0.1\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: 5 unknown keys: ")
+    for expected in (
+        "'training.num_epochs' (line 7) (now 'training.epochs')",
+        "(now 'training.checkpoint_dir')",
+        "rlaif.lora_r -> training.lora_rank",
+        "rlaif.kl_penalty -> training.kl_beta",
+        "did you mean 'learning_rate'",
+        "'logging' (line 4)",
+    ):
+        assert expected in message, message

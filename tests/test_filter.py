@@ -125,3 +125,27 @@ def test_bad_inputs_are_one_line_or_reported(rfai, tmp_path):
     huge = json.dumps({"prompt": "x" * (10 << 20), "reward": 1.5})
     write(tmp_path, "huge.jsonl", [ROWS[2], huge])
     assert out_lines(rfai("filter", "huge.jsonl", "--min-reward", "1", "-q")) == [huge]
+
+
+def test_no_file_on_a_terminal_is_an_error_not_a_silent_wait(tmp_path):
+    """stdin a terminal and no FILE: a one-line error at once (a pseudo-terminal, as a user has)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    leader, follower = pty.openpty()
+    result = subprocess.run(
+        [sys.executable, "-m", "rfai_cli", "filter"],
+        stdin=follower,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    os.close(leader)
+    os.close(follower)
+    assert result.returncode == 2 and "no input: give a FILE" in result.stderr

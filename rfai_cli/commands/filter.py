@@ -67,6 +67,8 @@ def filter_rows(
 
     if drop_secrets and redact_secrets:
         raise InputError("--drop-secrets and --redact-secrets exclude each other")
+    if source == "-" and sys.stdin.isatty():  # nothing piped in: say so instead of waiting silently
+        raise InputError("no input: give a FILE, or pipe rows in (rfai filter - < rows.jsonl)")
     bounds = {
         "student_score": (min_student_score, max_student_score),
         "teacher_score": (min_teacher_score, max_teacher_score),
