@@ -18,3 +18,14 @@ def test_unknown_command_is_a_usage_error(rfai):
     result = rfai("trian")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_help_keeps_the_config_key_hints_and_v_prints_the_version(rfai):
+    """`[training.x]` in a help text is rich markup unless escaped: it used to vanish."""
+    collect = rfai("collect", "--help", env={"COLUMNS": "250"})
+    assert collect.returncode == 0
+    assert "[training.max_new_tokens]" in collect.stdout and "[training.num_samples_per_prompt]" in collect.stdout
+    train = rfai("train", "--help", env={"COLUMNS": "250"})
+    assert "[training.max_steps]" in train.stdout and "[model.base_model]" in train.stdout
+    version = rfai("-V")
+    assert version.returncode == 0 and version.stdout.startswith("rfai ")

@@ -292,3 +292,19 @@ def test_cli_pass_at_option_and_unassessed_in_the_table(rfai, tmp_path):
     assert "pass@1" in table.stdout and "pass@5" in table.stdout and "unassessed" in table.stdout
     bad = rfai("stats", path, "--pass-at", "0,x")
     assert bad.returncode == 2 and "--pass-at" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_score_on_a_bin_edge_lands_in_the_bin_it_opens(tmp_path):
+    from rfai_cli.data.stats import compute_stats
+
+    path = tmp_path / "edges.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"student_score": v, "teacher_score": 1.0, "reward": v}) + "\n"
+            for v in (0.7, 0.7, 0.3, 1.0, 0.0)
+        )
+    )
+    histogram = compute_stats([path])["histograms"]["student_score"]
+    counts = dict(zip(histogram["edges"], histogram["counts"]))
+    assert counts[0.7] == 2 and counts[0.3] == 1 and counts[0.0] == 1 and counts[0.9] == 1  # 1.0 closes the last bin
+    assert sum(histogram["counts"]) == 5

@@ -41,19 +41,19 @@ def collect(
     ] = None,
     samples: Annotated[
         Optional[int],
-        typer.Option("--samples", "-G", min=1, help="Student samples per prompt [training.num_samples_per_prompt]."),
+        typer.Option("--samples", "-G", min=1, help="Student samples per prompt \\[training.num_samples_per_prompt]."),
     ] = None,
     batch_size: Annotated[
-        Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together [training.batch_size].")
+        Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together \\[training.batch_size].")
     ] = None,
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")
+        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")
+        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
     ] = None,
     max_new_tokens: Annotated[
-        Optional[int], typer.Option("--max-new-tokens", min=1, help="[training.max_new_tokens]")
+        Optional[int], typer.Option("--max-new-tokens", min=1, help="\\[training.max_new_tokens]")
     ] = None,
     resume: Annotated[
         bool,

@@ -18,15 +18,15 @@ def train(
     prompts: Annotated[
         Optional[str],
         typer.Option(
-            "--prompts", "-p", help="Training prompts: a JSONL file, `builtin` or `humaneval` [data.train_prompts]."
+            "--prompts", "-p", help="Training prompts: a JSONL file, `builtin` or `humaneval` \\[data.train_prompts]."
         ),
     ] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="[training.max_steps]")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="\\[training.max_steps]")] = None,
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory [huggingface.dataset_output_dir].")
+        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id [model.base_model].")
+        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")

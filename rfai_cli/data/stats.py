@@ -177,9 +177,11 @@ class _Column:
         high = max(1.0, self.moments.max)
         width = _bin_width(high - low, max_bins)
         bins = max(1, math.ceil((high - low) / width - 1e-9))
-        counts, edges = np.histogram(
-            self.grid.values(), bins=bins, range=(low, low + bins * width), weights=self.grid.counts
-        )
+        top = low + bins * width
+        # A value on an edge belongs to the bin it opens (0.7 to 0.7-0.8): computed edges can sit
+        # a rounding error above it, so nudge values up by far less than a grid cell.
+        values = np.minimum(self.grid.values() + width * 1e-9, top)
+        counts, edges = np.histogram(values, bins=bins, range=(low, top), weights=self.grid.counts)
         return {"edges": [_tidy(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
