@@ -276,3 +276,80 @@ def test_every_training_key_is_read_by_some_code():
     sources = "\n".join(p.read_text() for p in (REPO / "rfai_cli").rglob("*.py") if p.name != "config.py")
     unread = [key for key in TrainingSettings.model_fields if f".{key}" not in sources]
     assert unread == []
+
+
+def test_a_teacher_switching_lora_off_meanwhile_cannot_change_the_update(tiny_model_dir):
+    """The local teacher (the same model, LoRA off) decodes from scorer threads. Taken while it
+    holds LoRA off, a naive gradient is the base model's; the trainer's update waits for it."""
+    import threading
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from rfai_cli.engine.generation import GENERATION_LOCK
+
+    prompts, completions, advantages = [[1, 2, 3], [1, 2, 3]], [[5, 6, 7], [9, 10, 11]], [1.0, -1.0]
+
+    def fresh():
+        mx.random.seed(0)  # the same adapters every time
+        model = lora_model(tiny_model_dir)
+        for layer in lora_layers(model):  # adapters that do something, so LoRA off is visible
+            layer.lora_b = mx.ones_like(layer.lora_b) * 0.01
+        mx.eval(model.parameters())
+        return model
+
+    def gradient(model):
+        old, mask = padded_completion_logprobs(model, prompts, completions)
+        weights, scale = normaliser([mask], LossSettings(kl_beta=0.0))
+        _, grads = policy_value_and_grad(model, LossSettings(kl_beta=0.0))(
+            model, prompts, completions, mx.array(advantages), old, old, weights, scale
+        )
+        mx.eval(grads)
+        return {k: np.array(v) for k, v in tree_flatten(grads)}
+
+    def teacher_busy(model, holding: threading.Event):
+        with GENERATION_LOCK, lora_disabled(model):
+            holding.set()
+            time.sleep(0.5)
+
+    baseline = gradient(fresh())
+    model = fresh()
+    holding = threading.Event()
+    thread = threading.Thread(target=teacher_busy, args=(model, holding))
+    thread.start()
+    holding.wait()
+    naive = gradient(model)  # no lock: computed on the base model
+    thread.join()
+    assert any(not np.allclose(naive[k], baseline[k]) for k in baseline), "the race should show without the lock"
+
+    def updated(model, interfere: bool):
+        import mlx.optimizers as optim
+
+        old, mask = padded_completion_logprobs(model, prompts, completions)
+        weights, scale = normaliser([mask], LossSettings(kl_beta=0.0))
+        mx.eval(old, weights)
+        thread = None
+        if interfere:
+            holding = threading.Event()
+            thread = threading.Thread(target=teacher_busy, args=(model, holding))
+            thread.start()
+            holding.wait()
+        update_policy(
+            policy_value_and_grad(model, LossSettings(kl_beta=0.0)),
+            optim.AdamW(learning_rate=0.01),
+            model,
+            prompts,
+            completions,
+            mx.array(advantages),
+            old,
+            old,
+            weights,
+            scale,
+            TRAINING,
+        )
+        if thread:
+            thread.join()
+        return {k: np.array(v) for k, v in tree_flatten(model.trainable_parameters())}
+
+    alone, raced = updated(fresh(), False), updated(fresh(), True)
+    assert all(np.array_equal(alone[k], raced[k]) for k in alone)

@@ -345,7 +345,19 @@ def update_policy(
 ):
     """`num_iterations` optimizer updates on one batch, each accumulating the full batch's
     gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
-    skips the update."""
+    skips the update. Holds the engine's generation lock: the local teacher switches LoRA off in
+    place under that lock, and must not do so while a gradient is taken."""
+    from ..engine.generation import GENERATION_LOCK
+
+    with GENERATION_LOCK:
+        return _update_policy(
+            value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
+        )
+
+
+def _update_policy(
+    value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
+):
     import mlx.core as mx
     import mlx.optimizers as optim
     from mlx.utils import tree_map
