@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 from rich.console import Console
+
+PIPE_WIDTH = 4096  # in a pipe or a CI log nothing is cut or wrapped: tables keep whole keys, lines whole URLs
+
+
+def _width(stream) -> int | None:
+    return None if stream.isatty() else PIPE_WIDTH
 
 
 @lru_cache(maxsize=None)
 def stdout() -> Console:
     # rich already drops colour and animation when the stream is not a terminal, and honours NO_COLOR.
-    return Console(soft_wrap=False)
+    return Console(soft_wrap=False, width=_width(sys.stdout))
 
 
 @lru_cache(maxsize=None)
 def stderr() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, width=_width(sys.stderr))
 
 
 def progress_enabled() -> bool:

@@ -308,3 +308,24 @@ def test_a_score_on_a_bin_edge_lands_in_the_bin_it_opens(tmp_path):
     counts = dict(zip(histogram["edges"], histogram["counts"]))
     assert counts[0.7] == 2 and counts[0.3] == 1 and counts[0.0] == 1 and counts[0.9] == 1  # 1.0 closes the last bin
     assert sum(histogram["counts"]) == 5
+
+
+def test_in_a_pipe_nothing_is_cut(tmp_path):
+    """At 80 columns (the default when stdout is not a terminal) rich cut keys to `rfai/py/…`."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    path = tmp_path / "long.jsonl"
+    task = "rfai/py/" + "a-very-long-task-identifier-" * 4 + "007"
+    path.write_text(json.dumps({"task_id": task, "student_score": 0.5, "teacher_score": 1.0, "reward": 0.5}) + "\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rfai_cli", "stats", str(path), "--by", "task_id"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert result.returncode == 0 and task in result.stdout and "…" not in result.stdout
