@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from .literals import NotLiteral, cpp_literal, rust_literal
-from .static import blank_comments_and_strings
+from .static import blank_comments_and_strings, parse_python
 from .values import Check
 
 OBSERVE = "__rfai_observe__"  # the python harness's observation function
@@ -141,7 +141,7 @@ def _is_builtin_exception(name: str) -> bool:
 
 def split_python(source: str, entry_point: str | None) -> SplitCase:
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
         imported = {
             (alias.asname or alias.name).split(".")[0]
             for node in ast.walk(tree)
@@ -177,12 +177,12 @@ def split_python(source: str, entry_point: str | None) -> SplitCase:
                 checks.append(split[1].labelled(ast.unparse(part)))
         defines_check = any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body)
         if entry_point and defines_check:  # HumanEval kept whole: check(candidate) decides, inside
-            body.append(ast.parse(f"check({entry_point})").body[0])
+            body.append(parse_python(f"check({entry_point})").body[0])
             inside = True
         if not checks:
             inside = True  # only "ran without raising" says anything
         return SplitCase(ast.unparse(ast.fix_missing_locations(ast.Module(body, []))), checks, inside)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
         return SplitCase(source, [], True)  # it fails in the box the same way, or passes as in-box
 
 

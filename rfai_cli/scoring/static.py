@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import threading
 from dataclasses import dataclass, field
 
 MAX_FUNCTION_LINES = 60
@@ -62,17 +63,28 @@ def analyze(code: str, language: str) -> StaticReport:
         )
     try:
         return analyze_python(code) if language == "python" else analyze_braces(code, language)
-    except (RecursionError, MemoryError, ValueError) as exc:
+    except (RecursionError, MemoryError, ValueError, SystemError) as exc:
         return StaticReport(language != "python", 0.0, 0.0, 0.0, [f"static analysis failed: {type(exc).__name__}"])
 
 
 # --- python -------------------------------------------------------------------------------
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_python(source: str) -> ast.Module:
+    """`ast.parse`, one call at a time: CPython 3.11's AST constructor keeps its recursion depth in
+    interpreter-wide state, and parses on two scorer threads at once can fail with
+    "SystemError: AST constructor recursion depth mismatch"."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
+
+
 def analyze_python(code: str) -> StaticReport:
     try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        tree = parse_python(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
         return StaticReport(False, 0.0, 0.0, 0.0, [f"does not parse: {type(exc).__name__}: {exc}"[:200]])
     notes: list[str] = []
     quality = 1.0
