@@ -66,11 +66,10 @@ def open_output(path: str | Path, *, make_parents: bool = False) -> Iterator[IO[
     try:
         if make_parents:
             target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
+        fd, temporary = temporary_beside(target)
     except OSError as exc:
         raise write_error(path, exc) from None
     try:
-        os.fchmod(fd, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
         with _failing_as(path), os.fdopen(fd, "wb") as stream:
             yield stream
         os.replace(temporary, target)
@@ -79,6 +78,18 @@ def open_output(path: str | Path, *, make_parents: bool = False) -> Iterator[IO[
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def temporary_beside(target: Path) -> tuple[int, str]:
+    """(fd, path) of a new, uniquely named hidden file beside `target`, with the permissions
+    `target` has (or the umask's for a new file), to be renamed over it once complete."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, temporary = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
+    os.fchmod(fd, mode)
+    return fd, temporary
 
 
 @contextmanager

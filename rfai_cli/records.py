@@ -13,14 +13,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from .errors import InputError, RfaiError
-from .output import TEMP_PREFIX
+from .output import temporary_beside
 
 SCHEMA_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # longer lines are reported as bad lines, never held in memory whole
@@ -304,7 +303,7 @@ class JsonlWriter:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 if replace:
-                    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{Path(path).name}.", dir=Path(path).parent)
+                    fd, name = temporary_beside(Path(path))
                     self._pending, self._stream = Path(name), os.fdopen(fd, "ab")
                 else:
                     self._stream = open(path, "ab")

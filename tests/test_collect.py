@@ -136,6 +136,7 @@ def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(
     config_file(tmp_path, tiny_model_dir)
     assert rfai("collect", "--limit", "2", "--samples", "1").returncode == 0
     before = (tmp_path / "datasets" / "train.jsonl").read_bytes()
+    (tmp_path / "datasets" / "train.jsonl").chmod(0o640)
     for args, named in (
         (["--model", str(tmp_path / "another-model")], "model"),
         (["--max-new-tokens", "7"], "sampling.max_new_tokens"),
@@ -152,6 +153,7 @@ def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(
         len(rows) == 2 and len({row["run_id"] for row in rows}) == 1 and json.loads(again.stdout)["rows_written"] == 2
     )
     assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".rfai-tmp-")]
+    assert (tmp_path / "datasets" / "train.jsonl").stat().st_mode & 0o777 == 0o640  # the file's own permissions kept
     # now it resumes with the new settings
     assert (
         "2 of 2 prompts already collected"

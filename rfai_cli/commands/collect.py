@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import console
-from .common import ConfigOption, JsonOption, SkipWarnings
+from .common import ConfigOption, DatasetDirOption, JsonOption, ModelOption, SkipWarnings
 
 
 class Split(str, Enum):
@@ -46,12 +45,8 @@ def collect(
     batch_size: Annotated[
         Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together \\[training.batch_size].")
     ] = None,
-    output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
-    ] = None,
-    model: Annotated[
-        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
-    ] = None,
+    output_dir: DatasetDirOption = None,
+    model: ModelOption = None,
     max_new_tokens: Annotated[
         Optional[int], typer.Option("--max-new-tokens", min=1, help="\\[training.max_new_tokens]")
     ] = None,

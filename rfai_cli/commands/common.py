@@ -12,6 +12,12 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="YAML config (default: ./config.yaml when present).", show_default=False),
 ]
+DatasetDirOption = Annotated[
+    Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
+]
+ModelOption = Annotated[
+    Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
+]
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
 ]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import console
-from .common import ConfigOption, JsonOption, SkipWarnings
+from .common import ConfigOption, DatasetDirOption, JsonOption, ModelOption, SkipWarnings
 
 
 def train(
@@ -22,12 +21,8 @@ def train(
         ),
     ] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="\\[training.max_steps]")] = None,
-    output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
-    ] = None,
-    model: Annotated[
-        Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
-    ] = None,
+    output_dir: DatasetDirOption = None,
+    model: ModelOption = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")
     ] = False,
