@@ -17,7 +17,7 @@ from conftest import REPO, RFAI
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.loading import load_model
-from rfai_cli.engine.logprobs import padded_completion_logprobs
+from rfai_cli.engine.logprobs import frozen_hidden, padded_completion_logprobs, token_batch
 from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
 from rfai_cli.train.grpo import LossSettings, group_advantages, normaliser, zero_variance_fraction
 from rfai_cli.train.loop import policy_value_and_grad, update_policy
@@ -38,23 +38,11 @@ def step(model, prompts, completions, advantages, learning_rate=0.01, settings=L
     import mlx.core as mx
     import mlx.optimizers as optim
 
-    old, mask = padded_completion_logprobs(model, prompts, completions)
-    with lora_disabled(model):
-        ref, _ = padded_completion_logprobs(model, prompts, completions)
-    weights, scale = normaliser([mask], settings)
+    batch = token_batch(prompts, completions)
+    weights, scale = normaliser([batch.mask], settings)
     optimizer = optim.AdamW(learning_rate=learning_rate, weight_decay=0.0)
-    metrics = update_policy(
-        policy_value_and_grad(model, settings),
-        optimizer,
-        model,
-        prompts,
-        completions,
-        mx.array(advantages),
-        mx.stop_gradient(old),
-        mx.stop_gradient(ref),
-        weights,
-        scale,
-        TRAINING,
+    metrics, old = update_policy(
+        model, optimizer, settings, TRAINING, batch, frozen_hidden(model, batch), mx.array(advantages), weights, scale
     )
     return old, metrics
 
@@ -75,6 +63,7 @@ def test_a_positive_advantage_raises_its_log_prob_and_a_negative_one_lowers_it(t
     assert not metrics["skipped"] and metrics["grad_norm"] > 0
     assert float(after[0].sum()) > float(before[0].sum())
     assert float(after[1].sum()) < float(before[1].sum())
+    assert np.allclose(before[0], padded_completion_logprobs(lora_model(tiny_model_dir), prompts, completions)[0][0])
     assert any(float(abs(layer.lora_b).max()) > 0 for layer in lora_layers(model))  # the gradient reached LoRA
 
 
@@ -106,7 +95,6 @@ def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir, seed)
     half = loaded.model.args.vocab_size // 2
     settings = LossSettings(kl_beta=0.0)
     optimizer = optim.AdamW(learning_rate=0.03, weight_decay=0.0)
-    value_and_grad = policy_value_and_grad(loaded.model, settings)
     sampling = SamplingSettings(1.0, 1.0, 0, 6, stop_after_code_block=False)
     means = []
     for index in range(40):
@@ -117,20 +105,18 @@ def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir, seed)
         means.append(float(np.mean(rewards)))
         advantages = [a for group in group_advantages(rewards, "group") for a in group]
         prompts, completions = [s.prompt_ids for s in samples], [s.token_ids for s in samples]
-        old, mask = padded_completion_logprobs(loaded.model, prompts, completions)
-        weights, scale = normaliser([mask], settings)
+        batch = token_batch(prompts, completions)
+        weights, scale = normaliser([batch.mask], settings)
         update_policy(
-            value_and_grad,
-            optimizer,
             loaded.model,
-            prompts,
-            completions,
+            optimizer,
+            settings,
+            TRAINING,
+            batch,
+            frozen_hidden(loaded.model, batch),
             mx.array(advantages),
-            mx.stop_gradient(old),
-            mx.stop_gradient(old),
             weights,
             scale,
-            TRAINING,
         )
     assert np.mean(means[-8:]) > np.mean(means[:8]) + 0.15, means
 
@@ -299,10 +285,10 @@ def test_a_teacher_switching_lora_off_meanwhile_cannot_change_the_update(tiny_mo
         return model
 
     def gradient(model):
-        old, mask = padded_completion_logprobs(model, prompts, completions)
-        weights, scale = normaliser([mask], LossSettings(kl_beta=0.0))
+        batch = token_batch(prompts, completions)
+        weights, scale = normaliser([batch.mask], LossSettings(kl_beta=0.0))
         _, grads = policy_value_and_grad(model, LossSettings(kl_beta=0.0))(
-            model, prompts, completions, mx.array(advantages), old, old, weights, scale
+            model, batch, None, mx.array(advantages), None, batch.mask, weights, scale
         )
         mx.eval(grads)
         return {k: np.array(v) for k, v in tree_flatten(grads)}
@@ -325,9 +311,9 @@ def test_a_teacher_switching_lora_off_meanwhile_cannot_change_the_update(tiny_mo
     def updated(model, interfere: bool):
         import mlx.optimizers as optim
 
-        old, mask = padded_completion_logprobs(model, prompts, completions)
-        weights, scale = normaliser([mask], LossSettings(kl_beta=0.0))
-        mx.eval(old, weights)
+        batch = token_batch(prompts, completions)
+        weights, scale = normaliser([batch.mask], LossSettings(kl_beta=0.0))
+        mx.eval(weights)
         thread = None
         if interfere:
             holding = threading.Event()
@@ -335,17 +321,15 @@ def test_a_teacher_switching_lora_off_meanwhile_cannot_change_the_update(tiny_mo
             thread.start()
             holding.wait()
         update_policy(
-            policy_value_and_grad(model, LossSettings(kl_beta=0.0)),
-            optim.AdamW(learning_rate=0.01),
             model,
-            prompts,
-            completions,
+            optim.AdamW(learning_rate=0.01),
+            LossSettings(kl_beta=0.0),
+            TRAINING,
+            batch,
+            None,
             mx.array(advantages),
-            old,
-            old,
             weights,
             scale,
-            TRAINING,
         )
         if thread:
             thread.join()

@@ -5,11 +5,119 @@ with a causal model, padding at the end changes nothing before it, so no attenti
 needed. Only completion positions are read: the prompt is masked out. The functions are plain
 MLX computations, so they can sit inside `mlx.nn.value_and_grad` (policy gradient) or run
 with LoRA disabled for the KL reference.
+
+Two savings make an RL step's several passes over one batch cheap (see docs/train.md):
+- The blocks before the first LoRA layer are frozen and compute the same with LoRA on or off,
+  so `frozen_hidden` runs them once per batch and every later pass (policy, reference) starts
+  from their output.
+- The output head, a [positions, vocabulary] matmul, runs only at completion positions: the
+  hidden states are gathered there before the final norm and head.
+Both work by standing in for the model's blocks for the length of one call, so they need no
+per-architecture code; a model whose blocks cannot be stood in for (checked numerically, once)
+gets plain full passes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Prompt + completion sequences, right-padded, and where each completion token is predicted."""
+
+    inputs: Any  # [batch, width - 1] token ids fed to the model (the last token predicts nothing)
+    positions: Any  # [batch, steps]: the input position whose output predicts completion token t
+    targets: Any  # [batch, steps]: the completion tokens (0 on padding)
+    mask: Any  # [batch, steps]: 1.0 on completion tokens, 0.0 on padding
+    widths: tuple[int, ...]  # each row's unpadded input length
+    lengths: tuple[int, ...]  # each row's completion length
+
+    def rows(self, index: Sequence[int]) -> "TokenBatch":
+        """The sub-batch of rows `index` (a micro-batch), cut to its own longest sequence."""
+        import mlx.core as mx
+
+        picked = mx.array([int(i) for i in index])
+        width = max(self.widths[i] for i in index)
+        steps = max(self.lengths[i] for i in index)
+        return TokenBatch(
+            self.inputs[picked, :width],
+            self.positions[picked, :steps],
+            self.targets[picked, :steps],
+            self.mask[picked, :steps],
+            tuple(self.widths[i] for i in index),
+            tuple(self.lengths[i] for i in index),
+        )
+
+
+def token_batch(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> TokenBatch:
+    import mlx.core as mx
+
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError("prompt_ids and completion_ids must have the same length")
+    if any(not prompt for prompt in prompt_ids):
+        raise ValueError("every prompt needs at least one token")
+    steps = max((len(c) for c in completion_ids), default=0)
+    sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
+    width = max(len(s) for s in sequences)
+    padded = [s + [0] * (width - len(s)) for s in sequences]
+    # Completion token t of sequence i is predicted at position len(p_i) - 1 + t (clamped on padding).
+    positions = [[min(len(p) - 1 + t, width - 2) if width > 1 else 0 for t in range(steps)] for p in prompt_ids]
+    targets = [list(c) + [0] * (steps - len(c)) for c in completion_ids]
+    mask = [[1.0] * len(c) + [0.0] * (steps - len(c)) for c in completion_ids]
+    return TokenBatch(
+        mx.array([row[:-1] for row in padded]) if width > 1 else mx.zeros((len(padded), 0), dtype=mx.int32),
+        mx.array(positions, dtype=mx.int32).reshape(len(sequences), steps),
+        mx.array(targets, dtype=mx.int32).reshape(len(sequences), steps),
+        mx.array(mask).reshape(len(sequences), steps),
+        tuple(max(len(s) - 1, 1) for s in sequences),
+        tuple(len(c) for c in completion_ids),
+    )
+
+
+def frozen_hidden(model: Any, batch: TokenBatch):
+    """The hidden states after the model's frozen leading blocks (those without trainable
+    parameters), to start later `batch_logprobs` passes from; None when there are none, or when
+    the model's blocks cannot be stood in for."""
+    import mlx.core as mx
+
+    frozen = _frozen_blocks(model)
+    if frozen == 0 or batch.inputs.shape[1] == 0 or not _stand_ins_work(model):
+        return None
+    captured = []
+
+    def capture(index, layer, h, *args, **kwargs):
+        h = layer(h, *args, **kwargs)
+        if index == frozen - 1:
+            captured.append(h)
+        return h
+
+    with _blocks_standing_in(model, capture):
+        model(batch.inputs)  # lazy: only what leads to the captured state is ever computed
+    return mx.stop_gradient(captured[0])
+
+
+def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidden=None):
+    """[batch, steps] log p(completion token t | prompt, earlier tokens), 0.0 on padding.
+
+    `temperature` divides the logits first: the distribution the samples were drawn from
+    (before top-p/top-k truncation, which the policy gradient treats as part of the environment).
+    `hidden`, from `frozen_hidden(model, batch)`, skips the frozen blocks."""
+    import mlx.core as mx
+
+    if batch.targets.shape[1] == 0:
+        return mx.zeros(batch.targets.shape)
+    if _stand_ins_work(model):
+        logits = _completion_logits(model, batch, hidden)
+    else:  # full pass, logits at every position, then the completion ones
+        logits = mx.take_along_axis(model(batch.inputs), batch.positions[..., None], axis=1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    # log p(token) without a [batch, steps, vocab] log-softmax: the chosen logit minus the logsumexp.
+    chosen = mx.take_along_axis(logits, batch.targets[..., None], axis=-1).squeeze(-1)
+    return (chosen.astype(mx.float32) - mx.logsumexp(logits.astype(mx.float32), axis=-1)) * batch.mask
 
 
 def padded_completion_logprobs(
@@ -19,37 +127,9 @@ def padded_completion_logprobs(
     temperature: float = 1.0,
 ):
     """(logprobs, mask), both [batch, longest completion]: logprobs[i, t] = log p(c_i[t] | p_i, c_i[:t]),
-    mask[i, t] = 1.0 where t < len(c_i) (0.0 on padding, whose logprobs are meaningless).
-    `temperature` divides the logits first: the distribution the samples were drawn from
-    (before top-p/top-k truncation, which the policy gradient treats as part of the environment)."""
-    import mlx.core as mx
-
-    if len(prompt_ids) != len(completion_ids):
-        raise ValueError("prompt_ids and completion_ids must have the same length")
-    if any(not prompt for prompt in prompt_ids):
-        raise ValueError("every prompt needs at least one token")
-    steps = max((len(c) for c in completion_ids), default=0)
-    if steps == 0:
-        empty = mx.zeros((len(completion_ids), 0))
-        return empty, empty
-    sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
-    width = max(len(s) for s in sequences)
-    inputs = mx.array([s + [0] * (width - len(s)) for s in sequences])
-
-    logits = model(inputs[:, :-1])
-    if temperature != 1.0:
-        logits = logits / temperature
-    # log p(next token) at every position, [batch, width - 1], without a [batch, width, vocab] log-softmax.
-    chosen = mx.take_along_axis(logits, inputs[:, 1:, None], axis=-1).squeeze(-1)
-    token_logprobs = chosen.astype(mx.float32) - mx.logsumexp(logits.astype(mx.float32), axis=-1)
-
-    # Completion token t of sequence i is predicted at position len(p_i) - 1 + t.
-    starts = mx.array([len(p) - 1 for p in prompt_ids])[:, None]
-    offsets = mx.arange(steps)[None, :]
-    lengths = mx.array([len(c) for c in completion_ids])[:, None]
-    positions = mx.minimum(starts + offsets, token_logprobs.shape[1] - 1)
-    mask = (offsets < lengths).astype(mx.float32)
-    return mx.take_along_axis(token_logprobs, positions, axis=1) * mask, mask
+    mask[i, t] = 1.0 where t < len(c_i) (0.0 on padding)."""
+    batch = token_batch(prompt_ids, completion_ids)
+    return batch_logprobs(model, batch, temperature), batch.mask
 
 
 def completion_logprobs(
@@ -58,3 +138,85 @@ def completion_logprobs(
     """One array per sequence with the log-prob of each completion token (len(completion_ids[i]))."""
     logprobs, _ = padded_completion_logprobs(model, prompt_ids, completion_ids)
     return [logprobs[i, : len(c)] for i, c in enumerate(completion_ids)]
+
+
+def _completion_logits(model: Any, batch: TokenBatch, hidden):
+    """[batch, steps, vocab]: the blocks run from `hidden` (or from the embeddings), then the
+    last block's output is gathered at the completion positions before the norm and head."""
+    import mlx.core as mx
+
+    frozen = _frozen_blocks(model) if hidden is not None else 0
+    last = len(model.layers) - 1
+
+    def run(index, layer, h, *args, **kwargs):
+        if index == 0 and hidden is not None:
+            h = hidden  # the embeddings are never computed: nothing reads them
+        if index >= frozen:
+            h = layer(h, *args, **kwargs)
+        if index == last:
+            h = mx.take_along_axis(h, batch.positions[..., None], axis=1)
+        return h
+
+    with _blocks_standing_in(model, run):
+        return model(batch.inputs)
+
+
+def _frozen_blocks(model: Any) -> int:
+    """How many leading blocks hold no trainable parameter (LoRA sits in the last ones)."""
+    from mlx.utils import tree_flatten
+
+    count = 0
+    for layer in model.layers:
+        if tree_flatten(layer.trainable_parameters()):
+            break
+        count += 1
+    return count
+
+
+class _StandIn:
+    """Called in a block's place for one model call; everything else is the block's own."""
+
+    def __init__(self, index: int, layer: Any, call: Callable):
+        self._index, self._layer, self._call = index, layer, call
+
+    def __getattr__(self, name: str):
+        return getattr(self._layer, name)
+
+    def __call__(self, h, *args, **kwargs):
+        return self._call(self._index, self._layer, h, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _blocks_standing_in(model: Any, call: Callable):
+    """Within the block, block i of `model` computes `call(i, block, h, *args)` instead of
+    `block(h, *args)`. Callers hold the engine's generation lock (the model is shared)."""
+    layers = model.layers
+    saved = list(layers)
+    layers[:] = [_StandIn(i, layer, call) for i, layer in enumerate(saved)]
+    try:
+        yield
+    finally:
+        layers[:] = saved
+
+
+_CHECKED: dict[int, tuple[Any, bool]] = {}  # id(model) -> (a weak reference to it, the answer)
+
+
+def _stand_ins_work(model: Any) -> bool:
+    """Whether standing in for the blocks reaches the model's forward pass and gives its logits,
+    checked once per model on a short sequence; any other model gets plain full passes."""
+    import weakref
+
+    import mlx.core as mx
+
+    known = _CHECKED.get(id(model))
+    if known is None or known[0]() is not model:
+        layers = getattr(model, "layers", None)
+        ok = isinstance(layers, list) and bool(layers) and model.layers is layers
+        if ok:
+            inputs = mx.array([[1, 2, 3, 4, 5]])
+            batch = TokenBatch(inputs, mx.array([[2, 3]]), mx.array([[5, 6]]), mx.ones((1, 2)), (5,), (2,))
+            expected = model(inputs)[:, 2:4]
+            ok = bool(mx.allclose(_completion_logits(model, batch, None), expected, atol=1e-4).item())
+        known = _CHECKED[id(model)] = (weakref.ref(model), ok)
+    return known[1]

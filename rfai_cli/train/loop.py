@@ -80,8 +80,8 @@ def run_train(
     from ..data.layout import append_run, split_path
     from ..engine.generation import GENERATION_LOCK, seed_sampling
     from ..engine.loading import load_model
-    from ..engine.logprobs import padded_completion_logprobs
-    from ..engine.lora import attach_lora, lora_disabled
+    from ..engine.logprobs import frozen_hidden, token_batch
+    from ..engine.lora import attach_lora
     from ..records import JsonlWriter
     from ..rollout import open_rollout
     from ..runs import fingerprint, run_record
@@ -138,8 +138,6 @@ def run_train(
         metrics_path.unlink(missing_ok=True)
     else:
         _cut_metrics(metrics_path, state.step)
-
-    value_and_grad = policy_value_and_grad(student.model, settings)
 
     held_out = {
         "validation": (validation or [])[: training.eval_limit],
@@ -221,8 +219,8 @@ def run_train(
                 summary.rows_written += len(scored.rows)
 
                 samples = [sample for group in sampled.samples for sample in group]
-                prompts = [sample.prompt_ids for sample in samples]
                 completions = [sample.token_ids for sample in samples]
+                batch = token_batch([sample.prompt_ids for sample in samples], completions)
                 keep = mx.array(
                     [
                         0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0
@@ -230,24 +228,17 @@ def run_train(
                     ]
                 )
                 with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
-                    old, mask = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
-                    with lora_disabled(student.model):
-                        ref, _ = padded_completion_logprobs(student.model, prompts, completions, settings.temperature)
-                    old, ref = mx.stop_gradient(old), mx.stop_gradient(ref)
-                    weights, scale = normaliser([mask * keep[:, None]], settings)
-                    mx.eval(old, ref, weights)
-                    step_metrics = update_policy(
-                        value_and_grad,
-                        optimizer,
+                    weights, scale = normaliser([batch.mask * keep[:, None]], settings)
+                    step_metrics, old = update_policy(
                         student.model,
-                        prompts,
-                        completions,
+                        optimizer,
+                        settings,
+                        training,
+                        batch,
+                        frozen_hidden(student.model, batch),  # shared by the reference and policy passes
                         mx.array(flat_advantages),
-                        old,
-                        ref,
                         weights,
                         scale,
-                        training,
                     )
                 if step_metrics["skipped"]:
                     state.nonfinite_in_a_row += 1
@@ -326,63 +317,70 @@ def _finish(config: Config, dataset_dir: Path, on_notice: Callable[[str], None] 
 
 
 def policy_value_and_grad(model, settings: LossSettings):
-    """(loss, (kl, clip fraction)) and the gradient w.r.t. the trainable (LoRA) parameters. The
-    forward pass is inside the differentiated function, and nothing is compiled, so the LoRA
-    weights are never captured as constants (the two ways a trainer ends up learning nothing)."""
+    """(loss, (kl, clip fraction, log-probs)) and the gradient w.r.t. the trainable (LoRA)
+    parameters. The forward pass is inside the differentiated function, and nothing is
+    compiled, so the LoRA weights are never captured as constants (the two ways a trainer ends
+    up learning nothing). With `old` None, the old log-probs are this pass's own, held constant:
+    the same function on the same weights, so the ratio is exactly 1 without a pass of its own."""
+    import mlx.core as mx
     import mlx.nn as nn
 
-    from ..engine.logprobs import padded_completion_logprobs
+    from ..engine.logprobs import batch_logprobs
 
-    def loss_fn(model, prompts, completions, advantages, old, ref, weights, scale):
-        logp, _ = padded_completion_logprobs(model, prompts, completions, settings.temperature)
-        return clipped_loss(logp, old, ref, advantages, weights, scale, settings)
+    def loss_fn(model, batch, hidden, advantages, old, ref, weights, scale):
+        logp = batch_logprobs(model, batch, settings.temperature, hidden)
+        old = mx.stop_gradient(logp) if old is None else old
+        loss, (kl, clipped) = clipped_loss(logp, old, ref, advantages, weights, scale, settings)
+        return loss, (kl, clipped, old)
 
     return nn.value_and_grad(model, loss_fn)
 
 
-def update_policy(
-    value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
-):
-    """`num_iterations` optimizer updates on one batch, each accumulating the full batch's
+def update_policy(model, optimizer, settings: LossSettings, training, batch, hidden, advantages, weights, scale):
+    """`num_iterations` optimizer updates on one TokenBatch, each accumulating the full batch's
     gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
-    skips the update. Holds the engine's generation lock: the local teacher switches LoRA off in
-    place under that lock, and must not do so while a gradient is taken."""
+    skips the update. The reference log-probs (LoRA off) are taken per micro-batch on the first
+    iteration, so memory holds one micro-batch's logits at a time. `hidden` is the batch's
+    `frozen_hidden` (or None). Returns (metrics, old log-probs per sequence). Holds the engine's
+    generation lock: the local teacher switches LoRA off in place under that lock, and must not
+    do so while a gradient is taken."""
     from ..engine.generation import GENERATION_LOCK
 
     with GENERATION_LOCK:
-        return _update_policy(
-            value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
-        )
+        return _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale)
 
 
-def _update_policy(
-    value_and_grad, optimizer, model, prompts, completions, advantages, old, ref, weights, scale, training
-):
+def _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale):
     import mlx.core as mx
     import mlx.optimizers as optim
     from mlx.utils import tree_map
 
-    chunks = np.array_split(np.arange(len(prompts)), min(training.gradient_accumulation_steps, len(prompts)))
+    from ..engine.logprobs import batch_logprobs
+    from ..engine.lora import lora_disabled
+
+    value_and_grad = policy_value_and_grad(model, settings)
+    size = len(batch.lengths)
+    chunks = [c.tolist() for c in np.array_split(np.arange(size), min(training.gradient_accumulation_steps, size))]
+    olds: list = [None] * len(chunks)  # the first iteration's log-probs, the ratio's denominator after it
+    refs: list = [None] * len(chunks)
     totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "grad_norm": 0.0, "skipped": False}
     for _ in range(training.num_iterations):
         grads, loss, kl, clipped = None, 0.0, 0.0, 0.0
-        for chunk in chunks:
-            index = mx.array(chunk)
-            width = max(len(completions[i]) for i in chunk)
-            (value, (chunk_kl, chunk_clipped)), chunk_grads = value_and_grad(
-                model,
-                [prompts[i] for i in chunk],
-                [completions[i] for i in chunk],
-                advantages[index],
-                old[index, :width],
-                ref[index, :width],
-                weights[index, :width],
-                scale,
+        for k, chunk in enumerate(chunks):
+            part = batch.rows(chunk)
+            index, steps = mx.array(chunk), part.targets.shape[1]
+            part_hidden = None if hidden is None else hidden[index, : part.inputs.shape[1]]
+            if refs[k] is None:
+                with lora_disabled(model):
+                    refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
+            (value, (chunk_kl, chunk_clipped, olds[k])), chunk_grads = value_and_grad(
+                model, part, part_hidden, advantages[index], olds[k], refs[k], weights[index, :steps], scale
             )
             grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
+            mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k])  # one micro-batch's graph in memory at a time
             loss += float(value.item())
-            kl += float(chunk_kl.item()) * len(chunk) / len(prompts)
-            clipped += float(chunk_clipped.item()) * len(chunk) / len(prompts)
+            kl += float(chunk_kl.item()) * len(chunk) / size
+            clipped += float(chunk_clipped.item()) * len(chunk) / size
         grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
         norm = float(norm.item())
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -391,7 +389,10 @@ def _update_policy(
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)
         totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
-    return totals
+    old_rows = [
+        np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)
+    ]
+    return totals, old_rows
 
 
 def _offsets(batch) -> list[int]:
@@ -414,17 +415,11 @@ def _pass_rate(rows: list[dict]) -> float | None:
     return sum(t["passed"] for t in tested) / sum(t["total"] for t in tested) if tested else None
 
 
-def _logprob_gap(samples, old) -> float:
+def _logprob_gap(samples, old_rows) -> float:
     """Mean |engine sampling log-prob - recomputed log-prob| per token: 0 up to float noise when
     the sampling and training distributions are the same (temperature 1, no truncation)."""
-    import numpy as np
-
-    gaps = []
-    recomputed = np.array(old)
-    for i, sample in enumerate(samples):
-        n = len(sample.logprobs)
-        gaps.extend(np.abs(np.array(sample.logprobs) - recomputed[i, :n]).tolist())
-    return float(np.mean(gaps)) if gaps else 0.0
+    gaps = np.concatenate([np.abs(np.array(s.logprobs) - old) for s, old in zip(samples, old_rows)] or [np.zeros(0)])
+    return float(gaps.mean()) if gaps.size else 0.0
 
 
 def _check_same_run(state, prints: dict, previous: Path, force: bool) -> None:
