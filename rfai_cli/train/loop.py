@@ -389,9 +389,7 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)
         totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
-    old_rows = [
-        np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)
-    ]
+    old_rows = [np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)]
     return totals, old_rows
 
 
