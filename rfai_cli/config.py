@@ -66,6 +66,8 @@ class TrainingSettings(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     kl_beta: float = Field(0.04, ge=0)
+    target_kl: float | None = Field(None, gt=0)
+    kl_gain: float = Field(0.1, ge=0, le=10)
     distill_weight: float = Field(0.0, ge=0)
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
@@ -80,6 +82,8 @@ class TrainingSettings(_Section):
     lora_layers: int = Field(8, ge=1)
     checkpoint_dir: str = "./checkpoints"
     checkpoint_every: int = Field(10, ge=1)
+    save_total_limit: int | None = Field(3, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     eval_steps: int = Field(10, ge=0)
     eval_samples: int = Field(2, ge=1)
     eval_limit: int | None = Field(None, ge=1)

@@ -19,7 +19,7 @@ import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.loading import load_model
 from rfai_cli.engine.logprobs import frozen_hidden, padded_completion_logprobs, token_batch
 from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
-from rfai_cli.train.grpo import LossSettings, group_advantages, normaliser, zero_variance_fraction
+from rfai_cli.train.grpo import LossSettings, adaptive_kl_beta, group_advantages, normaliser, zero_variance_fraction
 from rfai_cli.train.loop import policy_value_and_grad, update_policy
 
 TRAINING = SimpleNamespace(num_iterations=1, gradient_accumulation_steps=1, max_grad_norm=1.0)
@@ -121,7 +121,7 @@ def test_a_learnable_reward_rises_within_a_few_dozen_steps(tiny_model_dir, seed)
     assert np.mean(means[-8:]) > np.mean(means[:8]) + 0.15, means
 
 
-def config_text(tiny_model_dir: Path, max_steps: int) -> str:
+def config_text(tiny_model_dir: Path, max_steps: int, extra: str = "") -> str:
     return f"""
 model:
   base_model: {tiny_model_dir}
@@ -139,7 +139,7 @@ training:
   eval_steps: 2
   eval_samples: 1
   eval_limit: 2
-"""
+{extra}"""
 
 
 def rows(path: Path) -> list[dict]:
@@ -187,6 +187,50 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
     assert "| command | train |" in card and "validation" in card
     again = rfai("train")
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_adaptive_kl_steers_beta_toward_its_target():
+    assert adaptive_kl_beta(0.04, kl=0.2, target=0.1, gain=0.5) == pytest.approx(0.04 * 1.1)  # error clipped to 0.2
+    assert adaptive_kl_beta(0.04, kl=0.05, target=0.1, gain=0.5) == pytest.approx(0.04 * 0.9)
+    assert adaptive_kl_beta(0.04, kl=0.1, target=0.1, gain=0.5) == pytest.approx(0.04)
+
+
+def test_distillation_lowers_the_nll_of_the_teachers_answer_even_without_an_advantage(tiny_model_dir):
+    """All-equal rewards give no policy gradient (the adapters stay put, tested above); with
+    distill_weight the teacher's answer still pulls the policy toward it."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    from rfai_cli.train.loop import _nll
+
+    model = lora_model(tiny_model_dir)
+    settings = LossSettings(kl_beta=0.0)
+    training = SimpleNamespace(**vars(TRAINING), distill_weight=1.0)
+    batch = token_batch([[1, 2, 3], [1, 2, 3]], [[5, 6], [7, 8]])
+    teacher = token_batch([[1, 2, 3]], [[40, 41, 42, 43]])
+    weights, scale = normaliser([batch.mask], settings)
+    optimizer = optim.AdamW(learning_rate=0.01, weight_decay=0.0)
+    before = float(_nll(model, teacher, None).item())
+    for _ in range(5):
+        metrics, _ = update_policy(
+            model, optimizer, settings, training, batch, None, mx.zeros(2), weights, scale, distill=teacher
+        )
+    assert float(_nll(model, teacher, None).item()) < before - 0.05 and metrics["distill_nll"] > 0
+
+
+def test_adaptive_kl_save_total_limit_and_distillation_in_a_run(rfai, tmp_path, tiny_model_dir):
+    extra = "  checkpoint_every: 1\n  save_total_limit: 2\n  target_kl: 0.001\n  kl_gain: 1.0\n  distill_weight: 0.5\n"
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 4).replace("  checkpoint_every: 2\n", "") + extra)
+    result = rfai("train")
+    assert result.returncode == 0, result.stderr
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-000003", "checkpoint-000004"]
+    metrics = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
+    betas = [m["kl_beta"] for m in metrics]
+    assert betas[0] == 0.04 and len(set(betas)) > 1  # the controller moved it
+    assert all(m["distill_nll"] > 0 for m in metrics)
+    state = json.loads((tmp_path / "checkpoints" / "checkpoint-000004" / "state.json").read_text())
+    assert state["kl_beta"] not in (None, betas[-1])  # the next step's weight, kept for an exact resume
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ class TrainState:
     dataset_bytes: dict[str, int] = field(default_factory=dict)  # split file -> its length at this step
     fingerprint: dict[str, Any] = field(default_factory=dict)
     nonfinite_in_a_row: int = 0
+    kl_beta: float | None = None  # the adaptive KL controller's current weight (None: training.kl_beta)
 
 
 def latest(directory: str | Path) -> Path | None:
@@ -46,8 +47,10 @@ def latest(directory: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save(directory: str | Path, model: Any, optimizer: Any, adapter_config: dict, state: TrainState, keep: int) -> Path:
-    """Write checkpoint-STEP atomically, refresh the top-level adapters, keep the newest `keep`."""
+def save(
+    directory: str | Path, model: Any, optimizer: Any, adapter_config: dict, state: TrainState, keep: int | None
+) -> Path:
+    """Write checkpoint-STEP atomically, refresh the top-level adapters, keep the newest `keep` (None: all)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
@@ -67,7 +70,7 @@ def save(directory: str | Path, model: Any, optimizer: Any, adapter_config: dict
             os.replace(directory / f".{name}.tmp", directory / name)
     except OSError as exc:
         raise RfaiError(f"{directory}: cannot write a checkpoint: {exc.strerror or exc}") from None
-    for old in sorted(p for p in directory.glob(f"{PREFIX}*") if p.is_dir())[:-keep]:
+    for old in sorted(p for p in directory.glob(f"{PREFIX}*") if p.is_dir())[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
 

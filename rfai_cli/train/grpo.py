@@ -72,6 +72,13 @@ def normaliser(masks: Sequence[Any], settings: LossSettings) -> tuple[Any, float
     return mask, 1.0 / (mask.shape[0] * settings.max_new_tokens)  # dr_grpo
 
 
+def adaptive_kl_beta(beta: float, kl: float, target: float, gain: float) -> float:
+    """The next step's KL weight: raised when the measured KL is above `target`, lowered when
+    below, by at most `gain` x 20% per step (the proportional controller of Ziegler et al. 2019)."""
+    error = float(np.clip(kl / target - 1.0, -0.2, 0.2))
+    return beta * (1.0 + gain * error)
+
+
 def clipped_loss(logp, old, ref, advantages, weights, scale: float, settings: LossSettings):
     """(loss, (kl, clipped)): the weighted sum of token losses (see the module docstring), and
     the weighted mean KL and clipped fraction for the metrics. All arguments are mx arrays

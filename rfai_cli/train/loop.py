@@ -16,7 +16,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,10 +26,16 @@ from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported: 
 from ..config import Config
 from ..errors import InputError, RfaiError
 from . import checkpoint
-from .grpo import LossSettings, clipped_loss, group_advantages, normaliser, zero_variance_fraction
+from .grpo import (
+    LossSettings,
+    adaptive_kl_beta,
+    clipped_loss,
+    group_advantages,
+    normaliser,
+    zero_variance_fraction,
+)
 
 METRICS_FILE = "metrics.jsonl"
-KEEP_CHECKPOINTS = 3
 
 
 @dataclass
@@ -87,8 +93,8 @@ def run_train(
     from ..runs import fingerprint, run_record
 
     training = config.training
-    if training.distill_weight:
-        raise InputError("training.distill_weight: the distillation term is not implemented yet; set it to 0")
+    if training.target_kl is not None and training.kl_beta == 0:
+        raise InputError("training.target_kl: the adaptive KL controller scales kl_beta, which is 0; set kl_beta > 0")
     if not tasks:
         raise InputError("no training prompts")
     if training.batch_size > len(tasks):
@@ -122,7 +128,7 @@ def run_train(
             f"{output_dir}: already holds checkpoints; pass --resume to continue, or choose another checkpoint_dir"
         )
 
-    settings = LossSettings(
+    base_settings = LossSettings(
         loss_type=training.loss_type,
         epsilon=training.epsilon,
         epsilon_high=training.epsilon_high if training.epsilon_high is not None else training.epsilon,
@@ -227,6 +233,9 @@ def run_train(
                         for s in samples
                     ]
                 )
+                settings = replace(
+                    base_settings, kl_beta=state.kl_beta if state.kl_beta is not None else training.kl_beta
+                )
                 with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
                     weights, scale = normaliser([batch.mask * keep[:, None]], settings)
                     step_metrics, old = update_policy(
@@ -239,6 +248,13 @@ def run_train(
                         mx.array(flat_advantages),
                         weights,
                         scale,
+                        distill=distillation_batch(student.tokenizer, sampled, training.max_new_tokens)
+                        if training.distill_weight
+                        else None,
+                    )
+                if training.target_kl is not None and not step_metrics["skipped"]:
+                    state.kl_beta = adaptive_kl_beta(
+                        settings.kl_beta, step_metrics["kl"], training.target_kl, training.kl_gain
                     )
                 if step_metrics["skipped"]:
                     state.nonfinite_in_a_row += 1
@@ -261,6 +277,7 @@ def run_train(
                     "truncated_fraction": float(np.mean([s.finish_reason == "length" for s in samples])),
                     "sampling_logprob_gap": _logprob_gap(samples, old),
                     **step_metrics,
+                    "kl_beta": settings.kl_beta,
                     "learning_rate": float(optimizer.learning_rate.item())
                     if hasattr(optimizer.learning_rate, "item")
                     else float(optimizer.learning_rate),
@@ -278,13 +295,15 @@ def run_train(
                 if state.step % training.checkpoint_every == 0 or state.step >= training.max_steps:
                     state.dataset_bytes = completed
                     summary.checkpoint = str(
-                        checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
+                        checkpoint.save(
+                            output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit
+                        )
                     )
 
         except KeyboardInterrupt:
             if state.step > 0:  # the interrupted step's rows are cut back when the run resumes
                 state.dataset_bytes = completed
-                checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, KEEP_CHECKPOINTS)
+                checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit)
                 if on_notice:
                     on_notice(f"interrupted after step {state.step}; continue with: rfai train --resume")
             raise
@@ -336,29 +355,37 @@ def policy_value_and_grad(model, settings: LossSettings):
     return nn.value_and_grad(model, loss_fn)
 
 
-def update_policy(model, optimizer, settings: LossSettings, training, batch, hidden, advantages, weights, scale):
+def update_policy(
+    model, optimizer, settings: LossSettings, training, batch, hidden, advantages, weights, scale, distill=None
+):
     """`num_iterations` optimizer updates on one TokenBatch, each accumulating the full batch's
     gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
     skips the update. The reference log-probs (LoRA off) are taken per micro-batch on the first
     iteration, so memory holds one micro-batch's logits at a time. `hidden` is the batch's
-    `frozen_hidden` (or None). Returns (metrics, old log-probs per sequence). Holds the engine's
+    `frozen_hidden` (or None). `distill`, a TokenBatch of the teachers' answers, adds
+    `training.distill_weight` x their mean per-token NLL under the policy. Returns (metrics, old
+    log-probs per sequence). Holds the engine's
     generation lock: the local teacher switches LoRA off in place under that lock, and must not
     do so while a gradient is taken."""
     from ..engine.generation import GENERATION_LOCK
 
     with GENERATION_LOCK:
-        return _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale)
+        return _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill)
 
 
-def _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale):
+def _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill):
     import mlx.core as mx
+    import mlx.nn as nn
     import mlx.optimizers as optim
     from mlx.utils import tree_map
 
-    from ..engine.logprobs import batch_logprobs
+    from ..engine.logprobs import batch_logprobs, frozen_hidden
     from ..engine.lora import lora_disabled
 
     value_and_grad = policy_value_and_grad(model, settings)
+    if distill is not None:
+        distill_hidden = frozen_hidden(model, distill)
+        distill_value_and_grad = nn.value_and_grad(model, _nll)
     size = len(batch.lengths)
     chunks = [c.tolist() for c in np.array_split(np.arange(size), min(training.gradient_accumulation_steps, size))]
     olds: list = [None] * len(chunks)  # the first iteration's log-probs, the ratio's denominator after it
@@ -381,6 +408,12 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
             loss += float(value.item())
             kl += float(chunk_kl.item()) * len(chunk) / size
             clipped += float(chunk_clipped.item()) * len(chunk) / size
+        if distill is not None:
+            nll, distill_grads = distill_value_and_grad(model, distill, distill_hidden)
+            grads = tree_map(lambda g, d: g + training.distill_weight * d, grads, distill_grads)
+            mx.eval(grads, nll)
+            loss += training.distill_weight * float(nll.item())
+            totals["distill_nll"] = float(nll.item())
         grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
         norm = float(norm.item())
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -391,6 +424,27 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
         totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
     old_rows = [np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)]
     return totals, old_rows
+
+
+def _nll(model, batch, hidden):
+    """The mean per-token negative log-likelihood of `batch`'s completions (the distillation term)."""
+    from ..engine.logprobs import batch_logprobs
+
+    return -batch_logprobs(model, batch, 1.0, hidden).sum() / max(sum(batch.lengths), 1)
+
+
+def distillation_batch(tokenizer, sampled, max_tokens: int):
+    """A TokenBatch of each task's teacher answer, written as the student is asked to answer: one
+    fenced code block (at most `max_tokens` tokens); None when no teacher gave code."""
+    from ..engine.logprobs import token_batch
+
+    prompts, answers = [], []
+    for (task, _), samples, reference in zip(sampled.batch, sampled.samples, sampled.references):
+        if reference.code and samples:
+            answer = f"```{task.language}\n{reference.code.strip()}\n```"
+            prompts.append(samples[0].prompt_ids)
+            answers.append(tokenizer.encode(answer, add_special_tokens=False)[:max_tokens])
+    return token_batch(prompts, answers) if prompts else None
 
 
 def _offsets(batch) -> list[int]:
