@@ -233,6 +233,40 @@ def test_adaptive_kl_save_total_limit_and_distillation_in_a_run(rfai, tmp_path, 
     assert state["kl_beta"] not in (None, betas[-1])  # the next step's weight, kept for an exact resume
 
 
+def test_report_to_tensorboard_and_wandb_and_the_curves_in_the_card(rfai, tmp_path, tiny_model_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  report_to: [tensorboard, wandb]\n"))
+    result = rfai("train", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "checkpoints" / "runs").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2]
+    metrics = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([m["loss"] for m in metrics])
+    (offline,) = (tmp_path / "checkpoints" / "wandb").glob("offline-run-*")
+    assert b"reward_mean" in next(offline.glob("*.wandb")).read_bytes()
+    # the curves: a PNG beside the metrics and in the dataset, embedded in the card
+    for png in (tmp_path / "checkpoints" / "training_curves.png", tmp_path / "datasets" / "training_curves.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (tmp_path / "datasets" / "README.md").read_text()
+    assert "](training_curves.png)" in card and "Evaluation before and after training" in card
+    assert "| lora | rank 8, alpha 16 (scale 2)" in card and "AdamW, lr 0.001" in card
+
+
+def test_a_missing_report_library_is_one_line_before_training(rfai, tmp_path, tiny_model_dir):
+    """A run asked to report where it cannot fails before it samples anything."""
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  report_to: [tensorboard]\n"))
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "tensorboardX.py").write_text("raise ImportError('not installed')\n")
+    result = rfai("train", env={"PYTHONPATH": f"{blocker}:{REPO}"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "needs the tensorboardX package" in result.stderr
+    assert not (tmp_path / "datasets" / "train.jsonl").exists()
+
+
 @pytest.mark.slow
 def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
     from safetensors.numpy import load_file

@@ -19,7 +19,7 @@ from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
-from .layout import CARD_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
+from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
 from .stats import MISSING, compute_stats, iter_blocks
 
 if TYPE_CHECKING:
@@ -172,6 +172,8 @@ def write_card(
         pretty_name=old_metadata.get("pretty_name") or _pretty_name(repo_id, directory),
         custom=custom,
         today=date.today().isoformat(),
+        evaluation_by_step=_by_step(files.get("evaluation"), on_skip),
+        curves=CURVES_FILE if (directory / CURVES_FILE).is_file() else None,
     )
     write_text(card_path, text)  # beside and renamed: a crash or a full disk never leaves half a card
     return card_path
@@ -219,6 +221,8 @@ def render_card(
     pretty_name: str,
     custom: str,
     today: str,
+    evaluation_by_step: dict | None = None,
+    curves: str | None = None,
 ) -> str:
     languages = [name for name in stats["by"]["language"] if name != MISSING]
     metadata = {
@@ -250,7 +254,7 @@ def render_card(
         _usage_section(target, files),
     ]
     if run is not None:
-        sections.append(_training_section(run))
+        sections.append(_training_section(run, evaluation_by_step, curves))
     sections.append(f"## Notes\n\n{CUSTOM_START}{custom}{CUSTOM_END}\n")
     sections.append(_citation_section(pretty_name, repo_id, today[:4]))
     return "\n".join(sections)
@@ -356,7 +360,15 @@ rfai filter {files[first].name} --language python --min-reward 0.9 -o best.jsonl
 """
 
 
-def _training_section(run: RunInfo) -> str:
+def _by_step(path: Path | None, on_skip: SkipHandler | None) -> dict | None:
+    """The evaluation split's figures per training step (before and after training), if it has steps."""
+    if path is None:
+        return None
+    groups = compute_stats([path], by=("step",), on_skip=on_skip)["by"]["step"]
+    return {label: group for label, group in groups.items() if label != MISSING} or None
+
+
+def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curves: str | None = None) -> str:
     facts = [
         ("run", run.run_id),
         ("command", run.command),
@@ -370,6 +382,9 @@ def _training_section(run: RunInfo) -> str:
         ("reward cap", run.reward_cap),
     ]
     facts += [(f"rubric weight: {name}", weight) for name, weight in run.rubric_weights.items()]
+    settings = run.extra.get("training")
+    if isinstance(settings, dict):
+        facts += [(name.replace("_", " "), value) for name, value in settings.items()]
     lines = ["## Training details\n", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
     floor = run.reward_floor if run.reward_floor is not None else "floor"
@@ -378,6 +393,11 @@ def _training_section(run: RunInfo) -> str:
         f"\nReward: `reward = min({cap}, student_score / max(teacher_score, {floor}))`; each score is the "
         "rubric-weighted sum of the per-criterion scores.\n"
     )
+    if evaluation_by_step:
+        lines.append("### Evaluation before and after training\n")
+        lines.append(_score_table("step", evaluation_by_step) + "\n")
+    if curves:
+        lines.append(f"![Training curves: reward, test pass rate and KL by step]({curves})\n")
     return "\n".join(lines)
 
 

@@ -285,11 +285,11 @@ def _stage(
     `directory`, then copied back, except in a dry run, which leaves `directory` as it was.
     """
     from .card import write_card as make_card
-    from .layout import RUN_FILE
+    from .layout import CURVES_FILE, RUN_FILE
 
     for check in checks:
         _link(check.path, stage / check.path.name)
-    for name in (CARD, RUN_FILE):
+    for name in (CARD, RUN_FILE, CURVES_FILE):
         if (directory / name).is_file():
             shutil.copyfile(directory / name, stage / name)
     if write_card:
@@ -300,8 +300,9 @@ def _stage(
         files = [UploadFile(c.path.name, c.path.stat().st_size, c.rows) for c in checks]
     else:
         files = _stage_parquet(stage, checks, schema, max_shard_size, on_progress)
-    if (stage / CARD).exists():
-        files.append(UploadFile(CARD, (stage / CARD).stat().st_size))
+    for name in (CARD, CURVES_FILE):
+        if (stage / name).exists():
+            files.append(UploadFile(name, (stage / name).stat().st_size))
     return files
 
 

@@ -27,6 +27,7 @@ from ..records import SPLITS
 LOCK_FILE = ".rfai.lock"
 CARD_FILE = "README.md"
 RUN_FILE = "run.json"
+CURVES_FILE = "training_curves.png"  # `rfai train`'s curves, embedded in the card
 REWARD_FORMULA = "min(cap, student_score / max(teacher_score, floor))"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -24,8 +25,10 @@ import numpy as np
 
 from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported: MLX is several times slower without it)
 from ..config import Config
+from ..data.layout import CURVES_FILE
 from ..errors import InputError, RfaiError
 from . import checkpoint
+from .curves import write_curves
 from .grpo import (
     LossSettings,
     adaptive_kl_beta,
@@ -34,6 +37,7 @@ from .grpo import (
     normaliser,
     zero_variance_fraction,
 )
+from .reporting import Reporters, check_installed
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -95,6 +99,7 @@ def run_train(
     training = config.training
     if training.target_kl is not None and training.kl_beta == 0:
         raise InputError("training.target_kl: the adaptive KL controller scales kl_beta, which is 0; set kl_beta > 0")
+    check_installed(training.report_to)  # before anything is loaded or written
     if not tasks:
         raise InputError("no training prompts")
     if training.batch_size > len(tasks):
@@ -159,6 +164,7 @@ def run_train(
         JsonlWriter(train_file) as writer,
         JsonlWriter(split_path(dataset_dir, "validation")) as validation_writer,
         JsonlWriter(split_path(dataset_dir, "evaluation")) as evaluation_writer,
+        Reporters(training.report_to, output_dir, run_id, config.model_dump()) as reporters,
     ):
         models = {"student_model": student.name, "teacher_model": rollout.teacher.model}
         append_run(
@@ -171,6 +177,7 @@ def run_train(
                 **models,
                 samples=training.num_samples_per_prompt,
                 steps=training.max_steps,
+                training=training_facts(config),
             ),
         )
         eval_writers = {"validation": validation_writer, "evaluation": evaluation_writer}
@@ -286,6 +293,7 @@ def run_train(
                     "seconds_train": round(time.perf_counter() - score_done, 3),
                 }
                 _append_metrics(metrics_path, record)
+                reporters.log(record, state.step)
                 summary.metrics.append(record)
                 if on_step:
                     on_step(record)
@@ -309,8 +317,31 @@ def run_train(
             raise
         evaluate("evaluation")  # ... and after
     summary.steps = state.step
+    curves = write_curves(_read_metrics(metrics_path), output_dir / CURVES_FILE)
+    if curves is not None:
+        shutil.copyfile(curves, dataset_dir / CURVES_FILE)
     _finish(config, dataset_dir, on_notice)
     return summary
+
+
+def training_facts(config: Config) -> dict:
+    """The settings a dataset card's "Training details" shows: LoRA, optimizer, loss."""
+    t = config.training
+    return {
+        "lora": f"rank {t.lora_rank}, alpha {t.lora_alpha:g} (scale {t.lora_alpha / t.lora_rank:g}), "
+        f"last {t.lora_layers} blocks, dropout {t.lora_dropout:g}",
+        "optimizer": f"AdamW, lr {t.learning_rate:g}, warmup {t.warmup_steps} then cosine, "
+        f"weight decay {t.weight_decay:g}, grad norm {t.max_grad_norm:g}",
+        "loss": f"{t.loss_type}, epsilon {t.epsilon:g}/{t.epsilon_high if t.epsilon_high is not None else t.epsilon:g}, "
+        f"kl_beta {t.kl_beta:g}"
+        + (f" (adaptive, target {t.target_kl:g})" if t.target_kl else "")
+        + (f", distill_weight {t.distill_weight:g}" if t.distill_weight else ""),
+        "batch": f"{t.batch_size} prompts x {t.num_samples_per_prompt} samples, "
+        f"{t.gradient_accumulation_steps} micro-batches, {t.num_iterations} updates per batch",
+        "sampling": f"temperature {t.generation_temperature:g}, top_p {t.top_p:g}, top_k {t.top_k}, "
+        f"max {t.max_new_tokens} new tokens",
+        "seed": t.seed,
+    }
 
 
 def _finish(config: Config, dataset_dir: Path, on_notice: Callable[[str], None] | None) -> None:
@@ -498,8 +529,14 @@ def _append_metrics(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def _read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def _cut_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
+    from ..output import write_text
+
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    write_text(path, "".join(line + "\n" for line in kept))

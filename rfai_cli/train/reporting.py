@@ -1,0 +1,85 @@
+"""Where each step's metrics go besides `metrics.jsonl`: `training.report_to` (TensorBoard, wandb).
+
+TensorBoard event files are written by tensorboardX (a maintained writer that needs neither
+TensorFlow nor torch) under `checkpoint_dir/runs/`; wandb logs through its own client, which
+honours WANDB_MODE (offline in tests). Both are optional installs: asking for one that is not
+installed is a one-line error before the run starts.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+INSTALL = {"tensorboard": ("tensorboardX", "rfai[tensorboard]"), "wandb": ("wandb", "wandb")}
+
+
+def check_installed(report_to: list[str]) -> None:
+    """A one-line InputError for a sink whose library is not installed."""
+    for name in report_to:
+        module, package = INSTALL[name]
+        try:
+            __import__(module)
+        except ImportError:
+            raise InputError(
+                f"training.report_to: {name} needs the {module} package (pip install '{package}')"
+            ) from None
+
+
+class Reporters:
+    """The configured metric sinks; `log` sends one step's numeric metrics to each."""
+
+    def __init__(self, report_to: list[str], log_dir: Path, run_name: str, config: dict):
+        self._sinks: list[Any] = []
+        check_installed(report_to)
+        if "tensorboard" in report_to:
+            from tensorboardX import SummaryWriter
+
+            self._sinks.append(_TensorBoard(SummaryWriter(logdir=str(log_dir / "runs" / run_name))))
+        if "wandb" in report_to:
+            import wandb
+
+            self._sinks.append(_Wandb(wandb.init(project="rfai", name=run_name, dir=str(log_dir), config=config)))
+
+    def log(self, metrics: dict, step: int) -> None:
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, Real) and not isinstance(v, bool)}
+        for sink in self._sinks:
+            sink.log(numbers, step)
+
+    def close(self) -> None:
+        for sink in self._sinks:
+            sink.close()
+        self._sinks = []
+
+    def __enter__(self) -> "Reporters":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _TensorBoard:
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    def log(self, numbers: dict, step: int) -> None:
+        for key, value in numbers.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Wandb:
+    def __init__(self, run: Any):
+        self.run = run
+
+    def log(self, numbers: dict, step: int) -> None:
+        self.run.log(numbers, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
