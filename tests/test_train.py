@@ -255,6 +255,46 @@ def test_report_to_tensorboard_and_wandb_and_the_curves_in_the_card(rfai, tmp_pa
     assert "| lora | rank 8, alpha 16 (scale 2)" in card and "AdamW, lr 0.001" in card
 
 
+def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path, tiny_model_dir):
+    import os
+    import pty
+    import threading
+
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  eval_steps: 0\n"))
+    piped = rfai("train")
+    assert piped.returncode == 0, piped.stderr
+    lines = [line for line in piped.stderr.splitlines() if line.startswith("step ")]
+    assert len(lines) == 2 and "reward" in lines[0] and "generate" in lines[0] and "\x1b" not in piped.stderr
+
+    __import__("shutil").rmtree(tmp_path / "checkpoints")
+    leader, follower = pty.openpty()
+    screen = bytearray()
+
+    def read():
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    run = subprocess.run(
+        [*RFAI, "train", "--output-dir", "live"], cwd=tmp_path, stderr=follower, stdout=subprocess.DEVNULL, env=env
+    )
+    os.close(follower)
+    reader.join(timeout=30)
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert run.returncode == 0, text
+    assert "training" in text and "2/2" in text and "step 2: reward" in text and "\x1b[" in text
+
+
 def test_a_missing_report_library_is_one_line_before_training(rfai, tmp_path, tiny_model_dir):
     """A run asked to report where it cannot fails before it samples anything."""
     (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  report_to: [tensorboard]\n"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from contextlib import contextmanager
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
@@ -54,7 +55,7 @@ def train(
     }
     warnings.finish()
     err = console.stderr()
-    with dataset_lock(config.huggingface.dataset_output_dir) as directory:
+    with dataset_lock(config.huggingface.dataset_output_dir) as directory, _step_view(err, config, as_json) as on_step:
         summary = run_train(
             config,
             tasks,
@@ -63,13 +64,7 @@ def train(
             evaluation=held_out["evaluation"],
             resume=resume,
             force=force,
-            on_step=None
-            if as_json
-            else lambda m: err.print(
-                f"step {m['step']}: reward {m['reward_mean']:.3f}, loss {m['loss']:.4f}, kl {m['kl']:.4f}, "
-                f"zero-variance groups {m['zero_variance_fraction']:.0%}",
-                highlight=False,
-            ),
+            on_step=on_step,
             on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
         )
     result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
@@ -80,3 +75,41 @@ def train(
         console.stdout().print(
             f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}"
         )
+
+
+def step_line(m: dict) -> str:
+    """One step's figures: what the live view shows, and the plain line off a terminal."""
+    passed = "-" if m.get("pass_rate") is None else f"{m['pass_rate']:.0%}"
+    return (
+        f"step {m['step']}: reward {m['reward_mean']:.3f}, pass {passed}, kl {m['kl']:.4f}, loss {m['loss']:.4f}, "
+        f"zero-variance groups {m['zero_variance_fraction']:.0%}; "
+        f"generate {m['seconds_generate']:.0f}s / score {m['seconds_score']:.0f}s / train {m['seconds_train']:.0f}s"
+    )
+
+
+@contextmanager
+def _step_view(err, config, as_json: bool) -> Iterator[Callable[[dict], None] | None]:
+    """A live progress bar with the last step's figures and an ETA on a terminal; plain lines
+    otherwise; nothing with --json."""
+    if as_json:
+        yield None
+        return
+    if not err.is_terminal:
+        yield lambda m: err.print(step_line(m), highlight=False, markup=False)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}", markup=False),
+        console=err,
+    ) as progress:
+        task = progress.add_task("train", total=config.training.max_steps, last="sampling the first batch")
+
+        def on_step(m: dict) -> None:
+            progress.update(task, completed=m["step"], last=step_line(m))
+
+        yield on_step
