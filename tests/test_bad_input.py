@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RFAI
+from conftest import REPO, RFAI
 
 ROW = {
     "prompt": "p",
@@ -391,3 +391,45 @@ def test_ctrl_c_says_interrupted_and_leaves_no_output(tmp_path, command):
     feeder.kill()
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_on_a_full_disk_stops_in_one_line_and_resumes_from_the_last_whole_checkpoint(
+    tmp_path, tiny_fs, tiny_model_dir
+):
+    """The second checkpoint does not fit: the run stops with one line, the first checkpoint is
+    whole, nothing half-written is left, and once there is room `--resume` ends where an
+    uninterrupted run ends."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    from test_train import config_text, rows
+
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    settings = "  checkpoint_every: 1\n  eval_steps: 0\n"
+    for directory in (whole, broken):
+        directory.mkdir()
+        text = config_text(tiny_model_dir, 3, settings).replace("  checkpoint_every: 2\n", "")
+        if directory is broken:
+            text += f"  checkpoint_dir: {tiny_fs / 'checkpoints'}\n"
+        (directory / "config.yaml").write_text(text)
+    assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
+    one = sum(p.stat().st_size for p in (whole / "checkpoints" / "checkpoint-000001").iterdir())
+    adapters = (whole / "checkpoints" / "adapters.safetensors").stat().st_size
+    room = one + adapters + one // 2 + 16 * 1024  # the first checkpoint fits, the second does not
+    (tiny_fs / "fill").write_bytes(b"x" * (1024 * 1024 - room))
+    failed = subprocess.run([*RFAI, "train"], cwd=broken, env=env, capture_output=True, text=True)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].endswith("cannot write a checkpoint: No space left on device")
+    checkpoints = tiny_fs / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "adapter_config.json",
+        "adapters.safetensors",
+        "checkpoint-000001",
+        "metrics.jsonl",
+    ]
+    (tiny_fs / "fill").unlink()
+    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    ours, theirs = (load_file(str(d / "adapters.safetensors")) for d in (whole / "checkpoints", checkpoints))
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")

@@ -333,6 +333,65 @@ def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model
     assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
 
 
+# Loaded as sitecustomize into a training run: kill -9 at one point of the step-4 checkpoint's save.
+KILLER = """
+import json, os, pathlib, signal
+
+_point, _rename, _write_text = os.environ["RFAI_TEST_KILL_AT"], os.rename, pathlib.Path.write_text
+
+
+def rename(source, target, *args, **kwargs):
+    if _point == "rename" and str(target).endswith("checkpoint-000004"):
+        os.kill(os.getpid(), signal.SIGKILL)  # complete in its staging directory, not yet in place
+    return _rename(source, target, *args, **kwargs)
+
+
+def write_text(self, text, *args, **kwargs):
+    if _point == "state" and self.name == "state.json" and json.loads(text)["step"] == 4:
+        os.kill(os.getpid(), signal.SIGKILL)  # adapters and optimizer written, the state not yet
+    return _write_text(self, text, *args, **kwargs)
+
+
+os.rename, pathlib.Path.write_text = rename, write_text
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["state", "rename"])
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_to_resume_from(tmp_path, tiny_model_dir, point):
+    from safetensors.numpy import load_file
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILLER)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for directory in (whole, broken):
+        directory.mkdir()
+        (directory / "config.yaml").write_text(config_text(tiny_model_dir, 6, "  eval_steps: 0\n"))
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
+    killed = subprocess.run(
+        [*RFAI, "train"],
+        cwd=broken,
+        env={**env, "PYTHONPATH": f"{hooks}:{REPO}", "RFAI_TEST_KILL_AT": point},
+        capture_output=True,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    checkpoints = broken / "checkpoints"
+    assert checkpoint_names(checkpoints) == ["checkpoint-000002"]  # the half-saved one is not visible
+    assert list(checkpoints.glob(".checkpoint-*")), "the kill should have left the unfinished save behind"
+    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(checkpoints.glob(".checkpoint-*"))  # cleaned by the next save
+    ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
+
+
+def checkpoint_names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("checkpoint-*"))
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_dir):
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}

@@ -26,6 +26,7 @@ from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from ..errors import InputError, RfaiError
 
 PREFIX = "checkpoint-"
+TOP_LEVEL = ("adapters.safetensors", "adapter_config.json")  # the newest adapters, where mlx_lm.lora leaves them
 
 
 @dataclass
@@ -51,24 +52,31 @@ def save(
     directory: str | Path, model: Any, optimizer: Any, adapter_config: dict, state: TrainState, keep: int | None
 ) -> Path:
     """Write checkpoint-STEP atomically, refresh the top-level adapters, keep the newest `keep` (None: all)."""
-    import mlx.core as mx
     from mlx.utils import tree_flatten
 
     directory = Path(directory)
     target = directory / f"{PREFIX}{state.step:06d}"
+    staging = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        for unfinished in directory.glob(f".{PREFIX}*"):  # a save that a crash or kill cut short
+            shutil.rmtree(unfinished, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=directory))
         _write_adapters(staging, model, adapter_config)
-        mx.save_safetensors(str(staging / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        _save_arrays(staging / "optimizer.safetensors", dict(tree_flatten(optimizer.state)))
         (staging / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.rename(staging, target)
-        for name in ("adapters.safetensors", "adapter_config.json"):
+        staging = None
+        for name in TOP_LEVEL:
             shutil.copyfile(target / name, directory / f".{name}.tmp")
             os.replace(directory / f".{name}.tmp", directory / name)
     except OSError as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for name in TOP_LEVEL:
+            (directory / f".{name}.tmp").unlink(missing_ok=True)
         raise RfaiError(f"{directory}: cannot write a checkpoint: {exc.strerror or exc}") from None
     for old in sorted(p for p in directory.glob(f"{PREFIX}*") if p.is_dir())[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -76,11 +84,22 @@ def save(
 
 
 def _write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:
-    import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    mx.save_safetensors(str(directory / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    _save_arrays(directory / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
     (directory / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    """A safetensors file written by Python's own I/O: MLX's writer reports a full disk as a
+    RuntimeError without errno, and says nothing at all on some devices."""
+    import io
+
+    import mlx.core as mx
+
+    buffer = io.BytesIO()
+    mx.save_safetensors(buffer, arrays)
+    path.write_bytes(buffer.getvalue())
 
 
 def load(checkpoint: Path, model: Any, optimizer: Any) -> TrainState:
@@ -92,7 +111,7 @@ def load(checkpoint: Path, model: Any, optimizer: Any) -> TrainState:
         model.load_weights(str(checkpoint / "adapters.safetensors"), strict=False)
         optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
         state = TrainState(**json.loads((checkpoint / "state.json").read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{checkpoint}: not a usable checkpoint: {exc}") from None
     mx.eval(model.parameters(), optimizer.state)
     return state

@@ -525,8 +525,13 @@ def _cut_back(path: Path, size: int | None) -> None:
 
 
 def _append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    from ..output import write_error
+
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a full disk: the step is redone on resume
+        raise write_error(path, exc) from None
 
 
 def _read_metrics(path: Path) -> list[dict]:
