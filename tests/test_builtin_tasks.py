@@ -1,4 +1,4 @@
-"""Every built-in task (and every HumanEval problem) is solvable and its tests tell right from wrong.
+"""Every built-in and starter task (and every HumanEval problem) is solvable and its tests tell right from wrong.
 
 Each reference solution runs against its own cases with plain subprocesses (python3, g++ -std=c++17,
 rustc --edition 2021 --test), one process per task, with programs built the way the `prompts` module
@@ -18,7 +18,7 @@ import pytest
 
 from rfai_cli.data.prompts import PromptTask, load_prompts
 
-BUILTIN = load_prompts("builtin")
+BUILTIN = load_prompts("builtin") + load_prompts("starter")
 TIMEOUT = 120
 
 _PYTHON = """\

@@ -236,3 +236,19 @@ def test_check_cases_splits_flat_asserts_only():
     trivial = "def check(candidate):\n    assert True\n"
     assert check_cases(trivial, "f") == [trivial]
     assert check_cases("def check(:\n", "f") == ["def check(:\n"]
+
+
+def test_the_starter_curriculum_has_its_own_splits_and_training_on_it_holds_out_its_own():
+    from types import SimpleNamespace
+
+    from rfai_cli.data.prompts import held_out_source
+
+    splits = {split: load_prompts("starter", split) for split in ("train", "validation", "evaluation")}
+    assert all(splits.values()) and all(task.split == name for name, tasks in splits.items() for task in tasks)
+    ids = [task.task_id for tasks in splits.values() for task in tasks]
+    assert len(ids) == len(set(ids)) == len(load_prompts("starter"))
+    assert all(0.05 <= task.extras["base_pass_rate"] <= 0.8 for task in load_prompts("starter"))
+    config = SimpleNamespace(data=SimpleNamespace(validation_prompts=None, evaluation_prompts="mine.jsonl"))
+    assert held_out_source(config, "starter", "validation") == "starter"
+    assert held_out_source(config, "starter", "evaluation") == "mine.jsonl"
+    assert held_out_source(config, "tasks.jsonl", "validation") == "builtin"

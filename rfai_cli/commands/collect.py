@@ -26,7 +26,7 @@ def collect(
         typer.Option(
             "--prompts",
             "-p",
-            help="A JSONL prompt file, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin).",
+            help="A JSONL prompt file, `starter`, `builtin` or `humaneval` (default: data.<split>_prompts, else builtin).",
         ),
     ] = None,
     split: Annotated[

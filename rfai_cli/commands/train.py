@@ -18,7 +18,9 @@ def train(
     prompts: Annotated[
         Optional[str],
         typer.Option(
-            "--prompts", "-p", help="Training prompts: a JSONL file, `builtin` or `humaneval` \\[data.train_prompts]."
+            "--prompts",
+            "-p",
+            help="Training prompts: a JSONL file, `starter`, `builtin` or `humaneval` \\[data.train_prompts].",
         ),
     ] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="\\[training.max_steps]")] = None,
@@ -35,7 +37,7 @@ def train(
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
     from ..config import load_config
     from ..data.layout import dataset_lock
-    from ..data.prompts import load_prompts, prompt_source
+    from ..data.prompts import held_out_source, load_prompts, prompt_source
     from ..train.loop import run_train
 
     config = load_config(
@@ -47,10 +49,10 @@ def train(
         },
     )
     warnings = SkipWarnings()
-    tasks = load_prompts(prompt_source(config, prompts, "train")[1], "train", on_skip=warnings)
-    # held out: data.validation_prompts / data.evaluation_prompts, else the built-in tasks' splits
+    source = prompt_source(config, prompts, "train")[1]
+    tasks = load_prompts(source, "train", on_skip=warnings)
     held_out = {
-        split: load_prompts(prompt_source(config, None, split)[1], split, on_skip=warnings)
+        split: load_prompts(held_out_source(config, source, split), split, on_skip=warnings)
         for split in ("validation", "evaluation")
     }
     warnings.finish()

