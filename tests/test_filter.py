@@ -149,3 +149,68 @@ def test_no_file_on_a_terminal_is_an_error_not_a_silent_wait(tmp_path):
     os.close(leader)
     os.close(follower)
     assert result.returncode == 2 and "no input: give a FILE" in result.stderr
+
+
+def test_mlx_lm_export_feeds_mlx_lm_lora(rfai, tmp_path, tiny_model_dir):
+    """Best-of-n distillation: the kept samples as chat rows, in a directory `mlx_lm.lora --data` trains on."""
+    rows = [
+        {
+            "prompt": f"Write f{i}.",
+            "language": "python",
+            "student_code": f"def f{i}():\n    return {i}\n",
+            "reward": 1.0 + i / 10,
+            "split": "validation" if i == 5 else "train",
+        }
+        for i in range(6)
+    ] + [
+        {"prompt": "Too weak.", "language": "python", "student_code": "pass", "reward": 0.2},
+        {"prompt": "No code.", "language": "python", "reward": 1.5},
+    ]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = rfai("filter", "rows.jsonl", "--min-reward", "1", "--format", "mlx-lm", "-o", "sft/")
+    assert result.returncode == 0, result.stderr
+    assert "without a prompt and student code" in result.stderr
+    train = [json.loads(line) for line in (tmp_path / "sft" / "train.jsonl").read_text().splitlines()]
+    valid = [json.loads(line) for line in (tmp_path / "sft" / "valid.jsonl").read_text().splitlines()]
+    assert len(train) == 5 and len(valid) == 1 and not (tmp_path / "sft" / "test.jsonl").exists()
+    system, user, assistant = train[0]["messages"]
+    assert system["role"] == "system" and "Python" in system["content"]
+    assert user == {"role": "user", "content": "Write f0."}
+    assert assistant == {"role": "assistant", "content": "```python\ndef f0():\n    return 0\n```"}
+    # one file, to stdout
+    single = rfai("filter", "rows.jsonl", "--min-reward", "1", "--format", "mlx-lm", "-q")
+    assert [json.loads(line)["messages"][1]["content"] for line in single.stdout.splitlines()][:2] == [
+        "Write f0.",
+        "Write f1.",
+    ]
+    lora = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "lora",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            "--data",
+            "sft",
+            "--iters",
+            "3",
+            "--batch-size",
+            "1",
+            "--num-layers",
+            "1",
+            "--steps-per-report",
+            "1",
+            "--adapter-path",
+            "adapters",
+            "--max-seq-length",
+            "256",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lora.returncode == 0, lora.stderr[-2000:]
+    assert (tmp_path / "adapters" / "adapters.safetensors").is_file()

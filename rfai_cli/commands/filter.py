@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -11,6 +12,11 @@ import typer
 
 from ..errors import InputError
 from .common import ConfigOption, SkipWarnings, StrictOption
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    mlx_lm = "mlx-lm"
 
 
 def _bound(flag: str, what: str) -> object:
@@ -54,6 +60,14 @@ def filter_rows(
     redact_secrets: Annotated[
         bool, typer.Option("--redact-secrets", help="Replace API keys, tokens and private keys with [REDACTED:<kind>].")
     ] = False,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            help="jsonl: the rows as they are; mlx-lm: chat rows for `mlx_lm.lora --data` "
+            "(-o DIR/ writes train/valid/test.jsonl).",
+        ),
+    ] = OutputFormat.jsonl,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No kept/dropped summary on stderr.")] = False,
     strict: StrictOption = False,
     config: ConfigOption = None,
@@ -83,14 +97,18 @@ def filter_rows(
         by=by,
         dedupe=dedupe,
         secrets="drop" if drop_secrets else "redact" if redact_secrets else "keep",
+        needs_code=output_format is OutputFormat.mlx_lm,
     )
     warnings = SkipWarnings()
+    chat = output_format is OutputFormat.mlx_lm
     try:
-        if output == "-":
-            report = run_filter(source, sys.stdout.buffer, spec, strict=strict, on_skip=warnings)
+        if chat and (output.endswith("/") or Path(output).is_dir()):
+            report = _to_chat_directory(source, Path(output), spec, strict, warnings, run_filter)
+        elif output == "-":
+            report = run_filter(source, _sink(sys.stdout.buffer, chat), spec, strict=strict, on_skip=warnings)
             sys.stdout.buffer.flush()
         else:
-            report = _to_file(source, Path(output), spec, strict, warnings, run_filter)
+            report = _to_file(source, Path(output), spec, strict, warnings, run_filter, chat)
     except BrokenPipeError:
         # The reader (head, jq) has had enough; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -100,10 +118,26 @@ def filter_rows(
         print(f"filter: {report.summary()}", file=sys.stderr)
 
 
-def _to_file(source, path: Path, spec, strict, warnings, run_filter):
+def _to_file(source, path: Path, spec, strict, warnings, run_filter, chat: bool):
     """Written beside OUT and renamed when done (a device or FIFO is written through): a failed or
     interrupted run leaves OUT as it was."""
     from ..output import open_output
 
     with open_output(path) as stream:
-        return run_filter(source, stream, spec, strict=strict, on_skip=warnings)
+        return run_filter(source, _sink(stream, chat), spec, strict=strict, on_skip=warnings)
+
+
+def _to_chat_directory(source, directory: Path, spec, strict, warnings, run_filter):
+    from ..data.export import ChatDirectory
+    from ..data.layout import implied_split
+
+    sink = ChatDirectory(directory, implied_split(source))
+    report = run_filter(source, sink, spec, strict=strict, on_skip=warnings)
+    sink.close()
+    return report
+
+
+def _sink(stream, chat: bool):
+    from ..data.export import ChatRows
+
+    return ChatRows(stream) if chat else stream

@@ -46,6 +46,7 @@ class FilterSpec:
     by: str = "reward"
     dedupe: bool = False
     secrets: Literal["keep", "drop", "redact"] = "keep"
+    needs_code: bool = False  # keep only rows with a prompt and student code (the mlx-lm export)
 
     def __post_init__(self) -> None:
         self.languages = frozenset(normalize_language(name) for name in self.languages)
@@ -104,7 +105,14 @@ def _drop_reason(row: dict, spec: FilterSpec, default_split: str | None) -> str 
         return "by --split"
     if spec.secrets == "drop" and has_secret(row):
         return "with secrets"
+    if spec.needs_code and not (_text(row, "student_code") and _text(row, "prompt")):
+        return "without a prompt and student code"
     return None
+
+
+def _text(row: dict, name: str) -> bool:
+    value = row.get(name)
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _selected(
