@@ -100,6 +100,7 @@ def run_collect(
     split: str,
     samples: int,
     prompts_per_batch: int,
+    prompt_source: str | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> CollectSummary:
@@ -122,7 +123,15 @@ def run_collect(
         provenance = {"split": split, **models, "run_id": run_id}
         append_run(
             work.output.parent,
-            run_record(config, command="collect", split=split, run_id=run_id, **models, samples=samples),
+            run_record(
+                config,
+                command="collect",
+                split=split,
+                run_id=run_id,
+                **models,
+                samples=samples,
+                prompts=prompt_source,
+            ),
         )
         pending: tuple[Future, int] | None = None
 

@@ -101,6 +101,7 @@ def test_run_metadata_gives_training_details(tmp_path):
     directory = make_dataset(tmp_path / "ds", {"train": 2})
     run = {
         "run_id": "run-42",
+        "command": "train",
         "student_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "teacher_model": "gpt-4o-mini",
         "steps": "many",  # wrong type: ignored, not fatal
@@ -112,10 +113,49 @@ def test_run_metadata_gives_training_details(tmp_path):
     info = read_run_info(directory)
     assert info.steps is None and info.reward_floor is None and info.extra == {"learning_rate": 1e-5}
     text = write_card(directory).read_text()
-    assert "## Training details" in text
+    assert "## Training details" in text and "How it was collected" not in text
     assert "| student model | HuggingFaceTB/SmolLM2-135M-Instruct |" in text
     assert "| rubric weight: efficiency | 0.2 |" in text
     assert "reward = min(2.0, student_score / max(teacher_score, floor))" in text
+
+
+def test_a_collect_run_says_how_it_was_collected_with_its_settings_and_prompt_licence(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"evaluation": 2})
+    append_run(
+        directory,
+        {
+            "run_id": "r",
+            "command": "collect",
+            "prompts": "humaneval",
+            "teacher_provider": "reference",
+            "rfai_version": "0.1.0",
+            "sampling": {"temperature": 0.8, "top_p": 0.95},
+            "reward": {"floor": 0.05, "cap": 2.0},
+        },
+    )
+    text = write_card(directory).read_text()
+    assert "## How it was collected" in text and "## Training details" not in text
+    assert "| prompts | humaneval (OpenAI HumanEval, MIT) |" in text
+    assert "| sampling | temperature 0.8, top_p 0.95 |" in text and "| teacher provider | reference |" in text
+    assert "| rfai version | 0.1.0 |" in text and "min(2.0, student_score / max(teacher_score, 0.05))" in text
+
+
+def test_the_title_follows_the_repo_id_and_the_usage_works_without_one(tmp_path, monkeypatch):
+    from datasets import load_dataset
+
+    directory = make_dataset(tmp_path / "datasets", {"train": 2, "validation": 1})
+    first = write_card(directory).read_text()
+    assert "pretty_name: datasets" in first
+    usage = first.split("```python\n")[1].split("```")[0]
+    assert 'load_dataset("json", data_files=' in usage
+    monkeypatch.chdir(directory)  # where the card is
+    loaded = eval(usage.split("dataset = ")[1].splitlines()[0], {"load_dataset": load_dataset, "__builtins__": {}})
+    assert loaded.num_rows == {"train": 2, "validation": 1}  # the example really loads this directory
+    again = write_card(directory, repo_id="me/python-best-of-n").read_text()
+    assert "pretty_name: python best of n" in again and "# python best of n" in again
+    assert 'load_dataset("me/python-best-of-n")' in again and "title = {python best of n}" in again
+    named = write_card(directory, repo_id="me/x", pretty_name="Best-of-n Python").read_text()
+    assert "pretty_name: Best-of-n Python" in named
 
 
 def test_size_categories():

@@ -129,7 +129,7 @@ def test_card_shows_the_reward_numbers_of_every_collect_run(rfai, tmp_path, tiny
     assert rfai("card", "datasets").returncode == 0
     card = (tmp_path / "datasets" / "README.md").read_text()
     assert "min(3.5, student_score / max(teacher_score, 0.125))" in card
-    assert "floor" not in card.split("## Training details")[-1].split("min(")[1].split(")")[0]
+    assert "floor" not in card.split("## How it was collected")[-1].split("min(")[1].split(")")[0]
 
 
 def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(rfai, tmp_path, tiny_model_dir):

@@ -26,6 +26,12 @@ def card(
             show_default=False,
         ),
     ] = None,
+    pretty_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pretty-name", help="The card's title (default: from --repo-id, else the directory).", show_default=False
+        ),
+    ] = None,
     license: Annotated[
         Optional[str],
         typer.Option(
@@ -46,6 +52,7 @@ def card(
         repo_id=repo_id,
         config=settings,
         license=license,
+        pretty_name=pretty_name,
         on_skip=warnings,
     )
     warnings.finish()

@@ -99,6 +99,7 @@ def collect(
                     split=split_name,
                     samples=n,
                     prompts_per_batch=config.training.batch_size,
+                    prompt_source=str(source),
                     on_batch=on_batch,
                     on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
                 )

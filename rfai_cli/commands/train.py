@@ -66,6 +66,7 @@ def train(
             evaluation=held_out["evaluation"],
             resume=resume,
             force=force,
+            prompt_source=source,
             on_step=on_step,
             on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
         )

@@ -142,12 +142,14 @@ def write_card(
     repo_id: str | None = None,
     config: "Config | None" = None,
     license: str | None = None,
+    pretty_name: str | None = None,
     on_skip: SkipHandler | None = None,
 ) -> Path:
     """Write DIR/README.md for the split files in DIR and return its path.
 
     `repo_id` defaults to the config's `huggingface.dataset_repo_id`. The license is, in order:
-    `license`, the license of the card already there, apache-2.0.
+    `license`, the license of the card already there, apache-2.0. The title (`pretty_name`) is, in
+    order: `pretty_name`, the repo's name, the existing card's, the directory's name.
     """
     directory = Path(directory)
     if str(directory) == STDIN or not directory.exists():
@@ -169,7 +171,11 @@ def write_card(
         run=read_run_info(directory),
         repo_id=repo_id,
         license=license or old_metadata.get("license") or DEFAULT_LICENSE,
-        pretty_name=old_metadata.get("pretty_name") or _pretty_name(repo_id, directory),
+        # an explicit name, else the repo's, else the one the card already has, else the folder's
+        pretty_name=pretty_name
+        or (_pretty_name(repo_id, directory) if repo_id else None)
+        or old_metadata.get("pretty_name")
+        or _pretty_name(None, directory),
         custom=custom,
         today=date.today().isoformat(),
         evaluation_by_step=_by_step(files.get("evaluation"), on_skip),
@@ -242,7 +248,12 @@ def render_card(
     if features:
         metadata["dataset_info"] = {"features": features}
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
-    target = repo_id or "path/to/this/directory"
+    # With no repo id, the example loads the files beside the card (run from this directory).
+    load_call = (
+        f'load_dataset("{repo_id}")'
+        if repo_id
+        else f'load_dataset("json", data_files={ {split: path.name for split, path in files.items()}!r})'
+    )
     sections = [
         f"---\n{front}---\n",
         f"# {pretty_name}\n",
@@ -251,7 +262,7 @@ def render_card(
         _splits_section(files, stats),
         _fields_section(features),
         _stats_section(stats),
-        _usage_section(target, files),
+        _usage_section(load_call, files),
     ]
     if run is not None:
         sections.append(_training_section(run, evaluation_by_step, curves))
@@ -339,14 +350,14 @@ def _correctness_note(stats: dict) -> str:
     return ("### Correctness\n\n" + "\n\n".join(lines) + "\n") if lines else ""
 
 
-def _usage_section(target: str, files: dict[str, Path]) -> str:
+def _usage_section(load_call: str, files: dict[str, Path]) -> str:
     first = next(iter(files))
     return f"""## Usage
 
 ```python
 from datasets import load_dataset
 
-dataset = load_dataset("{target}")
+dataset = {load_call}
 print(dataset)  # splits: {", ".join(files)}
 for example in dataset["{first}"].select(range(3)):
     print(example["prompt"], example["student_score"], example["teacher_score"], example["reward"])
@@ -358,6 +369,14 @@ Select rows with rfai itself, for example the Python rows with a reward of at le
 rfai filter {files[first].name} --language python --min-reward 0.9 -o best.jsonl
 ```
 """
+
+
+# The licences of the prompt sets rfai ships or reads, for the card.
+PROMPT_LICENSES = {
+    "builtin": "tasks written for rfai, Apache-2.0",
+    "starter": "tasks written for rfai, Apache-2.0",
+    "humaneval": "OpenAI HumanEval, MIT",
+}
 
 
 def _by_step(path: Path | None, on_skip: SkipHandler | None) -> dict | None:
@@ -382,10 +401,19 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
         ("reward cap", run.reward_cap),
     ]
     facts += [(f"rubric weight: {name}", weight) for name, weight in run.rubric_weights.items()]
+    source = run.extra.get("prompts")
+    if isinstance(source, str):
+        facts.append(("prompts", f"{source} ({PROMPT_LICENSES[source]})" if source in PROMPT_LICENSES else source))
+    sampling = run.extra.get("sampling")
+    if isinstance(sampling, dict) and run.command != "train":  # a training run lists it under its settings
+        facts.append(("sampling", ", ".join(f"{k} {v}" for k, v in sampling.items())))
+    if isinstance(run.extra.get("teacher_provider"), str):
+        facts.append(("teacher provider", run.extra["teacher_provider"]))
     settings = run.extra.get("training")
     if isinstance(settings, dict):
         facts += [(name.replace("_", " "), value) for name, value in settings.items()]
-    lines = ["## Training details\n", "| | |", "|---|---|"]
+    title = "Training details" if run.command == "train" else "How it was collected"
+    lines = [f"## {title}\n", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
     floor = run.reward_floor if run.reward_floor is not None else "floor"
     cap = run.reward_cap if run.reward_cap is not None else "cap"

@@ -81,6 +81,7 @@ def run_train(
     evaluation: list | None = None,
     resume: bool = False,
     force: bool = False,
+    prompt_source: str | None = None,
     on_step: Callable[[dict], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> TrainSummary:
@@ -177,6 +178,7 @@ def run_train(
                 **models,
                 samples=training.num_samples_per_prompt,
                 steps=training.max_steps,
+                prompts=prompt_source,
                 training=training_facts(config),
             ),
         )
