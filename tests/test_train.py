@@ -189,6 +189,18 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+def test_a_run_the_epochs_end_saves_its_last_step(rfai, tmp_path, tiny_model_dir):
+    tasks = [{"prompt": f"Return {i}.", "tests": [f"assert f() == {i}"], "entry_point": "f"} for i in range(5)]
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    extra = "  epochs: 1\n  checkpoint_every: 50\n  eval_steps: 0\n"
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 10, extra).replace("  checkpoint_every: 2\n", ""))
+    result = rfai("train", "--prompts", "tasks.jsonl", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 2  # 5 tasks, batches of 2: one epoch is 2 steps
+    assert checkpoint_names(tmp_path / "checkpoints") == ["checkpoint-000002"]
+    assert (tmp_path / "checkpoints" / "adapters.safetensors").is_file()
+
+
 def test_adaptive_kl_steers_beta_toward_its_target():
     assert adaptive_kl_beta(0.04, kl=0.2, target=0.1, gain=0.5) == pytest.approx(0.04 * 1.1)  # error clipped to 0.2
     assert adaptive_kl_beta(0.04, kl=0.05, target=0.1, gain=0.5) == pytest.approx(0.04 * 0.9)

@@ -204,6 +204,16 @@ def run_train(
                     sizes[split] = path.stat().st_size
             return sizes
 
+        saved_at = state.step
+
+        def save_checkpoint(sizes: dict[str, int]) -> None:
+            nonlocal saved_at
+            state.dataset_bytes = sizes
+            path = checkpoint.save(
+                output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit
+            )
+            summary.checkpoint, saved_at = str(path), state.step
+
         if state.step == 0:
             evaluate("evaluation")  # before training: what the run is compared with at the end
         completed = file_sizes()  # the files as of the last finished step
@@ -302,18 +312,15 @@ def run_train(
                 if training.eval_steps and state.step % training.eval_steps == 0:
                     evaluate("validation")
                 completed = file_sizes()
-                if state.step % training.checkpoint_every == 0 or state.step >= training.max_steps:
-                    state.dataset_bytes = completed
-                    summary.checkpoint = str(
-                        checkpoint.save(
-                            output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit
-                        )
-                    )
+                if state.step % training.checkpoint_every == 0:
+                    save_checkpoint(completed)
+            if state.step > 0 and saved_at != state.step:  # the last step, whether max_steps or the epochs ended it
+                save_checkpoint(completed)
 
         except KeyboardInterrupt:
             if state.step > 0:  # the interrupted step's rows are cut back when the run resumes
-                state.dataset_bytes = completed
-                checkpoint.save(output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit)
+                if state.step > saved_at:
+                    save_checkpoint(completed)
                 if on_notice:
                     on_notice(f"interrupted after step {state.step}; continue with: rfai train --resume")
             raise
