@@ -23,13 +23,41 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("train")(train.train)
-app.command("collect")(collect.collect)
-app.command("card")(card.card)
-app.command("upload")(upload.upload)
-app.command("stats")(stats.stats)
-app.command("filter")(filter_cmd.filter_rows)
-app.command("score")(score.score)
+# Shown under each command's --help: the usual ways to call it.
+EXAMPLES = {
+    "train": [
+        "rfai train --config config.yaml",
+        "rfai train --prompts starter --max-steps 20",
+        "rfai train --resume",
+    ],
+    "collect": [
+        "rfai collect --prompts builtin --split train --samples 4",
+        "rfai collect --prompts humaneval --limit 20 -o datasets",
+    ],
+    "card": ["rfai card datasets --repo-id you/code-rlaif"],
+    "upload": [
+        "rfai upload --repo-id you/code-rlaif",
+        "rfai upload --repo-id you/code-rlaif --format parquet --dry-run",
+    ],
+    "stats": ["rfai stats datasets/train.jsonl --by language", "rfai stats datasets/evaluation.jsonl --by step --json"],
+    "filter": [
+        "rfai filter datasets/train.jsonl --min-reward 0.9 -o best.jsonl",
+        "rfai filter datasets/train.jsonl --min-reward 1 --dedupe --format mlx-lm -o sft/",
+        "cat rows.jsonl | rfai filter --language python --top-k 100",
+    ],
+    "score": ["rfai score rows.jsonl -o scored.jsonl", "rfai score rows.jsonl --json"],
+}
+COMMANDS = {
+    "train": train.train,
+    "collect": collect.collect,
+    "card": card.card,
+    "upload": upload.upload,
+    "stats": stats.stats,
+    "filter": filter_cmd.filter_rows,
+    "score": score.score,
+}
+for _name, _function in COMMANDS.items():
+    app.command(_name, epilog="Examples:\n\n" + "\n\n".join(f"  {line}" for line in EXAMPLES[_name]))(_function)
 
 
 def _version(value: bool) -> None:

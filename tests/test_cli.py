@@ -29,3 +29,28 @@ def test_help_keeps_the_config_key_hints_and_v_prints_the_version(rfai):
     assert "[training.max_steps]" in train.stdout and "[model.base_model]" in train.stdout
     version = rfai("-V")
     assert version.returncode == 0 and version.stdout.startswith("rfai ")
+
+
+def test_every_help_example_uses_options_its_command_has():
+    """The examples under each --help are parsed by the command itself: a renamed or removed
+    option would make one fail here, not in a user's shell."""
+    import shlex
+
+    import click
+    import typer
+
+    from rfai_cli.cli import EXAMPLES, app
+
+    group = typer.main.get_command(app)
+    assert set(EXAMPLES) == set(group.commands)
+    for name, examples in EXAMPLES.items():
+        for example in examples:
+            words = shlex.split(example.split("| ")[-1])
+            assert words[:2] == ["rfai", name], example
+            command = group.commands[name]
+            try:
+                command.make_context(name, words[2:])
+            except click.UsageError as exc:
+                raise AssertionError(f"{example}: {exc}") from None
+            except click.exceptions.Exit:
+                pass
