@@ -36,7 +36,6 @@ def test_every_help_example_uses_options_its_command_has():
     option would make one fail here, not in a user's shell."""
     import shlex
 
-    import click
     import typer
 
     from rfai_cli.cli import EXAMPLES, app
@@ -47,10 +46,4 @@ def test_every_help_example_uses_options_its_command_has():
         for example in examples:
             words = shlex.split(example.split("| ")[-1])
             assert words[:2] == ["rfai", name], example
-            command = group.commands[name]
-            try:
-                command.make_context(name, words[2:])
-            except click.UsageError as exc:
-                raise AssertionError(f"{example}: {exc}") from None
-            except click.exceptions.Exit:
-                pass
+            group.commands[name].make_context(name, words[2:])  # raises on an unknown option or a bad value
