@@ -69,7 +69,7 @@ def plain_step(model, prompts, completions, advantages, settings, optimizer):
 def rfai_step(model, prompts, completions, advantages, settings, optimizer, micro_batches):
     from rfai_cli.engine.logprobs import frozen_hidden, token_batch
     from rfai_cli.train.grpo import normaliser
-    from rfai_cli.train.loop import update_policy
+    from rfai_cli.train.update import update_policy
 
     batch = token_batch(prompts, completions)
     weights, scale = normaliser([batch.mask], settings)

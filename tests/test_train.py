@@ -20,7 +20,7 @@ from rfai_cli.engine.loading import load_model
 from rfai_cli.engine.logprobs import frozen_hidden, padded_completion_logprobs, token_batch
 from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
 from rfai_cli.train.grpo import LossSettings, adaptive_kl_beta, group_advantages, normaliser, zero_variance_fraction
-from rfai_cli.train.loop import policy_value_and_grad, update_policy
+from rfai_cli.train.update import policy_value_and_grad, update_policy
 
 TRAINING = SimpleNamespace(num_iterations=1, gradient_accumulation_steps=1, max_grad_norm=1.0)
 
@@ -213,7 +213,7 @@ def test_distillation_lowers_the_nll_of_the_teachers_answer_even_without_an_adva
     import mlx.core as mx
     import mlx.optimizers as optim
 
-    from rfai_cli.train.loop import _nll
+    from rfai_cli.train.update import nll as _nll
 
     model = lora_model(tiny_model_dir)
     settings = LossSettings(kl_beta=0.0)

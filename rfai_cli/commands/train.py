@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
 
 import typer
@@ -32,14 +33,29 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="With --resume: continue even if the settings changed.")
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Data-parallel ranks on this machine (MLX's ring backend); the exit status is the worst rank's.",
+        ),
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
+    if nproc > 1:
+        from ..train.launch import launch_local
+
+        raise typer.Exit(launch_local(_without_nproc(sys.argv[2:]), nproc))
     from ..config import load_config
     from ..data.layout import dataset_lock
     from ..data.prompts import held_out_source, load_prompts, prompt_source
+    from ..train.distributed import init_world
+    from ..train.launch import watch_launcher
     from ..train.loop import run_train
 
+    watch_launcher()
     config = load_config(
         config_path,
         {
@@ -57,7 +73,11 @@ def train(
     }
     warnings.finish()
     err = console.stderr()
-    with dataset_lock(config.huggingface.dataset_output_dir) as directory, _step_view(err, config, as_json) as on_step:
+    world = init_world()
+    # Rank 0 writes the dataset and holds its lock; the other ranks send it their rows.
+    lock = dataset_lock if world.is_main else _unlocked
+    quiet = as_json or not world.is_main
+    with lock(config.huggingface.dataset_output_dir) as directory, _step_view(err, config, quiet) as on_step:
         summary = run_train(
             config,
             tasks,
@@ -69,7 +89,10 @@ def train(
             prompt_source=source,
             on_step=on_step,
             on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
+            world=world,
         )
+    if not world.is_main:
+        return
     result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
     if as_json:
         json.dump(result, sys.stdout)
@@ -91,10 +114,10 @@ def step_line(m: dict) -> str:
 
 
 @contextmanager
-def _step_view(err, config, as_json: bool) -> Iterator[Callable[[dict], None] | None]:
+def _step_view(err, config, quiet: bool) -> Iterator[Callable[[dict], None] | None]:
     """A live progress bar with the last step's figures and an ETA on a terminal; plain lines
-    otherwise; nothing with --json."""
-    if as_json:
+    otherwise; nothing when `quiet` (--json, or a rank other than 0)."""
+    if quiet:
         yield None
         return
     if not err.is_terminal:
@@ -116,3 +139,21 @@ def _step_view(err, config, as_json: bool) -> Iterator[Callable[[dict], None] | 
             progress.update(task, completed=m["step"], last=step_line(m))
 
         yield on_step
+
+
+@contextmanager
+def _unlocked(directory) -> Iterator[Path]:
+    yield Path(directory)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """This command's arguments for each rank: all of them but --nproc."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out

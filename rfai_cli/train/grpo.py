@@ -58,18 +58,21 @@ class LossSettings:
     temperature: float = 1.0  # log-probs are computed at the sampling temperature
 
 
-def normaliser(masks: Sequence[Any], settings: LossSettings) -> tuple[Any, float]:
+def normaliser(masks: Sequence[Any], settings: LossSettings, totals: tuple[float, float] | None = None):
     """(per-token weights [batch, length], their scale) so that loss = scale * sum(weights * token_loss)
-    for the batch's `loss_type`; `masks` are the [batch, length] completion masks (mx arrays)."""
+    for the batch's `loss_type`; `masks` are the [batch, length] completion masks (mx arrays).
+    `totals` = (sequences, completion tokens) of the whole batch when these masks are one rank's
+    share of it (data parallelism): the scale is then the whole batch's."""
     import mlx.core as mx
 
     mask = mx.concatenate(list(masks), axis=0) if len(masks) > 1 else masks[0]
+    sequences, tokens = totals if totals is not None else (mask.shape[0], float(mask.sum().item()))
     if settings.loss_type == "grpo":
         per_sequence = mx.maximum(mask.sum(axis=1, keepdims=True), 1.0)
-        return mask / per_sequence, 1.0 / mask.shape[0]
+        return mask / per_sequence, 1.0 / sequences
     if settings.loss_type == "dapo":
-        return mask, 1.0 / max(float(mask.sum().item()), 1.0)
-    return mask, 1.0 / (mask.shape[0] * settings.max_new_tokens)  # dr_grpo
+        return mask, 1.0 / max(tokens, 1.0)
+    return mask, 1.0 / (sequences * settings.max_new_tokens)  # dr_grpo
 
 
 def adaptive_kl_beta(beta: float, kl: float, target: float, gain: float) -> float:

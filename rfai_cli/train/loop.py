@@ -1,23 +1,24 @@
-"""`rfai train`'s loop: on-policy GRPO with LoRA, in one process, on the rollout seam.
+"""`rfai train`'s loop: on-policy GRPO with LoRA, on the rollout seam, on one rank or many.
 
 Each step takes `batch_size` tasks from the train prompts (shuffled per epoch from
 `training.seed`), samples `num_samples_per_prompt` completions of each with the current weights
 (generation and training share the same in-memory model: nothing is merged or reloaded),
 scores them against the teacher, writes every scored sample to `datasets/train.jsonl` with its
-`step`, `epoch` and `advantage`, and makes `num_iterations` updates on the clipped surrogate
-(`grpo.py`). The KL reference is the same model with LoRA switched off. The old log-probs are
-recomputed once per batch by the same function as the training ones, so the ratio is exactly 1
-on the first update.
+`step`, `epoch` and `advantage`, and updates the adapters (`update.py`). On several ranks
+(`distributed.py`) each takes whole groups of the batch and rank 0 writes everything; with one,
+every collective is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import shutil
+import signal
+import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,15 +30,10 @@ from ..data.layout import CURVES_FILE
 from ..errors import InputError, RfaiError
 from . import checkpoint
 from .curves import write_curves
-from .grpo import (
-    LossSettings,
-    adaptive_kl_beta,
-    clipped_loss,
-    group_advantages,
-    normaliser,
-    zero_variance_fraction,
-)
+from .distributed import World, init_world, lost_peer
+from .grpo import LossSettings, adaptive_kl_beta, group_advantages, normaliser, zero_variance_fraction
 from .reporting import Reporters, check_installed
+from .update import distillation_batch, update_policy
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -68,6 +64,11 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31)
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """Each rank samples with its own key; rank 0's is the single-process one."""
+    return (seed + rank * 7_919_993) % (2**31)
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     return list(np.random.default_rng([seed, epoch]).permutation(count))
 
@@ -84,253 +85,415 @@ def run_train(
     prompt_source: str | None = None,
     on_step: Callable[[dict], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    world: World | None = None,
 ) -> TrainSummary:
-    import mlx.core as mx
-    import mlx.optimizers as optim
+    """Train; on rank 0, `on_step` gets each step's metrics and `on_notice` one-line warnings.
+    A first Ctrl-C (SIGINT) stops every rank after the current step; a second stops at once."""
+    world = world or init_world()
+    notice = on_notice if on_notice and world.is_main else (lambda _message: None)
+    try:
+        trainer = Trainer(config, tasks, dataset_dir, world, notice)
+        trainer.restore(resume, force)
+        return trainer.run(validation or [], evaluation or [], prompt_source, on_step if world.is_main else None)
+    except RuntimeError as exc:
+        error = lost_peer(exc)
+        if error is None:
+            raise
+        raise error from None
 
-    from ..data.layout import append_run, split_path
-    from ..engine.generation import GENERATION_LOCK, seed_sampling
-    from ..engine.loading import load_model
-    from ..engine.logprobs import frozen_hidden, token_batch
-    from ..engine.lora import attach_lora
-    from ..records import JsonlWriter
-    from ..rollout import open_rollout
-    from ..runs import fingerprint, run_record
 
-    training = config.training
-    if training.target_kl is not None and training.kl_beta == 0:
-        raise InputError("training.target_kl: the adaptive KL controller scales kl_beta, which is 0; set kl_beta > 0")
-    check_installed(training.report_to)  # before anything is loaded or written
-    if not tasks:
-        raise InputError("no training prompts")
-    if training.batch_size > len(tasks):
-        raise InputError(
-            f"training.batch_size is {training.batch_size} but there are only {len(tasks)} training prompts"
-        )
-    output_dir = Path(training.checkpoint_dir)
-    train_file = split_path(dataset_dir, "train")
-    student = load_model(config.model.base_model, config.model.adapter_path)
-    seed_sampling(training.seed)  # the adapters' initial weights come from the seed too
-    adapter_config = attach_lora(
-        student.model,
-        rank=training.lora_rank,
-        alpha=training.lora_alpha,
-        dropout=training.lora_dropout,
-        layers=training.lora_layers,
-    )
-    optimizer = optim.AdamW(learning_rate=learning_rate_schedule(config), weight_decay=training.weight_decay)
-    prints = fingerprint(config)
-    state = checkpoint.TrainState(fingerprint=prints)
-    previous = checkpoint.latest(output_dir) if resume else None
-    if previous is not None:
-        state = checkpoint.load(previous, student.model, optimizer)
-        _check_same_run(state, prints, previous, force)
-        for split, size in state.dataset_bytes.items():
-            _cut_back(split_path(dataset_dir, split), size)
-    elif resume:
-        raise InputError(f"{output_dir}: no checkpoint to resume from")
-    elif checkpoint.latest(output_dir) is not None:
-        raise InputError(
-            f"{output_dir}: already holds checkpoints; pass --resume to continue, or choose another checkpoint_dir"
-        )
+class Trainer:
+    """One training run: the model with its adapters, the optimizer, the state a checkpoint keeps."""
 
-    base_settings = LossSettings(
-        loss_type=training.loss_type,
-        epsilon=training.epsilon,
-        epsilon_high=training.epsilon_high if training.epsilon_high is not None else training.epsilon,
-        kl_beta=training.kl_beta,
-        max_new_tokens=training.max_new_tokens,
-        temperature=training.generation_temperature if training.generation_temperature > 0 else 1.0,
-    )
-    run_id = uuid.uuid4().hex[:12]
-    summary = TrainSummary(state.step, 0, str(previous) if previous else None)
-    metrics_path = output_dir / METRICS_FILE
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if previous is None:
-        metrics_path.unlink(missing_ok=True)
-    else:
-        _cut_metrics(metrics_path, state.step)
+    def __init__(self, config: Config, tasks: list, dataset_dir: Path, world: World, notice: Callable[[str], None]):
+        import mlx.optimizers as optim
 
-    held_out = {
-        "validation": (validation or [])[: training.eval_limit],
-        "evaluation": (evaluation or [])[: training.eval_limit],
-    }
-    with (
-        open_rollout(
-            config,
-            student=student,
-            tasks=[*tasks, *held_out["validation"], *held_out["evaluation"]],
-            on_notice=on_notice,
-        ) as rollout,
-        JsonlWriter(train_file) as writer,
-        JsonlWriter(split_path(dataset_dir, "validation")) as validation_writer,
-        JsonlWriter(split_path(dataset_dir, "evaluation")) as evaluation_writer,
-        Reporters(training.report_to, output_dir, run_id, config.model_dump()) as reporters,
-    ):
-        models = {"student_model": student.name, "teacher_model": rollout.teacher.model}
-        append_run(
-            dataset_dir,
-            run_record(
-                config,
-                command="train",
-                split="train",
-                run_id=run_id,
-                **models,
-                samples=training.num_samples_per_prompt,
-                steps=training.max_steps,
-                prompts=prompt_source,
-                training=training_facts(config),
-            ),
-        )
-        eval_writers = {"validation": validation_writer, "evaluation": evaluation_writer}
+        from ..engine.generation import seed_sampling
+        from ..engine.loading import load_model
+        from ..engine.lora import attach_lora
+        from ..runs import fingerprint
 
-        def evaluate(split: str) -> None:
-            """Sample and score the held-out prompts of `split` at this step (the same seed every
-            time, so only the weights change) into DIR/<split>.jsonl, each row with its `step`."""
-            seed_sampling(step_seed(training.seed, 10**6))
-            for start in range(0, len(held_out[split]), training.batch_size):
-                chunk = held_out[split][start : start + training.batch_size]
-                sampled = rollout.sample([(task, list(range(training.eval_samples))) for task in chunk])
-                scored = rollout.score(sampled, {"split": split, **models, "run_id": run_id})
-                for row in scored.rows:
-                    row.update(step=state.step, epoch=state.epoch)
-                eval_writers[split].write_many(scored.rows)
-
-        def file_sizes() -> dict[str, int]:
-            sizes = {}
-            for split in ("train", "validation", "evaluation"):
-                path = split_path(dataset_dir, split)
-                if path.exists():
-                    sizes[split] = path.stat().st_size
-            return sizes
-
-        saved_at = state.step
-
-        def save_checkpoint(sizes: dict[str, int]) -> None:
-            nonlocal saved_at
-            state.dataset_bytes = sizes
-            path = checkpoint.save(
-                output_dir, student.model, optimizer, adapter_config, state, training.save_total_limit
+        training = config.training
+        if training.target_kl is not None and training.kl_beta == 0:
+            raise InputError(
+                "training.target_kl: the adaptive KL controller scales kl_beta, which is 0; set kl_beta > 0"
             )
-            summary.checkpoint, saved_at = str(path), state.step
+        check_installed(training.report_to)  # before anything is loaded or written
+        if not tasks:
+            raise InputError("no training prompts")
+        if training.batch_size > len(tasks):
+            raise InputError(
+                f"training.batch_size is {training.batch_size} but there are only {len(tasks)} training prompts"
+            )
+        if training.batch_size % world.size:
+            raise InputError(
+                f"training.batch_size is {training.batch_size}, which {world.size} ranks cannot share "
+                "(each takes whole prompt groups): make it a multiple of the number of ranks"
+            )
+        self.config, self.training, self.tasks, self.world, self.notice = config, training, tasks, world, notice
+        self.dataset_dir, self.output_dir = dataset_dir, Path(training.checkpoint_dir)
+        self.metrics_path = self.output_dir / METRICS_FILE
+        self.student = load_model(config.model.base_model, config.model.adapter_path)
+        seed_sampling(training.seed)  # the adapters' initial weights come from the seed too
+        self.adapter_config = attach_lora(
+            self.student.model,
+            rank=training.lora_rank,
+            alpha=training.lora_alpha,
+            dropout=training.lora_dropout,
+            layers=training.lora_layers,
+        )
+        self._check_same_adapters()
+        self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(config), weight_decay=training.weight_decay)
+        self.prints = fingerprint(config)
+        self.state = checkpoint.TrainState(fingerprint=self.prints)
+        self.base_settings = LossSettings(
+            loss_type=training.loss_type,
+            epsilon=training.epsilon,
+            epsilon_high=training.epsilon_high if training.epsilon_high is not None else training.epsilon,
+            kl_beta=training.kl_beta,
+            max_new_tokens=training.max_new_tokens,
+            temperature=training.generation_temperature if training.generation_temperature > 0 else 1.0,
+        )
+        self.summary = TrainSummary(0, 0, None)
+        self.saved_at = 0
+        self.stop_requested = False
 
-        if state.step == 0:
-            evaluate("evaluation")  # before training: what the run is compared with at the end
-        completed = file_sizes()  # the files as of the last finished step
+    # --- start or resume --------------------------------------------------------------------
+
+    def restore(self, resume: bool, force: bool) -> None:
+        """Rank 0 finds the checkpoint, checks it and cuts the dataset back to it; every rank
+        gets its adapters, optimizer state and run state (and the same error, if any)."""
+        decision = self._resume_decision(resume, force) if self.world.is_main else None
+        decision = self.world.broadcast_object(decision)
+        if "error" in decision:
+            raise InputError(decision["error"])
+        if decision.get("state"):
+            if not self.world.is_main:  # the same structure as rank 0's, then rank 0's values
+                self.optimizer.init(self.student.model.trainable_parameters())
+            self._broadcast_weights()
+            self.state = checkpoint.TrainState(**decision["state"])
+            self.summary.checkpoint = decision["checkpoint"]
+        self.summary.steps = self.saved_at = self.state.step
+
+    def _resume_decision(self, resume: bool, force: bool) -> dict:
+        previous = checkpoint.latest(self.output_dir) if resume else None
         try:
-            while state.step < training.max_steps and state.epoch < training.epochs:
-                order = epoch_order(len(tasks), training.seed, state.epoch)
-                picked = order[state.position : state.position + training.batch_size]
-                if len(picked) < training.batch_size:  # the epoch's remainder does not fill a batch
-                    state.epoch, state.position = state.epoch + 1, 0
-                    continue
-                step_started = time.perf_counter()
-                seed_sampling(step_seed(training.seed, state.step))
-                batch = [(tasks[i], list(range(training.num_samples_per_prompt))) for i in picked]
-                sampled = rollout.sample(batch)
-                generated = time.perf_counter()
-                provenance = {"split": "train", **models, "run_id": run_id}
-                scored = rollout.score(sampled, provenance)
-                score_done = time.perf_counter()
-                rewards = [
-                    [_reward(row) for row in scored.rows[k : k + len(indices)]]
-                    for k, (_, indices) in zip(_offsets(batch), batch)
-                ]
-                advantages = group_advantages(rewards, training.scale_rewards)
-                flat_advantages = [a for group in advantages for a in group]
-                for row, advantage in zip(scored.rows, flat_advantages):
-                    row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
-                writer.write_many(scored.rows)
-                summary.rows_written += len(scored.rows)
+            if previous is None:
+                if resume:
+                    raise InputError(f"{self.output_dir}: no checkpoint to resume from")
+                if checkpoint.latest(self.output_dir) is not None:
+                    raise InputError(
+                        f"{self.output_dir}: already holds checkpoints; pass --resume to continue, "
+                        "or choose another checkpoint_dir"
+                    )
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.metrics_path.unlink(missing_ok=True)
+                return {}
+            state = checkpoint.load(previous, self.student.model, self.optimizer)
+            _check_same_run(state, self.prints, previous, force)
+        except InputError as exc:
+            return {"error": str(exc)}
+        for split, size in state.dataset_bytes.items():
+            _cut_back(self._split_path(split), size)
+        _cut_metrics(self.metrics_path, state.step)
+        return {"state": asdict(state), "checkpoint": str(previous)}
 
-                samples = [sample for group in sampled.samples for sample in group]
-                completions = [sample.token_ids for sample in samples]
-                batch = token_batch([sample.prompt_ids for sample in samples], completions)
-                keep = mx.array(
-                    [
-                        0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0
-                        for s in samples
-                    ]
+    def _check_same_adapters(self) -> None:
+        """Every rank starts from the same adapters (they come from the same seed): checked once."""
+        if self.world.size == 1:
+            return
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        checksum = float(sum(mx.sum(v * (i + 1)).item() for i, (_, v) in enumerate(tree_flatten(self._adapters()))))
+        total = self.world.sum_floats(checksum)[0]
+        if abs(total - checksum * self.world.size) > 1e-3 * max(1.0, abs(total)):
+            raise RfaiError("the ranks' initial adapters differ; every rank must run the same rfai and config")
+
+    def _adapters(self):
+        return self.student.model.trainable_parameters()
+
+    def _broadcast_weights(self) -> None:
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        adapters = self.world.broadcast(self._adapters())
+        self.student.model.load_weights(list(tree_flatten(adapters)), strict=False)
+        self.optimizer.state = self.world.broadcast(self.optimizer.state)
+        mx.eval(self.student.model.parameters(), self.optimizer.state)
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, validation: list, evaluation: list, prompt_source: str | None, on_step) -> TrainSummary:
+        from ..data.layout import append_run
+        from ..records import JsonlWriter
+        from ..rollout import open_rollout
+        from ..runs import run_record
+
+        training, world = self.training, self.world
+        self.held_out = {
+            "validation": validation[: training.eval_limit],
+            "evaluation": evaluation[: training.eval_limit],
+        }
+        self.run_id = world.broadcast_object(uuid.uuid4().hex[:12])
+        with contextlib.ExitStack() as stack:
+            self.rollout = stack.enter_context(
+                open_rollout(
+                    self.config,
+                    student=self.student,
+                    tasks=[*self.tasks, *self.held_out["validation"], *self.held_out["evaluation"]],
+                    on_notice=self.notice,
                 )
-                settings = replace(
-                    base_settings, kl_beta=state.kl_beta if state.kl_beta is not None else training.kl_beta
+            )
+            self.writers = {}
+            self.reporters = None
+            if world.is_main:
+                for split in ("train", "validation", "evaluation"):
+                    self.writers[split] = stack.enter_context(JsonlWriter(self._split_path(split)))
+                self.reporters = stack.enter_context(
+                    Reporters(training.report_to, self.output_dir, self.run_id, self.config.model_dump())
                 )
-                with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
-                    weights, scale = normaliser([batch.mask * keep[:, None]], settings)
-                    step_metrics, old = update_policy(
-                        student.model,
-                        optimizer,
-                        settings,
-                        training,
-                        batch,
-                        frozen_hidden(student.model, batch),  # shared by the reference and policy passes
-                        mx.array(flat_advantages),
-                        weights,
-                        scale,
-                        distill=distillation_batch(student.tokenizer, sampled, training.max_new_tokens)
-                        if training.distill_weight
-                        else None,
-                    )
-                if training.target_kl is not None and not step_metrics["skipped"]:
-                    state.kl_beta = adaptive_kl_beta(
-                        settings.kl_beta, step_metrics["kl"], training.target_kl, training.kl_gain
-                    )
-                if step_metrics["skipped"]:
-                    state.nonfinite_in_a_row += 1
-                    if on_notice:
-                        on_notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
-                    if state.nonfinite_in_a_row >= training.max_nonfinite_steps:
-                        raise RfaiError(f"training stopped: {state.nonfinite_in_a_row} non-finite steps in a row")
-                else:
-                    state.nonfinite_in_a_row = 0
-                state.step += 1
-                state.position += training.batch_size
-                record = {
-                    "step": state.step,
-                    "epoch": state.epoch,
-                    "reward_mean": float(np.mean([r for g in rewards for r in g])),
-                    "reward_std": float(np.std([r for g in rewards for r in g])),
-                    "pass_rate": _pass_rate(scored.rows),
-                    "zero_variance_fraction": zero_variance_fraction(rewards),
-                    "completion_tokens_mean": float(np.mean([len(c) for c in completions])),
-                    "truncated_fraction": float(np.mean([s.finish_reason == "length" for s in samples])),
-                    "sampling_logprob_gap": _logprob_gap(samples, old),
-                    **step_metrics,
-                    "kl_beta": settings.kl_beta,
-                    "learning_rate": float(optimizer.learning_rate.item())
-                    if hasattr(optimizer.learning_rate, "item")
-                    else float(optimizer.learning_rate),
-                    "seconds_generate": round(generated - step_started, 3),
-                    "seconds_score": round(score_done - generated, 3),
-                    "seconds_train": round(time.perf_counter() - score_done, 3),
-                }
-                _append_metrics(metrics_path, record)
-                reporters.log(record, state.step)
-                summary.metrics.append(record)
+            self.models = {"student_model": self.student.name, "teacher_model": self.rollout.teacher.model}
+            if world.is_main:
+                append_run(
+                    self.dataset_dir,
+                    run_record(
+                        self.config,
+                        command="train",
+                        split="train",
+                        run_id=self.run_id,
+                        **self.models,
+                        samples=training.num_samples_per_prompt,
+                        steps=training.max_steps,
+                        prompts=prompt_source,
+                        training=training_facts(self.config),
+                        **({"ranks": world.size} if world.size > 1 else {}),
+                    ),
+                )
+            if self.state.step == 0:
+                self.evaluate("evaluation")  # before training: what the run is compared with at the end
+            self.completed = self._file_sizes()  # the files as of the last finished step
+            with _stop_on_sigint(self):
+                try:
+                    self._steps(on_step)
+                except KeyboardInterrupt:  # a second Ctrl-C: stop now, at the last finished step
+                    self._interrupted()
+                    raise
+            if self.stop_requested:
+                self._interrupted()
+                raise KeyboardInterrupt
+            self.evaluate("evaluation")  # ... and after
+        self.summary.steps = self.state.step
+        if world.is_main:
+            curves = write_curves(_read_metrics(self.metrics_path), self.output_dir / CURVES_FILE)
+            if curves is not None:
+                shutil.copyfile(curves, self.dataset_dir / CURVES_FILE)
+            _finish(self.config, self.dataset_dir, self.notice)
+        return self.summary
+
+    def _steps(self, on_step) -> None:
+        training, state = self.training, self.state
+        while state.step < training.max_steps and state.epoch < training.epochs:
+            if self.world.any(self.stop_requested):  # Ctrl-C on any rank stops every rank here
+                self.stop_requested = True
+                return
+            order = epoch_order(len(self.tasks), training.seed, state.epoch)
+            picked = order[state.position : state.position + training.batch_size]
+            if len(picked) < training.batch_size:  # the epoch's remainder does not fill a batch
+                state.epoch, state.position = state.epoch + 1, 0
+                continue
+            record = self.step([self.tasks[i] for i in picked[self.world.rank :: self.world.size]])
+            if record is not None:
+                _append_metrics(self.metrics_path, record)
+                self.reporters.log(record, state.step)
+                self.summary.metrics.append(record)
                 if on_step:
                     on_step(record)
-                if training.eval_steps and state.step % training.eval_steps == 0:
-                    evaluate("validation")
-                completed = file_sizes()
-                if state.step % training.checkpoint_every == 0:
-                    save_checkpoint(completed)
-            if state.step > 0 and saved_at != state.step:  # the last step, whether max_steps or the epochs ended it
-                save_checkpoint(completed)
+            if training.eval_steps and state.step % training.eval_steps == 0:
+                self.evaluate("validation")
+            self.completed = self._file_sizes()
+            if state.step % training.checkpoint_every == 0:
+                self.save()
+        if state.step > self.saved_at:  # the last step, whether max_steps or the epochs ended it
+            self.save()
 
-        except KeyboardInterrupt:
-            if state.step > 0:  # the interrupted step's rows are cut back when the run resumes
-                if state.step > saved_at:
-                    save_checkpoint(completed)
-                if on_notice:
-                    on_notice(f"interrupted after step {state.step}; continue with: rfai train --resume")
-            raise
-        evaluate("evaluation")  # ... and after
-    summary.steps = state.step
-    curves = write_curves(_read_metrics(metrics_path), output_dir / CURVES_FILE)
-    if curves is not None:
-        shutil.copyfile(curves, dataset_dir / CURVES_FILE)
-    _finish(config, dataset_dir, on_notice)
-    return summary
+    def step(self, mine: list) -> dict | None:
+        """Sample, score, write and learn from this rank's share of one batch; the step's
+        metrics on rank 0 (None elsewhere)."""
+        import mlx.core as mx
+
+        from ..engine.generation import GENERATION_LOCK, seed_sampling
+        from ..engine.logprobs import frozen_hidden, token_batch
+
+        training, state, world = self.training, self.state, self.world
+        started = time.perf_counter()
+        seed_sampling(rank_seed(step_seed(training.seed, state.step), world.rank))
+        batch = [(task, list(range(training.num_samples_per_prompt))) for task in mine]
+        sampled = self.rollout.sample(batch)
+        generated = time.perf_counter()
+        scored = self.rollout.score(sampled, {"split": "train", **self.models, "run_id": self.run_id})
+        score_done = time.perf_counter()
+        rewards = [
+            [_reward(row) for row in scored.rows[k : k + len(indices)]]
+            for k, (_, indices) in zip(_offsets(batch), batch)
+        ]
+        advantages = [a for group in group_advantages(rewards, training.scale_rewards) for a in group]
+        for row, advantage in zip(scored.rows, advantages):
+            row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
+        self._write("train", scored.rows)
+
+        samples = [sample for group in sampled.samples for sample in group]
+        tokens = token_batch([sample.prompt_ids for sample in samples], [sample.token_ids for sample in samples])
+        keep = mx.array(
+            [0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0 for s in samples]
+        )
+        settings = replace(self.base_settings, kl_beta=state.kl_beta if state.kl_beta is not None else training.kl_beta)
+        mask = tokens.mask * keep[:, None]
+        totals = tuple(self.world.sum_floats(float(len(samples)), float(mask.sum().item())))
+        with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
+            weights, scale = normaliser([mask], settings, totals)
+            step_metrics, old = update_policy(
+                self.student.model,
+                self.optimizer,
+                settings,
+                training,
+                tokens,
+                frozen_hidden(self.student.model, tokens),  # shared by the reference and policy passes
+                mx.array(advantages),
+                weights,
+                scale,
+                distill=distillation_batch(self.student.tokenizer, sampled, training.max_new_tokens)
+                if training.distill_weight
+                else None,
+                world=world,
+            )
+        # Every value below is the same on every rank (summed over ranks), so are the decisions.
+        if training.target_kl is not None and not step_metrics["skipped"]:
+            state.kl_beta = adaptive_kl_beta(settings.kl_beta, step_metrics["kl"], training.target_kl, training.kl_gain)
+        if step_metrics["skipped"]:
+            state.nonfinite_in_a_row += 1
+            self.notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
+            if state.nonfinite_in_a_row >= training.max_nonfinite_steps:
+                raise RfaiError(f"training stopped: {state.nonfinite_in_a_row} non-finite steps in a row")
+        else:
+            state.nonfinite_in_a_row = 0
+        state.step += 1
+        state.position += training.batch_size
+        local = {
+            "rewards": rewards,
+            "lengths": [len(s.token_ids) for s in samples],
+            "truncated": [s.finish_reason == "length" for s in samples],
+            "gap": _logprob_gap(samples, old),
+            "tests": [(r.get("test_results") or {}).get("student") for r in scored.rows],
+        }
+        parts = self.world.gather_bytes(json.dumps(local).encode())
+        if parts is None:
+            return None
+        facts = [json.loads(part) for part in parts]
+        all_rewards = [group for part in facts for group in part["rewards"]]
+        flat = [r for group in all_rewards for r in group]
+        lengths = [n for part in facts for n in part["lengths"]]
+        return {
+            "step": state.step,
+            "epoch": state.epoch,
+            "reward_mean": float(np.mean(flat)),
+            "reward_std": float(np.std(flat)),
+            "pass_rate": _pass_rate([t for part in facts for t in part["tests"]]),
+            "zero_variance_fraction": zero_variance_fraction(all_rewards),
+            "completion_tokens_mean": float(np.mean(lengths)),
+            "truncated_fraction": float(np.mean([t for part in facts for t in part["truncated"]])),
+            "sampling_logprob_gap": float(np.mean([part["gap"] for part in facts])),
+            **step_metrics,
+            "kl_beta": settings.kl_beta,
+            "learning_rate": _learning_rate(self.optimizer),
+            "seconds_generate": round(generated - started, 3),
+            "seconds_score": round(score_done - generated, 3),
+            "seconds_train": round(time.perf_counter() - score_done, 3),
+        }
+
+    def evaluate(self, split: str) -> None:
+        """Sample and score the held-out prompts of `split` at this step (the same seed every
+        time, so only the weights change) into DIR/<split>.jsonl, each row with its `step`."""
+        from ..engine.generation import seed_sampling
+
+        training, world = self.training, self.world
+        seed_sampling(rank_seed(step_seed(training.seed, 10**6), world.rank))
+        tasks = self.held_out[split]
+        for start in range(0, len(tasks), training.batch_size):
+            mine = tasks[start : start + training.batch_size][world.rank :: world.size]
+            rows = []
+            if mine:
+                sampled = self.rollout.sample([(task, list(range(training.eval_samples))) for task in mine])
+                rows = self.rollout.score(sampled, {"split": split, **self.models, "run_id": self.run_id}).rows
+            for row in rows:
+                row.update(step=self.state.step, epoch=self.state.epoch)
+            self._write(split, rows)
+
+    def _write(self, split: str, rows: list[dict]) -> None:
+        """Every rank's rows of this batch, written by rank 0 in rank order."""
+        gathered = self.world.gather_rows(rows)
+        if gathered is not None:
+            self.writers[split].write_many(gathered)
+            if split == "train":
+                self.summary.rows_written += len(gathered)
+
+    def save(self) -> None:
+        """A checkpoint of the last finished step (rank 0 writes it; the files are its own)."""
+        if self.world.is_main:
+            self.state.dataset_bytes = self.completed
+            path = checkpoint.save(
+                self.output_dir,
+                self.student.model,
+                self.optimizer,
+                self.adapter_config,
+                self.state,
+                self.training.save_total_limit,
+            )
+            self.summary.checkpoint = str(path)
+        self.saved_at = self.state.step
+
+    def _interrupted(self) -> None:
+        if self.state.step > 0:  # the interrupted step's rows are cut back when the run resumes
+            if self.state.step > self.saved_at:
+                self.save()
+            self.notice(f"interrupted after step {self.state.step}; continue with: rfai train --resume")
+
+    def _split_path(self, split: str) -> Path:
+        from ..data.layout import split_path
+
+        return split_path(self.dataset_dir, split)
+
+    def _file_sizes(self) -> dict[str, int]:
+        if not self.world.is_main:
+            return {}
+        paths = {split: self._split_path(split) for split in ("train", "validation", "evaluation")}
+        return {split: path.stat().st_size for split, path in paths.items() if path.exists()}
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(trainer: Trainer):
+    """The first Ctrl-C asks every rank to stop after the current step (nothing is cut short);
+    a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        trainer.notice("stopping after this step (Ctrl-C again to stop now)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _learning_rate(optimizer) -> float:
+    rate = optimizer.learning_rate
+    return float(rate.item()) if hasattr(rate, "item") else float(rate)
 
 
 def training_facts(config: Config) -> dict:
@@ -375,118 +538,6 @@ def _finish(config: Config, dataset_dir: Path, on_notice: Callable[[str], None] 
             )
 
 
-def policy_value_and_grad(model, settings: LossSettings):
-    """(loss, (kl, clip fraction, log-probs)) and the gradient w.r.t. the trainable (LoRA)
-    parameters. The forward pass is inside the differentiated function, and nothing is
-    compiled, so the LoRA weights are never captured as constants (the two ways a trainer ends
-    up learning nothing). With `old` None, the old log-probs are this pass's own, held constant:
-    the same function on the same weights, so the ratio is exactly 1 without a pass of its own."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    from ..engine.logprobs import batch_logprobs
-
-    def loss_fn(model, batch, hidden, advantages, old, ref, weights, scale):
-        logp = batch_logprobs(model, batch, settings.temperature, hidden)
-        old = mx.stop_gradient(logp) if old is None else old
-        loss, (kl, clipped) = clipped_loss(logp, old, ref, advantages, weights, scale, settings)
-        return loss, (kl, clipped, old)
-
-    return nn.value_and_grad(model, loss_fn)
-
-
-def update_policy(
-    model, optimizer, settings: LossSettings, training, batch, hidden, advantages, weights, scale, distill=None
-):
-    """`num_iterations` optimizer updates on one TokenBatch, each accumulating the full batch's
-    gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
-    skips the update. The reference log-probs (LoRA off) are taken per micro-batch on the first
-    iteration, so memory holds one micro-batch's logits at a time. `hidden` is the batch's
-    `frozen_hidden` (or None). `distill`, a TokenBatch of the teachers' answers, adds
-    `training.distill_weight` x their mean per-token NLL under the policy. Returns (metrics, old
-    log-probs per sequence). Holds the engine's
-    generation lock: the local teacher switches LoRA off in place under that lock, and must not
-    do so while a gradient is taken."""
-    from ..engine.generation import GENERATION_LOCK
-
-    with GENERATION_LOCK:
-        return _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill)
-
-
-def _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill):
-    import mlx.core as mx
-    import mlx.nn as nn
-    import mlx.optimizers as optim
-    from mlx.utils import tree_map
-
-    from ..engine.logprobs import batch_logprobs, frozen_hidden
-    from ..engine.lora import lora_disabled
-
-    value_and_grad = policy_value_and_grad(model, settings)
-    if distill is not None:
-        distill_hidden = frozen_hidden(model, distill)
-        distill_value_and_grad = nn.value_and_grad(model, _nll)
-    size = len(batch.lengths)
-    chunks = [c.tolist() for c in np.array_split(np.arange(size), min(training.gradient_accumulation_steps, size))]
-    olds: list = [None] * len(chunks)  # the first iteration's log-probs, the ratio's denominator after it
-    refs: list = [None] * len(chunks)
-    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "grad_norm": 0.0, "skipped": False}
-    for _ in range(training.num_iterations):
-        grads, loss, kl, clipped = None, 0.0, 0.0, 0.0
-        for k, chunk in enumerate(chunks):
-            part = batch.rows(chunk)
-            index, steps = mx.array(chunk), part.targets.shape[1]
-            part_hidden = None if hidden is None else hidden[index, : part.inputs.shape[1]]
-            if refs[k] is None:
-                with lora_disabled(model):
-                    refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
-            (value, (chunk_kl, chunk_clipped, olds[k])), chunk_grads = value_and_grad(
-                model, part, part_hidden, advantages[index], olds[k], refs[k], weights[index, :steps], scale
-            )
-            grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
-            mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k])  # one micro-batch's graph in memory at a time
-            loss += float(value.item())
-            kl += float(chunk_kl.item()) * len(chunk) / size
-            clipped += float(chunk_clipped.item()) * len(chunk) / size
-        if distill is not None:
-            nll, distill_grads = distill_value_and_grad(model, distill, distill_hidden)
-            grads = tree_map(lambda g, d: g + training.distill_weight * d, grads, distill_grads)
-            mx.eval(grads, nll)
-            loss += training.distill_weight * float(nll.item())
-            totals["distill_nll"] = float(nll.item())
-        grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
-        norm = float(norm.item())
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            totals["skipped"] = True
-            break
-        optimizer.update(model, grads)
-        mx.eval(model.trainable_parameters(), optimizer.state)
-        totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
-    old_rows = [np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)]
-    return totals, old_rows
-
-
-def _nll(model, batch, hidden):
-    """The mean per-token negative log-likelihood of `batch`'s completions (the distillation term)."""
-    from ..engine.logprobs import batch_logprobs
-
-    return -batch_logprobs(model, batch, 1.0, hidden).sum() / max(sum(batch.lengths), 1)
-
-
-def distillation_batch(tokenizer, sampled, max_tokens: int):
-    """A TokenBatch of each task's teacher answer, written as the student is asked to answer: one
-    fenced code block (at most `max_tokens` tokens); None when no teacher gave code."""
-    from ..engine.logprobs import token_batch
-
-    prompts, answers = [], []
-    for (task, _), samples, reference in zip(sampled.batch, sampled.samples, sampled.references):
-        if reference.code and samples:
-            answer = f"```{task.language}\n{reference.code.strip()}\n```"
-            prompts.append(samples[0].prompt_ids)
-            answers.append(tokenizer.encode(answer, add_special_tokens=False)[:max_tokens])
-    return token_batch(prompts, answers) if prompts else None
-
-
 def _offsets(batch) -> list[int]:
     offsets, position = [], 0
     for _, indices in batch:
@@ -500,10 +551,9 @@ def _reward(row: dict) -> float:
     return float(value if isinstance(value, (int, float)) else row.get("student_score") or 0.0)
 
 
-def _pass_rate(rows: list[dict]) -> float | None:
-    tested = [
-        r["test_results"]["student"] for r in rows if (r.get("test_results") or {}).get("student", {}).get("total")
-    ]
+def _pass_rate(tests: list[dict | None]) -> float | None:
+    """The share of test cases passed, over the samples' `test_results.student` that ran any."""
+    tested = [t for t in tests if t and t.get("total")]
     return sum(t["passed"] for t in tested) / sum(t["total"] for t in tested) if tested else None
 
 
