@@ -177,6 +177,14 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
         text=True,
     )
     assert load.returncode == 0, load.stderr
+    # ... and mlx_lm.generate with --adapter-path, and mlx_lm.fuse into a standalone model
+    for command in (
+        ["generate", "--model", str(tiny_model_dir), "--adapter-path", "checkpoints", "--prompt", "hi", "-m", "4"],
+        ["fuse", "--model", str(tiny_model_dir), "--adapter-path", "checkpoints", "--save-path", "fused"],
+    ):
+        ran = subprocess.run([sys.executable, "-m", "mlx_lm", *command], cwd=tmp_path, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (tmp_path / "fused" / "config.json").is_file() and list((tmp_path / "fused").glob("*.safetensors"))
     runs = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"]
     assert runs[-1]["command"] == "train"
     # held out: evaluation before (step 0) and after (step 3), validation every eval_steps
