@@ -28,3 +28,13 @@ def stderr() -> Console:
 def progress_enabled() -> bool:
     """Progress bars only when a person is watching (stderr is a terminal)."""
     return stderr().is_terminal
+
+
+def print_json(value, *, to_stderr: bool = False) -> None:
+    """The one JSON style of every `--json`: one compact object on one line (stdout, or stderr
+    when rows own stdout)."""
+    import json
+
+    stream = sys.stderr if to_stderr else sys.stdout
+    stream.write(json.dumps(value, ensure_ascii=False) + "\n")
+    stream.flush()

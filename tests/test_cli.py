@@ -47,3 +47,23 @@ def test_every_help_example_uses_options_its_command_has():
             words = shlex.split(example.split("| ")[-1])
             assert words[:2] == ["rfai", name], example
             group.commands[name].make_context(name, words[2:])  # raises on an unknown option or a bad value
+
+
+def test_every_json_output_is_one_compact_line(rfai, tmp_path):
+    """Scripts read --json the same way from every command: one object on one line."""
+    import json
+
+    row = {
+        "prompt": "p",
+        "language": "python",
+        "student_code": "def f():\n    return 1\n",
+        "reward": 1.0,
+        "student_score": 0.5,
+        "teacher_score": 0.5,
+    }
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    for args in (("stats", "rows.jsonl", "--json"), ("score", "rows.jsonl", "-o", "scored.jsonl", "--json")):
+        result = rfai(*args)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and isinstance(json.loads(lines[0]), dict), result.stdout

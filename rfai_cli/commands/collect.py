@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -155,8 +153,7 @@ class _progress:
 
 def _report(summary: dict, as_json: bool) -> None:
     if as_json:
-        json.dump(summary, sys.stdout)
-        sys.stdout.write("\n")
+        console.print_json(summary)
         return
     from rich.table import Table
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
 from ..config import load_config
-from ..console import progress_enabled, stderr, stdout
+from ..console import print_json, progress_enabled, stderr
 from ..records import STDIN
 from .common import ConfigOption, JsonOption, StrictOption
 
@@ -63,8 +62,7 @@ def score(
     report = {**summary.as_dict(), "isolation": isolation}
     if json_output:
         # Rows own stdout when they are written there; the summary then goes to stderr.
-        text = json.dumps(report)
-        (err if output == STDIN else stdout()).print(text, markup=False, highlight=False, soft_wrap=True)
+        print_json(report, to_stderr=output == STDIN)
         return
     mean = report["mean_student_score"]
     reward = report["mean_reward"]

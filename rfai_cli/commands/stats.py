@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, List, Optional
 
 import typer
 
+from ..console import print_json
 from ..errors import InputError
 from .common import ConfigOption, JsonOption, SkipWarnings, StrictOption
 
@@ -55,7 +55,7 @@ def stats(
     if not result["rows"] and skipped["total"]:
         raise InputError(f"no valid rows: {skipped['total']} lines skipped, the first: {skipped['examples'][0]}")
     if json_output:
-        print(json.dumps(result))
+        print_json(result)
         return
     _render(result)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,8 +94,7 @@ def train(
         return
     result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
     if as_json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
+        console.print_json(result)
     else:
         console.stdout().print(
             f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..config import load_config
-from ..console import progress_enabled, stderr, stdout
+from ..console import print_json, progress_enabled, stderr, stdout
 from ..errors import InputError
 from .common import ConfigOption, JsonOption
 
@@ -121,7 +120,7 @@ def upload(
     finally:
         bars.stop()
     if as_json:
-        print(json.dumps(result.to_json(), indent=2))
+        print_json(result.to_json())
     else:
         _render(result)
 
