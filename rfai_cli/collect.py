@@ -102,18 +102,23 @@ def run_collect(
     prompts_per_batch: int,
     prompt_source: str | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> CollectSummary:
     """Generate, score and append rows for every task of `work`; returns what was written.
 
     A loop over the rollout seam: while one batch is scored in the background, the next one
-    samples. `on_notice` gets one-line warnings: a weak teacher, a reference solution failing
-    its own tests, a sandbox weaker than it should be."""
+    samples. `on_phase` hears what the run is doing now (loading, generating batch k of n,
+    scoring), `on_batch` each batch once it is scored and written. `on_notice` gets one-line
+    warnings: a weak teacher, a reference solution failing its own tests, a sandbox weaker than
+    it should be."""
     notice = on_notice or (lambda _message: None)
+    phase = on_phase or (lambda _text: None)
     failing_references: set[str] = set()
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
+    phase("loading the student, the teacher and the sandbox")
     with (
         open_rollout(config, tasks=[task for task, _ in work.todo], on_notice=notice) as rollout,
         JsonlWriter(work.output, replace=work.overwrite) as writer,
@@ -145,12 +150,17 @@ def run_collect(
             if on_batch:
                 on_batch(BatchReport(n_tasks, rows))
 
-        for batch in batches(work.todo, prompts_per_batch):
+        todo = list(batches(work.todo, prompts_per_batch))
+        for number, batch in enumerate(todo, 1):
+            scoring = f" (scoring batch {number - 1})" if pending else ""
+            phase(f"teacher references and generation, batch {number} of {len(todo)}{scoring}")
             sampled = rollout.sample(batch)
             if pending:
+                phase(f"scoring batch {number - 1} of {len(todo)}")
                 finish(pending)
             pending = (background.submit(rollout.score, sampled, provenance), len(batch))
         if pending:
+            phase(f"scoring batch {len(todo)} of {len(todo)}")
             finish(pending)
     summary.seconds = time.perf_counter() - started
     return summary

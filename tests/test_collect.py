@@ -295,3 +295,21 @@ def test_reference_solutions_teach_and_a_failing_one_is_reported_once(rfai, tmp_
     assert by_task["good"]["teacher_model"] == by_task["bad"]["teacher_model"] == "reference"
     assert by_task["good"]["teacher_score"] == 1.0 and by_task["bad"]["teacher_score"] == 0.0
     assert by_task["none"]["teacher_model"] == str(tiny_model_dir)  # no solution: the model teaches
+
+
+def test_on_a_terminal_collect_shows_its_phase_an_eta_and_the_next_command(rfai, tmp_path, tiny_model_dir):
+    from conftest import RFAI
+    from support.terminal import run_on_terminal
+
+    config_file(tmp_path, tiny_model_dir)
+    code, text = run_on_terminal(
+        [*RFAI, "collect", "--limit", "6", "--samples", "2"], tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert code == 0, text
+    text = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves
+    assert "generation, batch 1 of 3" in text and "scoring batch 3 of 3" in text
+    last_frame = [frame for frame in text.split("\r") if "prompts scored" in frame][-1]
+    assert "6/6 prompts scored" in last_frame and "-:--:--" not in last_frame  # the ETA has a value
+    piped = rfai("collect", "--limit", "2", "--samples", "1", "-o", "more")
+    assert piped.returncode == 0, piped.stderr
+    assert "next: rfai card more; rfai upload --repo-id ID --dataset-dir more" in piped.stdout

@@ -277,8 +277,8 @@ def test_report_to_tensorboard_and_wandb_and_the_curves_in_the_card(rfai, tmp_pa
 
 def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path, tiny_model_dir):
     import os
-    import pty
-    import threading
+
+    from support.terminal import run_on_terminal
 
     (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  eval_steps: 0\n"))
     piped = rfai("train")
@@ -287,31 +287,10 @@ def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path,
     assert len(lines) == 2 and "reward" in lines[0] and "generate" in lines[0] and "\x1b" not in piped.stderr
 
     __import__("shutil").rmtree(tmp_path / "checkpoints")
-    leader, follower = pty.openpty()
-    screen = bytearray()
-
-    def read():
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "TERM": "xterm"}
-    env.pop("NO_COLOR", None)
-    run = subprocess.run(
-        [*RFAI, "train", "--output-dir", "live"], cwd=tmp_path, stderr=follower, stdout=subprocess.DEVNULL, env=env
+    code, text = run_on_terminal(
+        [*RFAI, "train", "--output-dir", "live"], tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}
     )
-    os.close(follower)
-    reader.join(timeout=30)
-    os.close(leader)
-    text = screen.decode(errors="replace")
-    assert run.returncode == 0, text
+    assert code == 0, text
     assert "training" in text and "2/2" in text and "step 2: reward" in text and "\x1b[" in text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -90,7 +91,7 @@ def collect(
         if work.already_done:
             err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
         if work.todo:
-            with _progress(len(work.todo)) as on_batch:
+            with _progress(len(work.todo)) as bar:
                 summary = run_collect(
                     config,
                     work,
@@ -98,7 +99,8 @@ def collect(
                     samples=n,
                     prompts_per_batch=config.training.batch_size,
                     prompt_source=str(source),
-                    on_batch=on_batch,
+                    on_batch=bar.update,
+                    on_phase=bar.phase,
                     on_notice=lambda message: err.print(f"warning: {message}", markup=False, highlight=False),
                 )
         else:
@@ -128,17 +130,23 @@ class _progress:
             TextColumn("collect"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("prompts"),
+            TextColumn("prompts scored"),
             TextColumn("{task.fields[rate]:.2f} samples/s"),
             TextColumn("mean reward {task.fields[reward]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[phase]}"),
             console=console.stderr(),
             disable=not console.progress_enabled(),
+            # A batch can take minutes: the ETA comes from the whole run, not rich's last 30 s.
+            speed_estimate_period=24 * 3600,
         )
         self.bar.__enter__()
-        self.task = self.bar.add_task("collect", total=self.total_tasks, rate=0.0, reward="-")
-        return self.update
+        self.task = self.bar.add_task("collect", total=self.total_tasks, rate=0.0, reward="-", phase="starting")
+        return self
+
+    def phase(self, text: str) -> None:
+        self.bar.update(self.task, phase=text)
 
     def update(self, report) -> None:
         self.samples_done += len(report.rows)
@@ -162,6 +170,8 @@ def _report(summary: dict, as_json: bool) -> None:
         f"{summary['rows_written']} rows written to {summary['output']} in {summary['seconds']:.1f} s "
         f"({summary['samples_per_second']:.2f} samples/s)"
     )
+    directory = Path(summary["output"]).parent
+    out.print(f"next: rfai card {directory}; rfai upload --repo-id ID --dataset-dir {directory}", highlight=False)
     dataset = summary["dataset"]
     if not dataset or not dataset["rows"]:
         return

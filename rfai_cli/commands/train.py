@@ -96,9 +96,9 @@ def train(
     if as_json:
         console.print_json(result)
     else:
-        console.stdout().print(
-            f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}"
-        )
+        out = console.stdout()
+        out.print(f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}")
+        out.print(f"next: rfai stats {directory}/evaluation.jsonl --by step", highlight=False)
 
 
 def step_line(m: dict) -> str:
