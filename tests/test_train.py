@@ -162,6 +162,9 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
     assert all("advantage" in row and row["epoch"] == 0 for row in written)
     metrics = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3] and all("zero_variance_fraction" in m for m in metrics)
+    for key in ("entropy", "correctness_mean", "completion_tokens_max", "generated_tokens_per_second"):
+        assert all(m[key] > 0 or key == "correctness_mean" for m in metrics), key
+    assert all(0 < m["peak_memory_gib"] < 64 and 0 <= m["correctness_mean"] <= 1 for m in metrics)
     for name in ("adapters.safetensors", "adapter_config.json", "optimizer.safetensors", "state.json"):
         assert (tmp_path / "checkpoints" / "checkpoint-000003" / name).is_file()
     # mlx-lm itself loads the adapters

@@ -142,6 +142,7 @@ def test_a_two_rank_run_writes_every_row_once_and_resumes_exactly_after_a_rank_d
     assert run.returncode not in (0, None), stderr
     assert time.monotonic() - killed_at < 60  # the survivor noticed; nothing hung
     assert "lost contact with another rank" in stderr.decode()
+    assert "rank 1 was killed by signal 9" in stderr.decode()  # the launcher names the lost rank
     assert not (broken / "checkpoints" / "checkpoint-000008").exists(), "the run ended before the kill"
     resumed = subprocess.run(
         [*RFAI, "train", "--nproc", "2", "--resume"], cwd=broken, env=env, capture_output=True, text=True

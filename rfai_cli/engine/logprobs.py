@@ -99,12 +99,14 @@ def frozen_hidden(model: Any, batch: TokenBatch):
     return mx.stop_gradient(captured[0])
 
 
-def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidden=None):
+def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidden=None, stats: dict | None = None):
     """[batch, steps] log p(completion token t | prompt, earlier tokens), 0.0 on padding.
 
     `temperature` divides the logits first: the distribution the samples were drawn from
     (before top-p/top-k truncation, which the policy gradient treats as part of the environment).
-    `hidden`, from `frozen_hidden(model, batch)`, skips the frozen blocks."""
+    `hidden`, from `frozen_hidden(model, batch)`, skips the frozen blocks. With `stats`, its
+    "entropy" is set to the mean per-token entropy of that distribution (held constant), from
+    the same logits."""
     import mlx.core as mx
 
     if batch.targets.shape[1] == 0:
@@ -117,7 +119,14 @@ def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidd
         logits = logits / temperature
     # log p(token) without a [batch, steps, vocab] log-softmax: the chosen logit minus the logsumexp.
     chosen = mx.take_along_axis(logits, batch.targets[..., None], axis=-1).squeeze(-1)
-    return (chosen.astype(mx.float32) - mx.logsumexp(logits.astype(mx.float32), axis=-1)) * batch.mask
+    logits = logits.astype(mx.float32)
+    normaliser = mx.logsumexp(logits, axis=-1)
+    if stats is not None:
+        held = mx.stop_gradient(logits)
+        probabilities = mx.exp(held - mx.stop_gradient(normaliser)[..., None])
+        entropy = mx.stop_gradient(normaliser) - (probabilities * held).sum(axis=-1)
+        stats["entropy"] = (entropy * batch.mask).sum() / mx.maximum(batch.mask.sum(), 1.0)
+    return (chosen.astype(mx.float32) - normaliser) * batch.mask
 
 
 def padded_completion_logprobs(

@@ -86,9 +86,14 @@ def _forward(rank: int, process: subprocess.Popen) -> None:
 
 
 def _wait(ranks: list[subprocess.Popen]) -> list[int]:
-    failed_at = None
+    failed_at, reported = None, set()
     while True:
         codes = [p.poll() for p in ranks]
+        for rank, code in enumerate(codes):
+            if code not in (None, 0, 130) and rank not in reported:  # name the rank that went first
+                reported.add(rank)
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                sys.stderr.write(f"rfai train --nproc: rank {rank} {how}\n")
         if all(code is not None for code in codes):
             return codes
         if failed_at is None and any(code not in (None, 0) for code in codes):

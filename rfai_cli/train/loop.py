@@ -385,6 +385,8 @@ class Trainer:
             "truncated": [s.finish_reason == "length" for s in samples],
             "gap": _logprob_gap(samples, old),
             "tests": [(r.get("test_results") or {}).get("student") for r in scored.rows],
+            "breakdowns": [r.get("student_breakdown") or {} for r in scored.rows],
+            "peak_gib": mx.get_peak_memory() / 2**30,
         }
         parts = self.world.gather_bytes(json.dumps(local).encode())
         if parts is None:
@@ -393,6 +395,7 @@ class Trainer:
         all_rewards = [group for part in facts for group in part["rewards"]]
         flat = [r for group in all_rewards for r in group]
         lengths = [n for part in facts for n in part["lengths"]]
+        criteria = _criterion_means([b for part in facts for b in part["breakdowns"]])
         return {
             "step": state.step,
             "epoch": state.epoch,
@@ -400,7 +403,9 @@ class Trainer:
             "reward_std": float(np.std(flat)),
             "pass_rate": _pass_rate([t for part in facts for t in part["tests"]]),
             "zero_variance_fraction": zero_variance_fraction(all_rewards),
+            **{f"{name}_mean": value for name, value in criteria.items()},
             "completion_tokens_mean": float(np.mean(lengths)),
+            "completion_tokens_max": max(lengths),
             "truncated_fraction": float(np.mean([t for part in facts for t in part["truncated"]])),
             "sampling_logprob_gap": float(np.mean([part["gap"] for part in facts])),
             **step_metrics,
@@ -409,6 +414,8 @@ class Trainer:
             "seconds_generate": round(generated - started, 3),
             "seconds_score": round(score_done - generated, 3),
             "seconds_train": round(time.perf_counter() - score_done, 3),
+            "generated_tokens_per_second": round(sum(lengths) / max(generated - started, 1e-9), 1),
+            "peak_memory_gib": round(max(part["peak_gib"] for part in facts), 3),  # MLX's, the largest rank's
         }
 
     def evaluate(self, split: str) -> None:
@@ -549,6 +556,14 @@ def _offsets(batch) -> list[int]:
 def _reward(row: dict) -> float:
     value = row.get("reward")
     return float(value if isinstance(value, (int, float)) else row.get("student_score") or 0.0)
+
+
+def _criterion_means(breakdowns: list[dict]) -> dict[str, float]:
+    """The mean of each rubric criterion's student score over the step's samples."""
+    names = sorted({name for b in breakdowns for name, v in b.items() if isinstance(v, (int, float))})
+    return {
+        name: float(np.mean([b[name] for b in breakdowns if isinstance(b.get(name), (int, float))])) for name in names
+    }
 
 
 def _pass_rate(tests: list[dict | None]) -> float | None:

@@ -13,7 +13,7 @@ from .grpo import LossSettings, clipped_loss
 
 
 def policy_value_and_grad(model, settings: LossSettings):
-    """(loss, (kl, clip fraction, log-probs)) and the gradient w.r.t. the trainable (LoRA)
+    """(loss, (kl, clip fraction, log-probs, entropy)) and the gradient w.r.t. the trainable (LoRA)
     parameters. The forward pass is inside the differentiated function, and nothing is
     compiled, so the LoRA weights are never captured as constants (the two ways a trainer ends
     up learning nothing). With `old` None, the old log-probs are this pass's own, held constant:
@@ -24,10 +24,11 @@ def policy_value_and_grad(model, settings: LossSettings):
     from ..engine.logprobs import batch_logprobs
 
     def loss_fn(model, batch, hidden, advantages, old, ref, weights, scale):
-        logp = batch_logprobs(model, batch, settings.temperature, hidden)
+        stats: dict = {}
+        logp = batch_logprobs(model, batch, settings.temperature, hidden, stats)
         old = mx.stop_gradient(logp) if old is None else old
         loss, (kl, clipped) = clipped_loss(logp, old, ref, advantages, weights, scale, settings)
-        return loss, (kl, clipped, old)
+        return loss, (kl, clipped, old, stats["entropy"])
 
     return nn.value_and_grad(model, loss_fn)
 
@@ -84,9 +85,9 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
     chunks = [c.tolist() for c in np.array_split(np.arange(size), min(training.gradient_accumulation_steps, size))]
     olds: list = [None] * len(chunks)  # the first iteration's log-probs, the ratio's denominator after it
     refs: list = [None] * len(chunks)
-    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "grad_norm": 0.0, "skipped": False}
+    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped": False}
     for _ in range(training.num_iterations):
-        grads, loss, kl, clipped = None, 0.0, 0.0, 0.0
+        grads, loss, kl, clipped, entropy = None, 0.0, 0.0, 0.0, 0.0
         for k, chunk in enumerate(chunks):
             part = batch.rows(chunk)
             index, steps = mx.array(chunk), part.targets.shape[1]
@@ -94,14 +95,15 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
             if refs[k] is None:
                 with lora_disabled(model):
                     refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
-            (value, (chunk_kl, chunk_clipped, olds[k])), chunk_grads = value_and_grad(
+            (value, (chunk_kl, chunk_clipped, olds[k], chunk_entropy)), chunk_grads = value_and_grad(
                 model, part, part_hidden, advantages[index], olds[k], refs[k], weights[index, :steps], scale
             )
             grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
-            mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k])  # one micro-batch's graph in memory at a time
+            mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k], chunk_entropy)  # one micro-batch in memory
             loss += float(value.item())
             kl += float(chunk_kl.item()) * len(chunk) / everyone
             clipped += float(chunk_clipped.item()) * len(chunk) / everyone
+            entropy += float(chunk_entropy.item()) * len(chunk) / everyone
         distill_nll = 0.0
         if distill is not None:  # each rank's mean NLL, averaged over ranks
             value, distill_grads = distill_value_and_grad(model, distill, distill_hidden)
@@ -111,7 +113,7 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
             distill_nll = float(value.item()) / world.size
             loss += training.distill_weight * distill_nll
         grads = world.all_sum(grads)  # once per optimizer step
-        loss, kl, clipped, distill_nll = world.sum_floats(loss, kl, clipped, distill_nll)
+        loss, kl, clipped, entropy, distill_nll = world.sum_floats(loss, kl, clipped, entropy, distill_nll)
         if distill is not None:
             totals["distill_nll"] = distill_nll
         grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
@@ -121,7 +123,7 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
             break
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)
-        totals.update(loss=loss, kl=kl, clip_fraction=clipped, grad_norm=norm)
+        totals.update(loss=loss, kl=kl, clip_fraction=clipped, entropy=entropy, grad_norm=norm)
     old_rows = [np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)]
     return totals, old_rows
 
