@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import rfai_cli.engine  # noqa: F401, E402  (preloads OpenBLAS before mlx is imported)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -57,8 +59,7 @@ def step_seconds(model: str, nproc: int, steps: int, tokens: int, work: Path) ->
 
 
 def lora_megabytes(model: str, layers: int = 8, rank: int = 8) -> float:
-    import rfai_cli.engine  # noqa: F401
-    from mlx.utils import tree_flatten
+    from mlx.utils import tree_flatten  # rfai_cli.engine, imported above, preloaded OpenBLAS first
 
     from rfai_cli.engine.loading import load_model
     from rfai_cli.engine.lora import attach_lora
