@@ -32,7 +32,7 @@ EXAMPLES = {
     ],
     "collect": [
         "rfai collect --prompts builtin --split train --samples 4",
-        "rfai collect --prompts humaneval --limit 20 -o datasets",
+        "rfai collect --prompts humaneval --limit 20 -d datasets",
     ],
     "card": ["rfai card datasets --repo-id you/code-rlaif"],
     "upload": [

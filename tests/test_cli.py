@@ -67,3 +67,18 @@ def test_every_json_output_is_one_compact_line(rfai, tmp_path):
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert len(lines) == 1 and isinstance(json.loads(lines[0]), dict), result.stdout
+
+
+def test_the_dataset_directory_is_dataset_dir_everywhere_and_the_old_spelling_still_works(rfai, tmp_path):
+    for command in ("collect", "train", "upload"):
+        text = rfai(command, "--help").stdout
+        assert "--dataset-dir" in text and "-d " in text and "--output-dir" not in text, command
+    import typer
+
+    from rfai_cli.cli import app
+
+    group = typer.main.get_command(app)
+    for command in ("collect", "train"):
+        old = group.commands[command].make_context(command, ["-o", "mine"]).params
+        new = group.commands[command].make_context(command, ["-d", "mine"]).params
+        assert str(old["output_dir"]) == str(new["dataset_dir"]) == "mine"

@@ -9,7 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from .. import console
-from .common import ConfigOption, DatasetDirOption, JsonOption, ModelOption, SkipWarnings
+from .common import (
+    ConfigOption,
+    DatasetDirOption,
+    JsonOption,
+    ModelOption,
+    OldDatasetDirOption,
+    SkipWarnings,
+    dataset_dir_of,
+)
 
 
 class Split(str, Enum):
@@ -44,7 +52,8 @@ def collect(
     batch_size: Annotated[
         Optional[int], typer.Option("--batch-size", min=1, help="Prompts decoded together \\[training.batch_size].")
     ] = None,
-    output_dir: DatasetDirOption = None,
+    dataset_dir: DatasetDirOption = None,
+    output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
     max_new_tokens: Annotated[
         Optional[int], typer.Option("--max-new-tokens", min=1, help="\\[training.max_new_tokens]")
@@ -73,7 +82,9 @@ def collect(
             "training.num_samples_per_prompt": samples,
             "training.batch_size": batch_size,
             "training.max_new_tokens": max_new_tokens,
-            "huggingface.dataset_output_dir": str(output_dir) if output_dir else None,
+            "huggingface.dataset_output_dir": str(chosen)
+            if (chosen := dataset_dir_of(dataset_dir, output_dir))
+            else None,
             "model.base_model": model,
         },
     )

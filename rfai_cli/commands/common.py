@@ -13,8 +13,22 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="YAML config (default: ./config.yaml when present).", show_default=False),
 ]
 DatasetDirOption = Annotated[
-    Optional[Path], typer.Option("--output-dir", "-o", help="Dataset directory \\[huggingface.dataset_output_dir].")
+    Optional[Path],
+    typer.Option(
+        "--dataset-dir", "-d", help="Dataset directory \\[huggingface.dataset_output_dir].", show_default=False
+    ),
 ]
+# The spelling collect and train had before every command said --dataset-dir; -o is a file elsewhere.
+OldDatasetDirOption = Annotated[Optional[Path], typer.Option("--output-dir", "-o", hidden=True)]
+
+
+def dataset_dir_of(dataset_dir: Path | None, old_spelling: Path | None) -> Path | None:
+    """The dataset directory asked for with --dataset-dir/-d, or with the hidden old --output-dir/-o."""
+    if dataset_dir is not None and old_spelling is not None and dataset_dir != old_spelling:
+        raise typer.BadParameter("give the dataset directory once (--dataset-dir)", param_hint="--output-dir")
+    return dataset_dir if dataset_dir is not None else old_spelling
+
+
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
 ]

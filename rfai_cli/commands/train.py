@@ -10,7 +10,15 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from .. import console
-from .common import ConfigOption, DatasetDirOption, JsonOption, ModelOption, SkipWarnings
+from .common import (
+    ConfigOption,
+    DatasetDirOption,
+    JsonOption,
+    ModelOption,
+    OldDatasetDirOption,
+    SkipWarnings,
+    dataset_dir_of,
+)
 
 
 def train(
@@ -24,7 +32,8 @@ def train(
         ),
     ] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="\\[training.max_steps]")] = None,
-    output_dir: DatasetDirOption = None,
+    dataset_dir: DatasetDirOption = None,
+    output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")
@@ -59,7 +68,9 @@ def train(
         config_path,
         {
             "training.max_steps": max_steps,
-            "huggingface.dataset_output_dir": str(output_dir) if output_dir else None,
+            "huggingface.dataset_output_dir": str(chosen)
+            if (chosen := dataset_dir_of(dataset_dir, output_dir))
+            else None,
             "model.base_model": model,
         },
     )

@@ -27,6 +27,7 @@ def upload(
         Optional[Path],
         typer.Option(
             "--dataset-dir",
+            "-d",
             "--dataset_dir",
             help="Directory with train/validation/evaluation.jsonl (default: huggingface.dataset_output_dir).",
             show_default=False,
