@@ -82,3 +82,25 @@ def test_the_dataset_directory_is_dataset_dir_everywhere_and_the_old_spelling_st
         old = group.commands[command].make_context(command, ["-o", "mine"]).params
         new = group.commands[command].make_context(command, ["-d", "mine"]).params
         assert str(old["output_dir"]) == str(new["dataset_dir"]) == "mine"
+
+
+def test_quiet_and_json_on_every_command_that_reports(rfai, tmp_path):
+    """--quiet leaves nothing but warnings and errors; every command that writes something has --json."""
+    import json
+
+    import typer
+
+    from rfai_cli.cli import app
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        options = {opt for param in command.params for opt in param.opts}
+        assert "--json" in options, name
+        assert "--quiet" in options or name == "stats", name  # stats' output is its whole job
+    row = {"prompt": "p", "language": "python", "student_code": "def f():\n    return 1\n"}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text(json.dumps(row) + "\n")
+    for args in (("card", "data", "-q"), ("score", "data/train.jsonl", "-o", "scored.jsonl", "-q")):
+        result = rfai(*args)
+        assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (args, result.stderr)
+    assert json.loads(rfai("card", "data", "--json").stdout)["card"].endswith("README.md")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ConfigOption, SkipWarnings
+from .common import ConfigOption, JsonOption, QuietOption, SkipWarnings
 
 
 def card(
@@ -39,6 +39,8 @@ def card(
         ),
     ] = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Write DIR/README.md, a Hugging Face dataset card."""
     from ..config import load_config
@@ -61,4 +63,9 @@ def card(
             "warning: datasets.load_dataset fails on malformed lines; clean the files with `rfai filter IN -o OUT` first",
             file=sys.stderr,
         )
-    print(path)
+    if as_json:
+        from ..console import print_json
+
+        print_json({"card": str(path)})
+    elif not quiet:
+        print(path)

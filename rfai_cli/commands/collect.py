@@ -15,6 +15,7 @@ from .common import (
     JsonOption,
     ModelOption,
     OldDatasetDirOption,
+    QuietOption,
     SkipWarnings,
     dataset_dir_of,
 )
@@ -69,6 +70,7 @@ def collect(
         ),
     ] = False,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Generate and score student and teacher code over a prompt set; write dataset splits."""
     from ..collect import CollectSummary, plan, run_collect, summarize
@@ -99,10 +101,10 @@ def collect(
     # Checked and held before the model loads: a file in the way or a second run fails at once.
     with dataset_lock(config.huggingface.dataset_output_dir) as directory:
         work = plan(tasks, split_path(directory, split_name), n, config, resume=resume, overwrite=overwrite)
-        if work.already_done:
+        if work.already_done and not quiet:
             err.print(f"resuming {work.output}: {work.already_done} of {len(tasks)} prompts already collected")
         if work.todo:
-            with _progress(len(work.todo)) as bar:
+            with _progress(len(work.todo), enabled=not quiet) as bar:
                 summary = run_collect(
                     config,
                     work,
@@ -116,14 +118,15 @@ def collect(
                 )
         else:
             summary = CollectSummary(work.output, len(tasks), work.already_done)
-    _report(summarize(summary, tasks=len(tasks)), as_json)
+    if as_json or not quiet:
+        _report(summarize(summary, tasks=len(tasks)), as_json)
 
 
 class _progress:
     """A rich progress bar on a terminal (prompts, samples/s, mean reward, ETA); nothing in a pipe."""
 
-    def __init__(self, total_tasks: int):
-        self.total_tasks = total_tasks
+    def __init__(self, total_tasks: int, enabled: bool = True):
+        self.total_tasks, self.enabled = total_tasks, enabled
         self.rewards: list[float] = []
         self.samples_done = 0
 
@@ -148,7 +151,7 @@ class _progress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[phase]}"),
             console=console.stderr(),
-            disable=not console.progress_enabled(),
+            disable=not (self.enabled and console.progress_enabled()),
             # A batch can take minutes: the ETA comes from the whole run, not rich's last 30 s.
             speed_estimate_period=24 * 3600,
         )

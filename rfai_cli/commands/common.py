@@ -36,6 +36,9 @@ StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object instead of tables.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors (the exit status says the rest).")
+]
 
 
 class SkipWarnings:

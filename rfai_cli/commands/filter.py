@@ -11,7 +11,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InputError
-from .common import ConfigOption, SkipWarnings, StrictOption
+from .common import ConfigOption, QuietOption, SkipWarnings, StrictOption
 
 
 class OutputFormat(str, Enum):
@@ -68,7 +68,11 @@ def filter_rows(
             "(-o DIR/ writes train/valid/test.jsonl).",
         ),
     ] = OutputFormat.jsonl,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No kept/dropped summary on stderr.")] = False,
+    quiet: QuietOption = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="The kept/dropped summary as one JSON line (on stderr when rows go to stdout)."),
+    ] = False,
     strict: StrictOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -114,7 +118,11 @@ def filter_rows(
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     warnings.finish()
-    if not quiet:
+    if as_json:
+        from ..console import print_json
+
+        print_json(report.as_dict(), to_stderr=output == "-")
+    elif not quiet:
         print(f"filter: {report.summary()}", file=sys.stderr)
 
 

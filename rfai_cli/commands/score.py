@@ -9,7 +9,7 @@ import typer
 from ..config import load_config
 from ..console import print_json, progress_enabled, stderr
 from ..records import STDIN
-from .common import ConfigOption, JsonOption, StrictOption
+from .common import ConfigOption, JsonOption, QuietOption, StrictOption
 
 
 def score(
@@ -20,6 +20,7 @@ def score(
     config: ConfigOption = None,
     strict: StrictOption = False,
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
     workers: Annotated[
         Optional[int],
         typer.Option(
@@ -63,6 +64,8 @@ def score(
     if json_output:
         # Rows own stdout when they are written there; the summary then goes to stderr.
         print_json(report, to_stderr=output == STDIN)
+        return
+    if quiet:
         return
     mean = report["mean_student_score"]
     reward = report["mean_reward"]

@@ -16,6 +16,7 @@ from .common import (
     JsonOption,
     ModelOption,
     OldDatasetDirOption,
+    QuietOption,
     SkipWarnings,
     dataset_dir_of,
 )
@@ -50,6 +51,7 @@ def train(
         ),
     ] = 1,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
     if nproc > 1:
@@ -86,8 +88,8 @@ def train(
     world = init_world()
     # Rank 0 writes the dataset and holds its lock; the other ranks send it their rows.
     lock = dataset_lock if world.is_main else _unlocked
-    quiet = as_json or not world.is_main
-    with lock(config.huggingface.dataset_output_dir) as directory, _step_view(err, config, quiet) as on_step:
+    silent = quiet or as_json or not world.is_main
+    with lock(config.huggingface.dataset_output_dir) as directory, _step_view(err, config, silent) as on_step:
         summary = run_train(
             config,
             tasks,
@@ -106,7 +108,7 @@ def train(
     result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
     if as_json:
         console.print_json(result)
-    else:
+    elif not quiet:
         out = console.stdout()
         out.print(f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}")
         out.print(f"next: rfai stats {directory}/evaluation.jsonl --by step", highlight=False)

@@ -10,7 +10,7 @@ import typer
 from ..config import load_config
 from ..console import print_json, progress_enabled, stderr, stdout
 from ..errors import InputError
-from .common import ConfigOption, JsonOption
+from .common import ConfigOption, JsonOption, QuietOption
 
 
 def upload(
@@ -79,6 +79,7 @@ def upload(
     ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Publish the dataset splits as a dataset repo on the Hugging Face Hub."""
     from ..data.hub import upload_dataset
@@ -91,11 +92,12 @@ def upload(
     if not hf.dataset_repo_id:
         raise InputError("no repository: pass --repo-id OWNER/NAME or set huggingface.dataset_repo_id in the config")
     err = stderr()
-    bars = _Bars(enabled=progress_enabled())
+    bars = _Bars(enabled=progress_enabled() and not quiet)
 
     def notify(message: str) -> None:
         bars.stop()  # a finished phase's bar goes before the next line (and before the Hub's own bars)
-        err.print(message, markup=False, highlight=False)
+        if not quiet or message.startswith(("warning", "error")):
+            err.print(message, markup=False, highlight=False)
 
     try:
         result = upload_dataset(
@@ -114,7 +116,7 @@ def upload(
             dry_run=dry_run,
             write_card=not no_card,
             config=settings,
-            progress_bars=progress_enabled(),
+            progress_bars=progress_enabled() and not quiet,
             notify=notify,
             on_progress=bars.update,
         )
@@ -122,7 +124,7 @@ def upload(
         bars.stop()
     if as_json:
         print_json(result.to_json())
-    else:
+    elif not quiet:
         _render(result)
 
 

@@ -75,6 +75,15 @@ class FilterReport:
             text += f"; skipped {self.skipped} malformed lines"
         return text
 
+    def as_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "redacted_rows": self.redacted_rows,
+            "skipped": self.skipped,
+        }
+
 
 def normalize_code(code: str) -> str:
     """Code as dedupe compares it: same line endings, no trailing spaces, no blank lines, common indent removed."""
