@@ -230,3 +230,16 @@ def test_card_says_how_correctness_was_known_and_pass_at_1(tmp_path):
     assert "3 rows had no tests and no judge" in text and "capped at 0.5" in text
     assert "1 rows could not be assessed" in text
     assert "pass@1 over 2 tasks (8 samples): 0.5000" in text
+
+
+def test_an_empty_split_file_is_no_split_so_the_dataset_still_loads(tmp_path, monkeypatch):
+    """A training run without validation leaves an empty validation.jsonl; listing it as a split
+    would make `load_dataset` fail ("corresponds to no data")."""
+    from datasets import load_dataset
+
+    directory = make_dataset(tmp_path / "datasets", {"train": 2})
+    (directory / "validation.jsonl").write_text("")
+    text = write_card(directory).read_text()
+    assert "validation" not in text.split("---\n")[1]  # not in the front matter's configs
+    monkeypatch.chdir(directory)
+    assert load_dataset("json", data_files={"train": "train.jsonl"}).num_rows == {"train": 2}

@@ -413,7 +413,7 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
     if isinstance(settings, dict):
         facts += [(name.replace("_", " "), value) for name, value in settings.items()]
     title = "Training details" if run.command == "train" else "How it was collected"
-    lines = [f"## {title}\n", "| | |", "|---|---|"]
+    lines = [f"## {title}\n", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
     floor = run.reward_floor if run.reward_floor is not None else "floor"
     cap = run.reward_cap if run.reward_cap is not None else "cap"

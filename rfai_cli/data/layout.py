@@ -39,12 +39,13 @@ def split_path(directory: str | Path, split: str) -> Path:
 
 
 def split_files(directory: str | Path) -> dict[str, Path]:
-    """The split files present in DIR, in split order (`.jsonl`, else `.jsonl.gz`)."""
+    """The split files present in DIR, in split order (`.jsonl`, else `.jsonl.gz`). An empty file
+    is no split: `datasets.load_dataset` fails on a split with no data ("corresponds to no data")."""
     found = {}
     for split in SPLITS:
         for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
             path = Path(directory) / name
-            if path.is_file():
+            if path.is_file() and path.stat().st_size > 0:
                 found[split] = path
                 break
     return found
