@@ -13,8 +13,7 @@ OpenBLAS preloaded (rfai_cli.engine), so each one's peak RSS is its own.
   model, LoRA, group size, lengths and sampling, a second model copy as its reference (what it
   does), and a reward function that calls rfai's scorer, so both optimise the same reward.
 
-TRL's GRPOTrainer (torch on CPU) is not a leg: torch's CPU wheels are not on this machine's
-package index. Prints seconds per step, scored completions per minute and peak RSS per leg,
+TRL's GRPOTrainer (torch on CPU) is not a leg yet (docs/train.md, "Not built yet"). Prints seconds per step, scored completions per minute and peak RSS per leg,
 and the ratios.
 
     .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer]

@@ -160,6 +160,13 @@ def test_a_batch_the_ranks_cannot_share_is_one_error_and_the_launch_fails(rfai, 
     assert "make it a multiple of the number of ranks" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_nproc_inside_a_launched_rank_is_an_error_not_a_launch_per_rank(rfai, tmp_path, tiny_model_dir):
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2))
+    result = rfai("train", "--nproc", "2", env={"MLX_RANK": "0"})
+    assert result.returncode == 2 and "drop it when launching with mlx.launch" in result.stderr, result.stderr
+    assert not (tmp_path / "datasets").exists()
+
+
 def test_the_launch_status_is_the_worst_ranks():
     assert worst([0, 0]) == 0
     assert worst([130, 0]) == 130

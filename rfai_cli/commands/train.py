@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from .. import console
+from ..errors import InputError
 from .common import (
     ConfigOption,
     DatasetDirOption,
@@ -56,6 +58,9 @@ def train(
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
     if nproc > 1:
         from ..train.launch import launch_local
+
+        if "MLX_RANK" in os.environ:  # already one rank of a launch (mlx.launch, or --nproc itself)
+            raise InputError("--nproc starts ranks itself; drop it when launching with mlx.launch")
 
         raise typer.Exit(launch_local(_without_nproc(sys.argv[2:]), nproc))
     from ..config import load_config

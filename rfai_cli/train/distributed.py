@@ -41,9 +41,9 @@ class World:
         import mlx.core as mx
         from mlx.utils import tree_flatten, tree_unflatten
 
-        leaves = sorted(tree_flatten(tree), key=lambda item: item[0]) if not isinstance(tree, mx.array) else None
-        if leaves is None:
+        if isinstance(tree, mx.array):
             return _evaluated(mx.distributed.all_sum(tree, group=self.group))
+        leaves = sorted(tree_flatten(tree), key=lambda item: item[0])
         summed = [(path, mx.distributed.all_sum(value, group=self.group)) for path, value in leaves]
         _evaluated([value for _, value in summed])
         return tree_unflatten(summed)
