@@ -226,6 +226,26 @@ def iter_lines(source: str | Path) -> Iterator[tuple[int, bytes]]:
             stream.close()
 
 
+def iter_blocks(source: str | Path, size: int = 8 << 20) -> Iterator[bytes]:
+    """Blocks of about `size` bytes of a JSONL source, each ending at a line end (or the end of the data)."""
+    stream = open_input(source)
+    try:
+        while True:
+            block = stream.read(size)
+            if not block:
+                return
+            if not block.endswith(b"\n"):
+                head = block.rfind(b"\n") + 1  # the last line started here: finish it, within the line bound
+                tail = read_line(stream, "<stdin>" if str(source) == STDIN else str(source), started=len(block) - head)
+                block = block[:head] + TOO_LONG if tail == TOO_LONG else block + tail
+            yield block
+    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
+        raise InputError(f"{source}: cannot read: {exc}") from None
+    finally:
+        if str(source) != STDIN:
+            stream.close()
+
+
 def parse_line(line: bytes) -> tuple[dict | None, str | None]:
     """Decode one JSONL line into a record dict, or return the reason it is not one."""
     if line.startswith(_TOO_LONG_MARK):

@@ -35,6 +35,13 @@ ModelOption = Annotated[
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
 ]
+CarefulOption = Annotated[
+    bool,
+    typer.Option(
+        "--careful",
+        help="Read every line with Python's json, never DuckDB's fast path (the same answer, slower; a cross-check).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object instead of tables.")]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors (the exit status says the rest).")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
 from ..errors import InputError
-from .common import ConfigOption, QuietOption, SkipWarnings, StrictOption
+from .common import CarefulOption, ConfigOption, QuietOption, SkipWarnings, StrictOption
 
 
 class OutputFormat(str, Enum):
@@ -25,7 +26,10 @@ def _bound(flag: str, what: str) -> object:
 
 def filter_rows(
     source: Annotated[
-        str, typer.Argument(metavar="[FILE|-]", help="JSONL dataset file (.jsonl, .jsonl.gz) or - for stdin.")
+        str,
+        typer.Argument(
+            metavar="[FILE|-]", help="Dataset file (.jsonl, .jsonl.gz, .parquet), dataset directory, or - for stdin."
+        ),
     ] = "-",
     output: Annotated[
         str, typer.Option("--output", "-o", metavar="OUT|-", help="Where kept rows go (- for stdout).")
@@ -74,14 +78,16 @@ def filter_rows(
         typer.Option("--json", help="The kept/dropped summary as one JSON line (on stderr when rows go to stdout)."),
     ] = False,
     strict: StrictOption = False,
+    careful: CarefulOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Select rows of a dataset file by score, language, top-k; dedupe; drop secrets."""
     from ..config import load_config
 
     load_config(config)
-    from ..data.filter import FilterSpec
-    from ..data.filter import filter_rows as run_filter
+    from ..data.filter import FilterSpec, filter_rows
+
+    run_filter = partial(filter_rows, careful=careful)
 
     if drop_secrets and redact_secrets:
         raise InputError("--drop-secrets and --redact-secrets exclude each other")

@@ -8,7 +8,7 @@ import typer
 
 from ..console import print_json
 from ..errors import InputError
-from .common import ConfigOption, JsonOption, SkipWarnings, StrictOption
+from .common import CarefulOption, ConfigOption, JsonOption, SkipWarnings, StrictOption
 
 _FIGURES = ("count", "mean", "std", "min", "p10", "median", "p90", "max")
 _SCORES = ("student_score", "teacher_score", "reward")
@@ -19,7 +19,9 @@ def stats(
     files: Annotated[
         List[str],
         typer.Argument(
-            metavar="FILE...", help="JSONL dataset files (.jsonl, .jsonl.gz), or - for stdin.", show_default=False
+            metavar="FILE...",
+            help="Dataset files (.jsonl, .jsonl.gz, .parquet), dataset directories, or - for stdin.",
+            show_default=False,
         ),
     ],
     by: Annotated[
@@ -39,6 +41,7 @@ def stats(
     ] = "1",
     json_output: JsonOption = False,
     strict: StrictOption = False,
+    careful: CarefulOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Statistics of dataset files: scores, rewards, languages, splits, test pass rates, pass@k."""
@@ -49,7 +52,7 @@ def stats(
 
     ks = _parse_ks(pass_at)
     warnings = SkipWarnings()
-    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings, pass_at=ks)
+    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings, pass_at=ks, careful=careful)
     warnings.finish()
     skipped = result["skipped"]
     if not result["rows"] and skipped["total"]:

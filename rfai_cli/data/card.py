@@ -18,9 +18,9 @@ import yaml
 from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
-from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, parse_line
+from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, iter_blocks, parse_line
 from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
-from .stats import MISSING, compute_stats, iter_blocks
+from .stats import MISSING, compute_stats
 
 if TYPE_CHECKING:
     from ..config import Config

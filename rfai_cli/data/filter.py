@@ -17,8 +17,11 @@ import tempfile
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from pathlib import Path
-from typing import IO, Iterator, Literal
+from typing import IO, Iterable, Iterator, Literal
+
+import numpy as np
 
 from ..errors import InputError
 from ..records import (
@@ -27,12 +30,16 @@ from ..records import (
     Skip,
     SkipHandler,
     dumps,
+    iter_blocks,
     iter_lines,
     normalize_language,
     parse_line,
+    row_problem,
     skip_reporter,
 )
-from .layout import implied_split
+from . import columnar
+from .layout import dataset_files, implied_split
+from .parquet import is_parquet, parquet_rows
 from .secrets import has_secret, redact_value
 
 
@@ -65,10 +72,14 @@ class FilterReport:
     redacted_rows: int = 0
     skipped: int = 0  # malformed lines
 
+    def reasons(self) -> dict[str, int]:
+        """Rows dropped by reason, most first (then by name: the same order whichever path counted them)."""
+        return dict(sorted(self.dropped.items(), key=lambda item: (-item[1], item[0])))
+
     def summary(self) -> str:
         text = f"kept {self.kept} of {self.read} rows"
         if self.dropped:
-            text += " (dropped: " + ", ".join(f"{n} {reason}" for reason, n in self.dropped.most_common()) + ")"
+            text += " (dropped: " + ", ".join(f"{n} {reason}" for reason, n in self.reasons().items()) + ")"
         if self.redacted_rows:
             text += f"; redacted secrets in {self.redacted_rows} rows"
         if self.skipped:
@@ -79,7 +90,7 @@ class FilterReport:
         return {
             "read": self.read,
             "kept": self.kept,
-            "dropped": dict(self.dropped),
+            "dropped": self.reasons(),
             "redacted_rows": self.redacted_rows,
             "skipped": self.skipped,
         }
@@ -124,6 +135,22 @@ def _text(row: dict, name: str) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _records(source: str | Path) -> Iterator[tuple[int, dict | None, str | None, bytes]]:
+    """(line or row number, row or None, why not, line) of a JSONL file or a Parquet shard."""
+    if is_parquet(source):
+        for rows, first in parquet_rows(source):
+            for offset, row in enumerate(rows):
+                line = (dumps(row) + "\n").encode("utf-8")  # the row as it was, before its language is normalised
+                problem = row_problem(row)
+                if not problem and isinstance(row.get("language"), str):
+                    row["language"] = normalize_language(row["language"])
+                yield first + offset, (None if problem else row), problem, line
+        return
+    for number, line in iter_lines(source):
+        row, reason = parse_line(line)
+        yield number, row, reason, line
+
+
 def _selected(
     source: str | Path, spec: FilterSpec, report: FilterReport, strict: bool, on_skip: SkipHandler | None
 ) -> Iterator[tuple[dict, bytes]]:
@@ -131,8 +158,7 @@ def _selected(
     name = "<stdin>" if str(source) == STDIN else str(source)
     default_split = implied_split(source)
     report_skip = skip_reporter(strict, on_skip)
-    for number, line in iter_lines(source):
-        row, reason = parse_line(line)
+    for number, row, reason, line in _records(source):
         if row is None:
             report_skip(Skip(name, number, reason))
             report.skipped += 1
@@ -150,6 +176,84 @@ def _selected(
         elif not line.endswith(b"\n"):
             line += b"\n"
         yield row, line
+
+
+# ---------------------------------------------------------------- the fast path: select in DuckDB, copy bytes
+
+
+def _columnar_keep(source: str | Path, spec: FilterSpec, report: FilterReport) -> np.ndarray | None:
+    """Which rows of the file `spec` keeps, decided on DuckDB's columns (counted into `report`), or
+    None when the fast path cannot vouch for the careful path's answer."""
+    import pyarrow as pa
+
+    fields = ("language", "split")
+    columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
+    columns.update({f"label {name}": columnar.label_expression(name) for name in fields})
+    default_split = implied_split(source)
+    parts, read, dropped = [], 0, Counter()
+    try:
+        for batch in columnar.read_batches(source, columns):
+            reasons, tests = _first_failed(batch, spec, default_split)
+            counts = np.bincount(reasons, minlength=len(tests) + 1)
+            for index, label in enumerate(tests, start=1):
+                if counts[index]:
+                    dropped[label] += int(counts[index])
+            read += batch.num_rows
+            parts.append(reasons == 0)
+    except (columnar.Unvouched, pa.ArrowException):
+        return None
+    report.read += read
+    report.dropped.update(dropped)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _first_failed(batch, spec: FilterSpec, default_split: str | None) -> tuple[np.ndarray, list[str]]:
+    """Per row, 0 if kept, else 1 + the index of the first test it fails, in _drop_reason's order."""
+    reasons = np.zeros(batch.num_rows, dtype=np.int8)
+    tests: list[str] = []
+
+    def drop(failed: np.ndarray, label: str) -> None:
+        tests.append(label)
+        reasons[(reasons == 0) & failed] = len(tests)
+
+    for name, bound in spec.minimum.items():
+        drop(~(_values(batch, name) >= bound), f"by --min-{name.replace('_', '-')}")
+    for name, bound in spec.maximum.items():
+        drop(~(_values(batch, name) <= bound), f"by --max-{name.replace('_', '-')}")
+    if spec.languages:
+        drop(~_member(batch.column("label language"), spec.languages, normalize_language), "by --language")
+    if spec.splits:
+        if default_split:  # as in the careful path, the file's name says the split
+            drop(np.full(batch.num_rows, default_split not in spec.splits), "by --split")
+        else:
+            drop(~_member(batch.column("label split"), spec.splits, lambda value: value), "by --split")
+    return reasons, tests
+
+
+def _values(batch, name: str) -> np.ndarray:
+    return batch.column(name).to_numpy(zero_copy_only=False)  # null (absent) -> NaN: fails every bound
+
+
+def _member(labels, allowed: frozenset[str], normalise) -> np.ndarray:
+    """Per row: is its label (normalised) one of `allowed`; a missing label is not."""
+    encoded = labels.dictionary_encode()
+    inside = np.array([normalise(value) in allowed for value in encoded.dictionary.to_pylist()] + [False])
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return inside[codes]
+
+
+def _copy_kept(source: str | Path, keep: np.ndarray, output: IO[bytes], report: FilterReport) -> None:
+    """Write the kept rows' lines exactly as they are in the file (each ending in a newline)."""
+    row = 0
+    for block in iter_blocks(source):
+        lines = [line for line in block.split(b"\n") if line.strip()]  # DuckDB skips blank lines too
+        kept = list(compress(lines, keep[row : row + len(lines)]))
+        row += len(lines)
+        if kept:
+            output.write(b"\n".join(kept) + b"\n")
+            report.kept += len(kept)
+    if row != len(keep):
+        raise InputError(f"{source}: changed while being filtered ({row} rows now, {len(keep)} before)")
 
 
 def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> Iterator[tuple[dict, bytes]]:
@@ -211,14 +315,38 @@ def filter_rows(
     *,
     strict: bool = False,
     on_skip: SkipHandler | None = None,
+    careful: bool = False,
 ) -> FilterReport:
-    """Stream the rows of `source` that `spec` keeps into `output` (bytes, one JSON line each)."""
+    """Stream the rows of `source` (a file, `-`, or a dataset directory) that `spec` keeps into
+    `output` (bytes, one JSON line each). Files whose rows are chosen by scores, language and split
+    alone take DuckDB's fast path unless `careful`; it gives the same bytes."""
     report = FilterReport()
-    rows = _selected(source, spec, report, strict, on_skip)
+    files = list(dataset_files([source]))
+    if spec.top_k is None and not spec.dedupe:
+        for path in files:  # each file on its own: a clean one fast, the others line by line
+            keep = (
+                None
+                if careful or not _fast_enough(spec) or not columnar.eligible(path)
+                else _columnar_keep(path, spec, report)
+            )
+            if keep is not None:
+                _copy_kept(path, keep, output, report)
+            else:
+                _write(output, (line for _, line in _selected(path, spec, report, strict, on_skip)), report)
+        return report
+    rows = chain.from_iterable(_selected(path, spec, report, strict, on_skip) for path in files)
     if spec.dedupe:
         rows = _deduplicated(rows, report)
-    lines = _top(rows, spec, report) if spec.top_k is not None else (line for _, line in rows)
+    _write(output, _top(rows, spec, report) if spec.top_k is not None else (line for _, line in rows), report)
+    return report
+
+
+def _fast_enough(spec: FilterSpec) -> bool:
+    """Choices DuckDB's columns decide alone (secrets and chat export need each row's text)."""
+    return spec.secrets == "keep" and not spec.needs_code
+
+
+def _write(output: IO[bytes], lines: Iterable[bytes], report: FilterReport) -> None:
     for line in lines:
         output.write(line)
         report.kept += 1
-    return report

@@ -16,10 +16,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import InputError, RfaiError
 from ..records import SPLITS
@@ -52,9 +53,35 @@ def split_files(directory: str | Path) -> dict[str, Path]:
 
 
 def implied_split(source: str | Path) -> str | None:
-    """`train.jsonl` / `evaluation.jsonl.gz` hold the rows of that split."""
-    stem = Path(str(source)).name.split(".")[0]
-    return stem if stem in SPLITS else None
+    """`train.jsonl` / `evaluation.jsonl.gz` / the shard `train-00000-of-00003.parquet` hold the rows of that split."""
+    match = _SPLIT_FILE.fullmatch(Path(str(source)).name)
+    return match.group(1) if match else None
+
+
+_SPLIT_FILE = re.compile(rf"({'|'.join(SPLITS)})(?:-\d+-of-\d+)?\..+")
+
+
+def dataset_files(sources: Iterable[str | Path]) -> Iterator[str | Path]:
+    """The files to read for each source: a file (or `-`) as it is; a directory's split files
+    (train.jsonl, ...), else its Parquet shards (data/train-00000-of-00001.parquet, as on the Hub)."""
+    for source in sources:
+        if str(source) == "-" or not Path(source).is_dir():
+            yield source
+            continue
+        directory = Path(source)
+        files = list(split_files(directory).values()) or sorted(
+            {*directory.glob("*.parquet"), *directory.glob("data/*.parquet")}, key=_shard_order
+        )
+        if not files:
+            raise InputError(
+                f"{directory}: is a directory with no split files (train.jsonl, ...) or Parquet shards (data/*.parquet)"
+            )
+        yield from files
+
+
+def _shard_order(path: Path) -> tuple[int, str]:
+    split = implied_split(path)
+    return (SPLITS.index(split) if split else len(SPLITS), path.name)
 
 
 # --- the run log --------------------------------------------------------------------------------

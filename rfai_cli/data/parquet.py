@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -81,3 +82,31 @@ def _write(writer: pq.ParquetWriter, rows: list[dict], schema: pa.Schema) -> Non
     if rows:
         writer.write_table(pa.Table.from_pylist(rows, schema=schema))
         rows.clear()
+
+
+def is_parquet(source: str | Path) -> bool:
+    return str(source).endswith(".parquet")
+
+
+def parquet_rows(path: str | Path) -> Iterator[tuple[list[dict], int]]:
+    """(rows, number of the first) of a Parquet file, one row group at a time (memory stays flat)."""
+    try:
+        shard = pq.ParquetFile(path)
+        first = 1
+        for group in range(shard.num_row_groups):
+            # Parquet has a column for every field of every row: null is where a row had none.
+            rows = [_without_nulls(row) for row in shard.read_row_group(group).to_pylist()]
+            yield rows, first
+            first += len(rows)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: cannot read as Parquet: {exc}") from None
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value

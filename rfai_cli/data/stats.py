@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -29,16 +30,17 @@ from ..records import (
     FIELD_TYPES,
     SCORE_FIELDS,
     STDIN,
-    TOO_LONG,
     Skip,
     SkipHandler,
+    iter_blocks,
     normalize_language,
-    open_input,
     parse_line,
-    read_line,
+    row_problem,
     skip_reporter,
 )
-from .layout import implied_split
+from . import columnar
+from .layout import dataset_files, implied_split
+from .parquet import is_parquet, parquet_rows
 
 BLOCK_BYTES = 8 << 20
 MAX_CELLS = 1 << 15
@@ -86,6 +88,16 @@ class _Moments:
         self.min = min(self.min, float(x.min()))
         self.max = max(self.max, float(x.max()))
 
+    def merge(self, other: "_Moments") -> None:
+        if not other.n:
+            return
+        total = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / total
+        self.m2 += other.m2 + delta * delta * self.n * other.n / total
+        self.n = total
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+
 
 class _Grid:
     """Value counts in `1/scale`-wide cells, held densely from the lowest to the highest cell seen.
@@ -120,6 +132,30 @@ class _Grid:
         self.low = low
         self.counts += np.bincount(keys - low, minlength=len(self.counts))
 
+    def merge(self, other: "_Grid") -> None:
+        while other.scale > self.scale:
+            other._coarsen()
+        while self.scale > other.scale:
+            self._coarsen()
+        if len(other.counts):
+            self.add_counts(other.low + np.arange(len(other.counts)), other.counts)
+
+    def add_counts(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Counts at cell keys of this grid's scale (another grid's cells, when merging)."""
+        low, high = int(keys.min()), int(keys.max())
+        if len(self.counts):
+            low, high = min(low, self.low), max(high, self.low + len(self.counts) - 1)
+        if high - low >= MAX_CELLS:
+            self._coarsen()
+            return self.add_counts(np.floor(keys / 2 + 0.5).astype(np.int64), counts)
+        if len(self.counts):
+            before = self.low - low
+            self.counts = np.pad(self.counts, (before, high - low + 1 - before - len(self.counts)))
+        else:
+            self.counts = np.zeros(high - low + 1, dtype=np.int64)
+        self.low = low
+        self.counts += np.bincount(keys - low, weights=counts, minlength=len(self.counts)).astype(np.int64)
+
     def _coarsen(self) -> None:
         self.scale /= 2
         if not len(self.counts):
@@ -146,20 +182,45 @@ class _Column:
     def __init__(self) -> None:
         self.moments = _Moments()
         self.grid = _Grid()
+        self.on_grid = True  # every value so far has at most 4 decimals, as scores do
 
     def add(self, x: np.ndarray) -> None:
         x = x[np.isfinite(x)]
         self.moments.add(x)
         self.grid.add(x)
+        self.on_grid = self.on_grid and bool((np.rint(x * GRID_SCALE) / GRID_SCALE == x).all())
+
+    def merge(self, other: "_Column") -> None:
+        self.moments.merge(other.moments)
+        self.grid.merge(other.grid)
+        self.on_grid = self.on_grid and other.on_grid
+
+    def mean_and_std(self) -> tuple[float, float | None]:
+        """From the grid's counts in exact integer arithmetic when every value lies on it: the
+        same figures however the rows were split into batches or files (float moments differ in
+        the last bits, which can flip a sixth decimal). Else from the moments."""
+        m = self.moments
+        if not (self.on_grid and self.grid.scale == GRID_SCALE):
+            return m.mean, (math.sqrt(m.m2 / (m.n - 1)) if m.n > 1 else None)
+        cells = np.flatnonzero(self.grid.counts)
+        keys = [int(key) for key in self.grid.low + cells]
+        counts = [int(count) for count in self.grid.counts[cells]]
+        total = sum(c * k for c, k in zip(counts, keys))
+        squares = sum(c * k * k for c, k in zip(counts, keys))
+        scale = int(GRID_SCALE)
+        mean = float(Fraction(total, m.n * scale))
+        if m.n < 2:
+            return mean, None
+        return mean, math.sqrt(Fraction(squares * m.n - total * total, m.n * (m.n - 1) * scale * scale))
 
     def summary(self) -> dict[str, Any]:
         m = self.moments
         if not m.n:
             return {"count": 0}
-        std = math.sqrt(m.m2 / (m.n - 1)) if m.n > 1 else None  # sample std, as pandas' describe()
+        mean, std = self.mean_and_std()  # std: the sample std, as pandas' describe()
         return {
             "count": m.n,
-            "mean": _tidy(m.mean),
+            "mean": _tidy(mean),
             "std": _tidy(std),
             "min": _tidy(m.min),
             "p10": _tidy(self.grid.quantile(0.1)),
@@ -224,6 +285,20 @@ class _Group:
                 if count and names[code] != MISSING:
                     counts[names[code]] = counts.get(names[code], 0) + int(count)
         self._add_tasks(batch, index, tests)
+
+    def merge(self, other: "_Group") -> None:
+        self.rows += other.rows
+        for name, column in self.columns.items():
+            column.merge(other.columns[name])
+        self.test_rows += other.test_rows
+        self.test_sums += other.test_sums
+        for mine, theirs in ((self.sources, other.sources), (self.verdicts, other.verdicts)):
+            for label, count in theirs.items():
+                mine[label] = mine.get(label, 0) + count
+        for task, (samples, passing) in other.tasks.items():
+            counts = self.tasks.setdefault(task, [0, 0])
+            counts[0] += samples
+            counts[1] += passing
 
     def _add_tasks(self, batch: "_Batch", index: np.ndarray | slice, tests: np.ndarray) -> None:
         codes, names = batch.labels[TASK]
@@ -374,32 +449,39 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
     if table.num_rows != lines or not (data[starts] == ord("{")).all():
         return None
 
-    def numbers(array) -> np.ndarray:
-        # float64 by the schema; nulls come out as NaN. (pc.cast here would cost more than the parse.)
-        return array.to_numpy(zero_copy_only=False)
-
-    values = {name: numbers(table.column(name)) for name in SCORE_FIELDS}
+    values = {name: table.column(name) for name in SCORE_FIELDS}
     # pyarrow reads NaN and Infinity, which records.row_problem rejects: such blocks take the careful path.
     for name in NUMBER_FIELDS:
-        column = values[name] if name in values else numbers(table.column(name))
+        column = _numbers(table.column(name))
         if np.isinf(column).any() or int(np.isnan(column).sum()) != table.column(name).null_count:
             return None
     results = table.column("test_results").combine_chunks()
     student, teacher = results.field("student"), results.field("teacher")
-    tests = np.column_stack(
-        [
-            numbers(pc.coalesce(student.field("passed"), results.field("passed"))),
-            numbers(pc.coalesce(student.field("total"), results.field("total"))),
-            numbers(teacher.field("passed")),
-            numbers(teacher.field("total")),
-        ]
-    )
-    columns = {name: table.column(name) for name in (*by, TASK)}
+    tests = [
+        pc.coalesce(student.field("passed"), results.field("passed")),
+        pc.coalesce(student.field("total"), results.field("total")),
+        teacher.field("passed"),
+        teacher.field("total"),
+    ]
+    labels = {name: table.column(name) for name in (*by, TASK)}
     sources = table.column("score_sources").combine_chunks()
     for label, key in STUDENT_SOURCES.items():
-        columns[label] = pc.struct_field(sources, ["student", key])
-    labels = {}
-    for name, column in columns.items():
+        labels[label] = pc.struct_field(sources, ["student", key])
+    return arrow_batch(values, tests, labels, default_split)
+
+
+def _numbers(array) -> np.ndarray:
+    # float64 by the schema (or the query); nulls come out as NaN. (pc.cast here would cost more than the parse.)
+    return array.to_numpy(zero_copy_only=False)
+
+
+def arrow_batch(values: dict, tests: list, labels: dict, default_split: str | None) -> _Batch:
+    """A _Batch from Arrow columns: scores and test counts (float64, null = missing), labels (any type)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes_by_label = {}
+    for name, column in labels.items():
         if not pa.types.is_string(column.type):
             column = pc.cast(column, pa.string())
         if isinstance(column, pa.ChunkedArray):
@@ -408,8 +490,9 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         names = [_label(name, value, default_split) for value in encoded.dictionary.to_pylist()]
         names.append(_label(name, None, default_split))  # code -1: the field is missing
-        labels[name] = (np.where(codes < 0, len(names) - 1, codes), names)
-    return _Batch(values, labels, tests)
+        codes_by_label[name] = (np.where(codes < 0, len(names) - 1, codes), names)
+    tests_array = np.column_stack([_numbers(column) for column in tests]).reshape(-1, len(TEST_PARTS))
+    return _Batch({name: _numbers(column) for name, column in values.items()}, codes_by_label, tests_array)
 
 
 def _label(name: str, value: Any, default_split: str | None) -> str:
@@ -458,6 +541,10 @@ def _slow_batch(
             on_skip(Skip(source, first_line + offset, reason))
         else:
             rows.append(row)
+    return _rows_batch(rows, by, default_split)
+
+
+def _rows_batch(rows: list[dict], by: Sequence[str], default_split: str | None) -> _Batch:
     values = {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64) for name in SCORE_FIELDS}
     tests = np.array([_test_counts(row) for row in rows], dtype=np.float64).reshape(len(rows), len(TEST_PARTS))
     labels = {}
@@ -478,26 +565,6 @@ def _student_source(row: dict, key: str) -> str | None:
     student = sources.get("student") if isinstance(sources, dict) else None
     source = student.get(key) if isinstance(student, dict) else None
     return source if isinstance(source, str) else None
-
-
-def iter_blocks(source: str | Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """Blocks of about `size` bytes of a JSONL source, each ending at a line end (or the end of the data)."""
-    stream = open_input(source)
-    try:
-        while True:
-            block = stream.read(size)
-            if not block:
-                return
-            if not block.endswith(b"\n"):
-                head = block.rfind(b"\n") + 1  # the last line started here: finish it, within the line bound
-                tail = read_line(stream, _source_name(source), started=len(block) - head)
-                block = block[:head] + TOO_LONG if tail == TOO_LONG else block + tail
-            yield block
-    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
-        raise InputError(f"{source}: cannot read: {exc}") from None
-    finally:
-        if str(source) != STDIN:
-            stream.close()
 
 
 # ---------------------------------------------------------------- the pass over the files
@@ -536,11 +603,14 @@ def compute_stats(
     on_skip: SkipHandler | None = None,
     block_bytes: int = BLOCK_BYTES,
     pass_at: Sequence[int] = DEFAULT_PASS_AT,
+    careful: bool = False,
 ) -> dict[str, Any]:
-    """Statistics of JSONL dataset files as a plain JSON-ready dict (see README for its keys).
+    """Statistics of dataset files (JSONL, Parquet shards, or dataset directories) as a plain
+    JSON-ready dict (see README for its keys).
 
     Malformed lines are counted and passed to `on_skip`, or end the pass with an InputError
-    under `strict`.
+    under `strict`. `careful` reads every file block by block even where DuckDB could (the same
+    figures, slower: the fast path's check).
     """
     by = list(dict.fromkeys(by))
     for name in by:
@@ -549,45 +619,106 @@ def compute_stats(
     if any(k < 1 for k in pass_at):
         raise InputError(f"pass@k needs k >= 1, got {min(pass_at)}")
     schema = _schema(by)
-    overall = _Group(pass_at)
-    groups: dict[str, dict[str, _Group]] = {name: {} for name in by}
+    totals = _Totals(by, pass_at)
     skips = _Skips()
     files = []
 
-    for source in sources:
+    for source in dataset_files(sources):
         name = _source_name(source)
         file_skips = skips.total
-        file_rows = overall.rows
         default_split = implied_split(source)
 
         def skip_line(skip: Skip, report=skip_reporter(strict, on_skip)) -> None:
             report(skip)
             skips.add(skip)
 
-        first_line = 1
-        for block in iter_blocks(source, block_bytes):
-            ends = _line_ends(block)
-            batch = _fast_batch(block, ends, schema, by, default_split)
-            if batch is None:
-                batch = _slow_batch(block, first_line, name, by, default_split, skip_line)
-            first_line += len(ends)
-            if not batch.size:
-                continue
-            overall.add(batch, slice(None))
-            for field_name in by:
-                codes, names = batch.labels[field_name]
-                _add_by_group(groups[field_name], batch, codes, names, pass_at)
-        files.append({"path": name, "rows": overall.rows - file_rows, "skipped": skips.total - file_skips})
+        found = _Totals(by, pass_at)
+        if is_parquet(source):
+            for rows, first_row in parquet_rows(source):
+                found.add(_rows_batch(_valid_rows(rows, first_row, name, skip_line), by, default_split))
+        elif careful or not columnar.eligible(source) or not _columnar_pass(source, found, by, default_split):
+            found = _Totals(by, pass_at)
+            first_line = 1
+            for block in iter_blocks(source, block_bytes):
+                ends = _line_ends(block)
+                batch = _fast_batch(block, ends, schema, by, default_split)
+                if batch is None:
+                    batch = _slow_batch(block, first_line, name, by, default_split, skip_line)
+                first_line += len(ends)
+                found.add(batch)
+        totals.merge(found)
+        files.append({"path": name, "rows": found.overall.rows, "skipped": skips.total - file_skips})
 
+    overall = totals.overall
     result = {"files": files, **overall.summary()}
     result["skipped"] = {"total": skips.total, "reasons": skips.reasons, "examples": skips.examples}
     result["by"] = {
         field_name: {label: group.summary() for label, group in sorted(found.items())}
-        for field_name, found in groups.items()
+        for field_name, found in totals.groups.items()
     }
     result["histograms"] = {name: column.histogram() for name, column in overall.columns.items() if column.moments.n}
     result["quantile_resolution"] = {name: 1 / column.grid.scale for name, column in overall.columns.items()}
     return result
+
+
+class _Totals:
+    """Everything counted over some rows: all of them, and each group of each `by` field."""
+
+    def __init__(self, by: Sequence[str], pass_at: Sequence[int]) -> None:
+        self.by, self.pass_at = by, pass_at
+        self.overall = _Group(pass_at)
+        self.groups: dict[str, dict[str, _Group]] = {name: {} for name in by}
+
+    def add(self, batch: _Batch) -> None:
+        if not batch.size:
+            return
+        self.overall.add(batch, slice(None))
+        for field_name in self.by:
+            codes, names = batch.labels[field_name]
+            _add_by_group(self.groups[field_name], batch, codes, names, self.pass_at)
+
+    def merge(self, other: "_Totals") -> None:
+        self.overall.merge(other.overall)
+        for field_name, found in other.groups.items():
+            for label, group in found.items():
+                self.groups[field_name].setdefault(label, _Group(self.pass_at)).merge(group)
+
+
+def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], default_split: str | None) -> bool:
+    """Count the file's rows into `found` through DuckDB; False (with `found` half filled: drop it)
+    when the fast path cannot vouch for the careful path's answer."""
+    columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
+    columns.update(columnar.test_count_columns())
+    labels = list(dict.fromkeys([*by, TASK]))
+    columns.update({f"label {name}": columnar.label_expression(name) for name in labels})
+    columns.update({f"label {label}": columnar.student_source_column(key) for label, key in STUDENT_SOURCES.items()})
+    try:
+        for batch in columnar.read_batches(source, columns, by):
+            found.add(
+                arrow_batch(
+                    {name: batch.column(name) for name in SCORE_FIELDS},
+                    [batch.column(name) for name in TEST_PARTS],
+                    {name: batch.column(f"label {name}") for name in (*labels, *STUDENT_SOURCES)},
+                    default_split,
+                )
+            )
+    except columnar.Unvouched:
+        return False
+    return True
+
+
+def _valid_rows(rows: list[dict], first_row: int, source: str, on_skip: SkipHandler) -> list[dict]:
+    """Rows (of a Parquet shard) that are records, as parse_line would take them; the others reported."""
+    kept = []
+    for offset, row in enumerate(rows):
+        problem = row_problem(row)
+        if problem:
+            on_skip(Skip(source, first_row + offset, problem))
+            continue
+        if isinstance(row.get("language"), str):
+            row["language"] = normalize_language(row["language"])
+        kept.append(row)
+    return kept
 
 
 def _add_by_group(

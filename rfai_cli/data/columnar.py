@@ -1,0 +1,258 @@
+"""The fast path of `stats` and `filter`: DuckDB reads the columns of a JSONL file, and says when it cannot vouch for them.
+
+DuckDB's JSON reader is several times faster than any Python or pyarrow parse (docs/data-tools.md
+has the figures), but it forgives what `records.parse_line` refuses, and a fast path must never
+count a row that the careful path skips. So a file is read here only if
+
+1. a scan of its bytes (RE2, through pyarrow) finds none of the syntax DuckDB forgives and
+   Python's `json` does not: trailing commas, `nan`/`inf` literals in any spelling, and the
+   usual shapes of nesting deeper than Python's recursive parser goes (8 lists in a row, or 3
+   one-key objects); and
+2. DuckDB parses every line (it refuses invalid UTF-8, lone surrogates, bad escapes, duplicate
+   top-level keys and lines over 16 MiB); and
+3. every row's known fields have the JSON type `records.FIELD_TYPES` names (checked on the JSON
+   text DuckDB keeps for each field), its numbers are finite, and the objects read inside
+   (`test_results`, `score_sources`) have no duplicate keys or deep nesting.
+
+Anything else raises `Unvouched`, and the caller reads the file line by line instead, which
+reports each bad line as file:line: reason. The checks are deliberately wider than the rules
+(a code sample containing `[1, 2,]` sends its file to the careful path): a false alarm costs
+speed, never a different answer.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..records import FIELD_TYPES, STDIN, iter_blocks
+
+# Syntax DuckDB's reader accepts and Python's json refuses. Each pattern starts with a literal
+# byte, which lets RE2 skip ahead with memchr: together they scan at well over 1 GB/s.
+FORGIVEN_SYNTAX = (
+    r",[ \t\r]*(?:[\]}]|[-+]?[nNiI][nNaA][fFnN])",  # trailing comma; nan/inf in a list or object
+    r":[ \t\r]*[-+]?[nNiI][nNaA][fFnN]",  # nan/inf as a value
+    r"\[[ \t\r]*[-+]?[nNiI][nNaA][fFnN]",  # nan/inf first in a list
+    # The shapes of nesting too deep for Python's recursive json (DuckDB follows any depth):
+    # runs of lists, and of objects that open one key each.
+    r"\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[",
+    r'\{[ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{][ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{][ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{]',
+)
+SCAN_BYTES = 16 << 20
+BATCH_ROWS = 1 << 16
+DEEP = 500  # brackets in one field past which Python's recursive json may give up (it does near 1000)
+NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
+
+
+class Unvouched(Exception):
+    """The fast path cannot promise the careful path's answer for this file."""
+
+
+def eligible(source: str | Path) -> bool:
+    """A file DuckDB can read twice (not stdin), holding JSONL (plain or gzip)."""
+    name = str(source)
+    return name != STDIN and name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")) and Path(name).is_file()
+
+
+def scan_forgiven_syntax(source: str | Path) -> bool:
+    """Whether the file holds syntax only DuckDB would accept (FORGIVEN_SYNTAX)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for block in iter_blocks(source, SCAN_BYTES):  # blocks end at line ends; the patterns never span one
+        data = pa.py_buffer(block)
+        offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64))
+        array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])  # no copy
+        if any(pc.any(pc.match_substring_regex(array, pattern)).as_py() for pattern in FORGIVEN_SYNTAX):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- the query
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _kind(types: tuple[type, ...]) -> str:
+    if dict in types:
+        return "object"
+    if list in types:
+        return "text or list"
+    if str in types:
+        return "text"
+    if float in types:
+        return "number"
+    return "int"
+
+
+def _field_ok(column: str, kind: str) -> str:
+    """SQL that is true when the JSON text DuckDB kept for a present field has the expected type."""
+    deep = f"(length({column}) < {DEEP} OR length({column}) - length(replace(replace({column}, '[', ''), '{{', '')) < {DEEP})"
+    checks = {
+        "text": f"starts_with({column}, '\"')",
+        "text or list": f"(starts_with({column}, '\"') OR (starts_with({column}, '[') AND {deep}))",
+        "object": f"(starts_with({column}, '{{') AND {deep})",
+        "int": f"regexp_full_match({column}, '-?[0-9]{{1,18}}')",
+        # A quoted number or a bool would cast too: the text must be neither, and the value finite.
+        "number": f"(NOT starts_with({column}, '\"') AND NOT starts_with({column}, 't') "
+        f"AND NOT starts_with({column}, 'f') AND isfinite(TRY_CAST({column} AS DOUBLE)))",
+    }
+    return f"({column} IS NULL OR coalesce({checks[kind]}, false))"
+
+
+def _unique_keys(json: str) -> str:
+    """True when a JSON object (or NULL / a non-object) has no key twice: Python keeps the last, DuckDB the first."""
+    return f"coalesce(len(json_keys({json})) = len(list_distinct(json_keys({json}))), true)"
+
+
+def _number_at(json: str, key: str) -> str:
+    """records._number of obj[key]: a finite or infinite double for a JSON number, NULL (NaN) for anything else."""
+    return f"CASE WHEN json_type({json}, '$.{key}') IN {NUMBER_TYPES} THEN json_extract({json}, '$.{key}')::DOUBLE END"
+
+
+def _object_at(json: str, key: str) -> str:
+    return f"CASE WHEN json_type({json}, '$.{key}') = 'OBJECT' THEN json_extract({json}, '$.{key}') END"
+
+
+def label_expression(name: str) -> str:
+    """A grouping field as text: a string's value; a whole number's digits (as json.dumps writes them)."""
+    column = _ident(name)
+    if _kind(FIELD_TYPES.get(name, (str,))) == "int":
+        return f"{column}::VARCHAR"
+    return f"{column}->>'$'"
+
+
+def _label_ok(name: str) -> str:
+    """Labels the careful path would spell its own way (floats, lists, objects) are not vouched for."""
+    column = _ident(name)
+    if _kind(FIELD_TYPES.get(name, (str,))) == "int":
+        return _field_ok(column, "int")
+    return f"({column} IS NULL OR starts_with({column}, '\"'))"
+
+
+def test_count_columns() -> dict[str, str]:
+    """stats' four test counts as stats._test_counts reads them (student falls back to the flat shape)."""
+    results = _ident("test_results")
+    student = f"coalesce({_object_at(results, 'student')}, {results})"
+    teacher = _object_at(results, "teacher")
+    return {
+        "student_passed": _number_at(student, "passed"),
+        "student_total": _number_at(student, "total"),
+        "teacher_passed": _number_at(teacher, "passed"),
+        "teacher_total": _number_at(teacher, "total"),
+    }
+
+
+def student_source_column(key: str) -> str:
+    sources = _ident("score_sources")
+    return (
+        f"CASE WHEN json_type({sources}, '$.student') = 'OBJECT' "
+        f"AND json_type({sources}, '$.student.{key}') = 'VARCHAR' THEN {sources}->>'$.student.{key}' END"
+    )
+
+
+def score_column(name: str) -> str:
+    """A score as a double; NULL when absent (rows where it is not a finite number are doubted)."""
+    return f"{_ident(name)}::DOUBLE"
+
+
+def build_query(source: str | Path, columns: dict[str, str], group_fields: Sequence[str] = ()) -> str:
+    """SELECT `columns` (alias -> SQL over the file's fields) and `doubt`: a row the fast path cannot vouch for."""
+    fields = dict.fromkeys([*FIELD_TYPES, *group_fields])
+    declared = ", ".join(f"{_quote(name)}: 'JSON'" for name in fields)
+    checks = [_field_ok(_ident(name), _kind(types)) for name, types in FIELD_TYPES.items()]
+    checks += [_label_ok(name) for name in group_fields]
+    results, sources = _ident("test_results"), _ident("score_sources")
+    for inner in (results, _object_at(results, "student"), _object_at(results, "teacher")):
+        checks.append(_unique_keys(inner))
+    for inner in (sources, _object_at(sources, "student")):
+        checks.append(_unique_keys(inner))
+    select = ", ".join(f"{expression} AS {_ident(alias)}" for alias, expression in columns.items())
+    return (
+        f"SELECT {select}, NOT ({' AND '.join(checks)}) AS doubt "
+        f"FROM read_json({_quote(str(source))}, format='newline_delimited', columns={{{declared}}})"
+    )
+
+
+def read_batches(source: str | Path, columns: dict[str, str], group_fields: Sequence[str] = ()) -> Iterator:
+    """pyarrow RecordBatches of `columns` for every row of `source`, in file order. Unvouched, at
+    any point up to the end, when the careful path might read the file differently: callers
+    keep what they gather apart until the iteration ends."""
+    import duckdb
+    import pyarrow.compute as pc
+
+    query = build_query(source, columns, group_fields)
+    scan = _background(scan_forgiven_syntax, source)
+    try:
+        connection = duckdb.connect(config=_config())
+    except duckdb.Error as exc:
+        scan()
+        raise Unvouched(str(exc).splitlines()[0]) from None
+    try:
+        connection.execute("SET enable_progress_bar = false")  # it would draw on our stderr
+        for batch in connection.sql(query).to_arrow_reader(BATCH_ROWS):
+            if pc.any(batch.column("doubt")).as_py():
+                raise Unvouched("a row whose fields the fast path cannot vouch for")
+            yield batch
+    except duckdb.Error as exc:
+        raise Unvouched(str(exc).splitlines()[0]) from None
+    finally:
+        connection.close()
+        forgiven = scan()
+    if forgiven:
+        raise Unvouched("syntax only DuckDB accepts")
+
+
+def _background(function, *args):
+    """Run `function` in a thread (the byte scan leaves Python's lock, as the query does, so on two
+    cores it costs no wall time); returns a call that waits for its result. Inline when no thread starts."""
+    import threading
+
+    result = {}
+
+    def run() -> None:
+        try:
+            result["value"] = function(*args)
+        except Exception:  # noqa: BLE001 - an unreadable file: the careful path says what is wrong with it
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (an address-space limit): scan first
+        run()
+        return lambda: result["value"]
+
+    def wait():
+        thread.join()
+        if "value" not in result:
+            raise Unvouched("the byte scan failed")
+        return result["value"]
+
+    return wait
+
+
+def _config() -> dict:
+    # Under an address-space limit a thread that cannot start ends the process: one thread then.
+    limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+    threads = (
+        1
+        if limited
+        else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )
+    return {
+        "threads": threads,
+        "memory_limit": "256MB",
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
