@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -58,12 +59,15 @@ def eligible(source: str | Path) -> bool:
     return name != STDIN and name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")) and Path(name).is_file()
 
 
-def scan_forgiven_syntax(source: str | Path) -> bool:
-    """Whether the file holds syntax only DuckDB would accept (FORGIVEN_SYNTAX)."""
+def scan_forgiven_syntax(source: str | Path, stop: threading.Event | None = None) -> bool:
+    """Whether the file holds syntax only DuckDB would accept (FORGIVEN_SYNTAX). `stop` ends the
+    scan early (its answer is then True: nothing was vouched for)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     for block in iter_blocks(source, SCAN_BYTES):  # blocks end at line ends; the patterns never span one
+        if stop is not None and stop.is_set():
+            return True
         data = pa.py_buffer(block)
         offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64))
         array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])  # no copy
@@ -189,6 +193,7 @@ def read_batches(source: str | Path, columns: dict[str, str], group_fields: Sequ
     any point up to the end, when the careful path might read the file differently: callers
     keep what they gather apart until the iteration ends."""
     import duckdb
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     query = build_query(source, columns, group_fields)
@@ -196,50 +201,58 @@ def read_batches(source: str | Path, columns: dict[str, str], group_fields: Sequ
     try:
         connection = duckdb.connect(config=_config())
     except duckdb.Error as exc:
-        scan()
+        scan(abandon=True)
         raise Unvouched(str(exc).splitlines()[0]) from None
+    finished = False
     try:
         connection.execute("SET enable_progress_bar = false")  # it would draw on our stderr
         for batch in connection.sql(query).to_arrow_reader(BATCH_ROWS):
             if pc.any(batch.column("doubt")).as_py():
                 raise Unvouched("a row whose fields the fast path cannot vouch for")
             yield batch
-    except duckdb.Error as exc:
+        finished = True
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # query errors also come through the Arrow stream
         raise Unvouched(str(exc).splitlines()[0]) from None
     finally:
         connection.close()
-        forgiven = scan()
+        forgiven = scan(abandon=not finished)
     if forgiven:
         raise Unvouched("syntax only DuckDB accepts")
 
 
-def _background(function, *args):
-    """Run `function` in a thread (the byte scan leaves Python's lock, as the query does, so on two
-    cores it costs no wall time); returns a call that waits for its result. Inline when no thread starts."""
-    import threading
-
+def _background(function, source):
+    """Run `function(source, stop)` in a thread (the byte scan leaves Python's lock, as the query
+    does, so on two cores it costs no wall time); returns `finish(abandon)`, which waits for its
+    answer (with `abandon`, after telling it to stop: Ctrl-C should not wait for a scan). Inline,
+    first, under an address-space limit, where a thread that cannot start ends the process in C++."""
     result = {}
+    stop = threading.Event()
 
     def run() -> None:
         try:
-            result["value"] = function(*args)
+            result["value"] = function(source, stop)
         except Exception:  # noqa: BLE001 - an unreadable file: the careful path says what is wrong with it
             pass
 
-    thread = threading.Thread(target=run, daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had (an address-space limit): scan first
+    if _address_space_limited():
         run()
-        return lambda: result["value"]
+        thread = None
+    else:
+        thread = threading.Thread(target=run)  # not a daemon: the interpreter waits for it before tearing down
+        thread.start()
 
-    def wait():
-        thread.join()
-        if "value" not in result:
-            raise Unvouched("the byte scan failed")
-        return result["value"]
+    def finish(abandon: bool = False) -> bool:
+        if abandon:
+            stop.set()
+        if thread is not None:
+            thread.join()
+        return result.get("value", True)  # a failed scan vouches for nothing
 
-    return wait
+    return finish
+
+
+def _address_space_limited() -> bool:
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
 def _config() -> dict:

@@ -16,6 +16,7 @@ import math
 import tempfile
 import textwrap
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from pathlib import Path
@@ -192,14 +193,15 @@ def _columnar_keep(source: str | Path, spec: FilterSpec, report: FilterReport) -
     default_split = implied_split(source)
     parts, read, dropped = [], 0, Counter()
     try:
-        for batch in columnar.read_batches(source, columns):
-            reasons, tests = _first_failed(batch, spec, default_split)
-            counts = np.bincount(reasons, minlength=len(tests) + 1)
-            for index, label in enumerate(tests, start=1):
-                if counts[index]:
-                    dropped[label] += int(counts[index])
-            read += batch.num_rows
-            parts.append(reasons == 0)
+        with closing(columnar.read_batches(source, columns)) as batches:
+            for batch in batches:
+                reasons, tests = _first_failed(batch, spec, default_split)
+                counts = np.bincount(reasons, minlength=len(tests) + 1)
+                for index, label in enumerate(tests, start=1):
+                    if counts[index]:
+                        dropped[label] += int(counts[index])
+                read += batch.num_rows
+                parts.append(reasons == 0)
     except (columnar.Unvouched, pa.ArrowException):
         return None
     report.read += read

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import closing
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -693,15 +694,16 @@ def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], defaul
     columns.update({f"label {name}": columnar.label_expression(name) for name in labels})
     columns.update({f"label {label}": columnar.student_source_column(key) for label, key in STUDENT_SOURCES.items()})
     try:
-        for batch in columnar.read_batches(source, columns, by):
-            found.add(
-                arrow_batch(
-                    {name: batch.column(name) for name in SCORE_FIELDS},
-                    [batch.column(name) for name in TEST_PARTS],
-                    {name: batch.column(f"label {name}") for name in (*labels, *STUDENT_SOURCES)},
-                    default_split,
+        with closing(columnar.read_batches(source, columns, by)) as batches:
+            for batch in batches:
+                found.add(
+                    arrow_batch(
+                        {name: batch.column(name) for name in SCORE_FIELDS},
+                        [batch.column(name) for name in TEST_PARTS],
+                        {name: batch.column(f"label {name}") for name in (*labels, *STUDENT_SOURCES)},
+                        default_split,
+                    )
                 )
-            )
     except columnar.Unvouched:
         return False
     return True
