@@ -12,6 +12,7 @@ import gzip
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,9 @@ from .output import temporary_beside
 SCHEMA_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # longer lines are reported as bad lines, never held in memory whole
 MAX_SKIP_BYTES = 1 << 30  # a line longer than this (an endless stream) stops the read
+# Deeper lines are bad lines, whatever Python's json could follow on the stack it happens to have:
+# one fixed rule, which the fast paths of stats and filter can check from bracket counts.
+MAX_DEPTH = 512
 _TOO_LONG_MARK = b"\x00rfai: line too long"  # no JSON line can start with a NUL
 TOO_LONG = _TOO_LONG_MARK + b"\n"  # what read_line returns for a line over MAX_LINE_BYTES
 SPLITS = ("train", "validation", "evaluation")
@@ -250,20 +254,52 @@ def parse_line(line: bytes) -> tuple[dict | None, str | None]:
     """Decode one JSONL line into a record dict, or return the reason it is not one."""
     if line.startswith(_TOO_LONG_MARK):
         return None, f"line longer than {MAX_LINE_BYTES >> 20} MiB"
+    if may_nest_too_deep(line) and _depth(line) > MAX_DEPTH:
+        return None, f"nested more than {MAX_DEPTH} levels"
     try:
         row = json.loads(line.decode("utf-8"))  # bytes would let json guess UTF-16/32
     except UnicodeDecodeError:
         return None, "not UTF-8 text (binary file?)"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
-    except RecursionError:
-        return None, "invalid JSON: nested too deeply"
     problem = row_problem(row)
     if problem:
         return None, problem
     if isinstance(row.get("language"), str):
         row["language"] = normalize_language(row["language"])
     return row, None
+
+
+def may_nest_too_deep(line: bytes) -> bool:
+    """Whether a line has enough opening brackets to nest deeper than MAX_DEPTH (most lines have not)."""
+    return len(line) > 2 * MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH
+
+
+def block_may_nest_too_deep(block: bytes, ends) -> bool:
+    """may_nest_too_deep for any line of a block (bytes or a memoryview; `ends`: the positions of its
+    newlines, a numpy array)."""
+    import numpy as np
+
+    starts = np.r_[0, ends + 1]
+    stops = np.r_[ends, len(block)]
+    long = np.flatnonzero(stops - starts > 2 * MAX_DEPTH)  # only long lines can hold that many brackets
+    return any(may_nest_too_deep(bytes(block[starts[i] : stops[i]])) for i in long)
+
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
+
+def _depth(line: bytes) -> int:
+    """How deep the line's lists and objects nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _TOKENS.finditer(line):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def read_rows(

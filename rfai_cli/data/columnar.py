@@ -5,9 +5,8 @@ has the figures), but it forgives what `records.parse_line` refuses, and a fast 
 count a row that the careful path skips. So a file is read here only if
 
 1. a scan of its bytes (RE2, through pyarrow) finds none of the syntax DuckDB forgives and
-   Python's `json` does not: trailing commas, `nan`/`inf` literals in any spelling, and the
-   usual shapes of nesting deeper than Python's recursive parser goes (8 lists in a row, or 3
-   one-key objects); and
+   Python's `json` does not: trailing commas, `nan`/`inf` literals in any spelling, and lines
+   with more opening brackets than `records.MAX_DEPTH` (which could nest deeper than it); and
 2. DuckDB parses every line (it refuses invalid UTF-8, lone surrogates, bad escapes, duplicate
    top-level keys and lines over 16 MiB); and
 3. every row's known fields have the JSON type `records.FIELD_TYPES` names (checked on the JSON
@@ -22,6 +21,7 @@ speed, never a different answer.
 
 from __future__ import annotations
 
+import mmap
 import os
 import resource
 import threading
@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..records import FIELD_TYPES, STDIN, iter_blocks
+from ..records import FIELD_TYPES, MAX_DEPTH, STDIN, block_may_nest_too_deep, iter_blocks
 
 # Syntax DuckDB's reader accepts and Python's json refuses. Each pattern starts with a literal
 # byte, which lets RE2 skip ahead with memchr: together they scan at well over 1 GB/s.
@@ -38,14 +38,10 @@ FORGIVEN_SYNTAX = (
     r",[ \t\r]*(?:[\]}]|[-+]?[nNiI][nNaA][fFnN])",  # trailing comma; nan/inf in a list or object
     r":[ \t\r]*[-+]?[nNiI][nNaA][fFnN]",  # nan/inf as a value
     r"\[[ \t\r]*[-+]?[nNiI][nNaA][fFnN]",  # nan/inf first in a list
-    # The shapes of nesting too deep for Python's recursive json (DuckDB follows any depth):
-    # runs of lists, and of objects that open one key each.
-    r"\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[[ \t\r]*\[",
-    r'\{[ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{][ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{][ \t\r]*"[^"\n]{0,32}"[ \t\r]*:[ \t\r]*[\[{]',
 )
 SCAN_BYTES = 16 << 20
 BATCH_ROWS = 1 << 16
-DEEP = 500  # brackets in one field past which Python's recursive json may give up (it does near 1000)
+DEEP = MAX_DEPTH  # brackets in one known field past which it may nest too deep
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
 
 
@@ -60,20 +56,50 @@ def eligible(source: str | Path) -> bool:
 
 
 def scan_forgiven_syntax(source: str | Path, stop: threading.Event | None = None) -> bool:
-    """Whether the file holds syntax only DuckDB would accept (FORGIVEN_SYNTAX). `stop` ends the
+    """Whether the file holds what only DuckDB would accept: FORGIVEN_SYNTAX, or a line with enough
+    brackets to nest deeper than records.MAX_DEPTH (DuckDB follows any depth). `stop` ends the
     scan early (its answer is then True: nothing was vouched for)."""
+    for block in _blocks(source):
+        if (stop is not None and stop.is_set()) or _forgiven_in(block):
+            return True
+    return False
+
+
+def _forgiven_in(block) -> bool:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for block in iter_blocks(source, SCAN_BYTES):  # blocks end at line ends; the patterns never span one
-        if stop is not None and stop.is_set():
-            return True
-        data = pa.py_buffer(block)
-        offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64))
-        array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])  # no copy
-        if any(pc.any(pc.match_substring_regex(array, pattern)).as_py() for pattern in FORGIVEN_SYNTAX):
-            return True
-    return False
+    data = pa.py_buffer(block)
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])  # no copy
+    if any(pc.any(pc.match_substring_regex(array, pattern)).as_py() for pattern in FORGIVEN_SYNTAX):
+        return True
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+    return block_may_nest_too_deep(block, ends)
+
+
+def _blocks(source: str | Path) -> Iterator:
+    """The file in blocks that end at line ends (the patterns never span one): a plain file mapped
+    into memory (no copy; each block's pages let go once scanned, so resident memory stays flat),
+    a gzipped one decompressed."""
+    path = Path(source)
+    if path.suffix == ".gz":
+        yield from iter_blocks(path, SCAN_BYTES)
+        return
+    with path.open("rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        if not size:
+            return
+        with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            start = 0
+            while start < size:
+                newline = mapped.find(b"\n", min(start + SCAN_BYTES, size) - 1)
+                end = size if newline < 0 else newline + 1
+                with memoryview(mapped)[start:end] as block:
+                    yield block  # the caller keeps no reference to it
+                page = start - start % mmap.PAGESIZE
+                mapped.madvise(mmap.MADV_DONTNEED, page, end - page)
+                start = end
 
 
 # ---------------------------------------------------------------- the query

@@ -33,6 +33,7 @@ from ..records import (
     STDIN,
     Skip,
     SkipHandler,
+    block_may_nest_too_deep,
     iter_blocks,
     normalize_language,
     parse_line,
@@ -448,6 +449,8 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
     lines = len(ends) + (not block.endswith(b"\n"))
     starts = np.r_[0, ends[:-1] + 1] if block.endswith(b"\n") else np.r_[0, ends + 1]
     if table.num_rows != lines or not (data[starts] == ord("{")).all():
+        return None
+    if block_may_nest_too_deep(block, ends):  # pyarrow follows any depth; parse_line stops at MAX_DEPTH
         return None
 
     values = {name: table.column(name) for name in SCORE_FIELDS}
