@@ -16,7 +16,7 @@ import math
 import tempfile
 import textwrap
 from collections import Counter
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from pathlib import Path
@@ -258,15 +258,21 @@ def _copy_kept(source: str | Path, keep: np.ndarray, output: IO[bytes], report: 
         raise InputError(f"{source}: changed while being filtered ({row} rows now, {len(keep)} before)")
 
 
+DEDUPE_PARTITIONS = 64
+_SAMPLE = np.dtype([("key", "<u8", 2), ("reward", "<f8"), ("index", "<i8")])  # one distinct-sample record
+
+
 def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> Iterator[tuple[dict, bytes]]:
     """Keep, per language and normalised student code, the row with the highest reward (the first on ties).
 
-    Rows without student code are all kept. The kept rows wait in a temporary file; memory holds
-    a 16-byte digest per distinct sample and one byte per row.
+    Rows without student code are all kept. The rows wait in a temporary file, and each sample's
+    (digest, reward, row) record in one of DEDUPE_PARTITIONS others, chosen by its digest; the
+    best of each sample is then found one partition at a time. Memory holds one byte per row and
+    one partition's records: about 32 bytes x rows / 64, whatever the number of distinct samples.
     """
-    best: dict[bytes, tuple[float, int]] = {}
     keep = bytearray()
-    with tempfile.TemporaryFile() as spool:
+    with tempfile.TemporaryFile() as spool, ExitStack() as stack:
+        partitions = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(DEDUPE_PARTITIONS)]
         for index, (row, line) in enumerate(rows):
             spool.write(line)
             code = row.get("student_code")
@@ -276,12 +282,20 @@ def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> I
                     f"{row.get('language')}\0{normalize_code(code)}".encode(), digest_size=16
                 ).digest()
                 reward = _number(row, "reward")
-                reward = -math.inf if reward is None else reward
-                if key not in best or reward > best[key][0]:
-                    best[key] = (reward, index)
-        for _, index in best.values():
-            keep[index] = 1
-        best.clear()
+                record = np.array(
+                    [(np.frombuffer(key, "<u8"), -math.inf if reward is None else reward, index)], _SAMPLE
+                )
+                partitions[key[0] % DEDUPE_PARTITIONS].write(record.tobytes())
+        kept = np.frombuffer(keep, dtype=np.uint8)  # a writable view of `keep`
+        for partition in partitions:
+            partition.seek(0)
+            samples = np.frombuffer(partition.read(), _SAMPLE)
+            # Per sample: highest reward first, then the earliest row; the first of each run wins.
+            order = np.lexsort((samples["index"], -samples["reward"], samples["key"][:, 1], samples["key"][:, 0]))
+            keys = samples["key"][order]
+            first = np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)] if len(keys) else np.zeros(0, bool)
+            kept[samples["index"][order][first]] = 1
+        del kept
         spool.seek(0)
         for index, line in enumerate(spool):
             if keep[index]:
@@ -290,24 +304,31 @@ def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> I
                 report.dropped["duplicates"] += 1
 
 
-def _top(rows: Iterator[tuple[dict, bytes]], spec: FilterSpec, report: FilterReport) -> list[bytes]:
-    """The k rows with the highest `spec.by`, highest first, file order on ties; a heap of k rows."""
-    heap: list[tuple[float, int, bytes]] = []
+def _top(rows: Iterator[tuple[dict, bytes]], spec: FilterSpec, report: FilterReport) -> Iterator[bytes]:
+    """The k rows with the highest `spec.by`, highest first, file order on ties. A heap of k
+    (value, row, place) entries; the lines that enter it wait in a temporary file."""
+    heap: list[tuple[float, int, int, int]] = []
     seen = 0
-    for index, (row, line) in enumerate(rows):
-        value = _number(row, spec.by)
-        if value is None:
-            report.dropped[f"without a number in '{spec.by}'"] += 1
-            continue
-        seen += 1
-        item = (value, -index, line)
-        if len(heap) < spec.top_k:
-            heapq.heappush(heap, item)
-        else:
-            heapq.heappushpop(heap, item)
-    if seen > len(heap):
-        report.dropped[f"outside the top {spec.top_k}"] += seen - len(heap)
-    return [line for _, _, line in sorted(heap, reverse=True)]
+    with tempfile.TemporaryFile() as spool:
+        for index, (row, line) in enumerate(rows):
+            value = _number(row, spec.by)
+            if value is None:
+                report.dropped[f"without a number in '{spec.by}'"] += 1
+                continue
+            seen += 1
+            item = (value, -index, spool.tell(), len(line))
+            if len(heap) < spec.top_k:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+            else:
+                continue
+            spool.write(line)
+        if seen > len(heap):
+            report.dropped[f"outside the top {spec.top_k}"] += seen - len(heap)
+        for _, _, offset, length in sorted(heap, reverse=True):
+            spool.seek(offset)
+            yield spool.read(length)
 
 
 def filter_rows(
