@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import json
 import math
+import struct
 import tempfile
 import textwrap
 from collections import Counter
@@ -259,7 +260,8 @@ def _copy_kept(source: str | Path, keep: np.ndarray, output: IO[bytes], report: 
 
 
 DEDUPE_PARTITIONS = 64
-_SAMPLE = np.dtype([("key", "<u8", 2), ("reward", "<f8"), ("index", "<i8")])  # one distinct-sample record
+_SAMPLE = np.dtype([("key", "<u8", 2), ("reward", "<f8"), ("index", "<i8")])  # a sample's record, as read back
+_SAMPLE_RECORD = struct.Struct("<16sdq")  # ... and as written
 
 
 def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> Iterator[tuple[dict, bytes]]:
@@ -282,10 +284,8 @@ def _deduplicated(rows: Iterator[tuple[dict, bytes]], report: FilterReport) -> I
                     f"{row.get('language')}\0{normalize_code(code)}".encode(), digest_size=16
                 ).digest()
                 reward = _number(row, "reward")
-                record = np.array(
-                    [(np.frombuffer(key, "<u8"), -math.inf if reward is None else reward, index)], _SAMPLE
-                )
-                partitions[key[0] % DEDUPE_PARTITIONS].write(record.tobytes())
+                record = _SAMPLE_RECORD.pack(key, -math.inf if reward is None else reward, index)
+                partitions[key[0] % DEDUPE_PARTITIONS].write(record)
         kept = np.frombuffer(keep, dtype=np.uint8)  # a writable view of `keep`
         for partition in partitions:
             partition.seek(0)
