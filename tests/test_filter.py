@@ -214,3 +214,45 @@ def test_mlx_lm_export_feeds_mlx_lm_lora(rfai, tmp_path, tiny_model_dir):
     )
     assert lora.returncode == 0, lora.stderr[-2000:]
     assert (tmp_path / "adapters" / "adapters.safetensors").is_file()
+
+
+def test_dedupe_and_top_k_match_a_plain_reference_on_many_samples(tmp_path):
+    """Thousands of samples, many repeated with other rewards (ties too), some without code: the
+    partitioned dedupe and the spooled top-k give what a dict and a full sort give."""
+    import io
+    import random
+
+    from rfai_cli.data.filter import FilterSpec, filter_rows
+
+    rng = random.Random(3)
+    rows = []
+    for i in range(6000):
+        row = {"language": rng.choice(["python", "rust"]), "reward": rng.choice([0.1, 0.5, 0.5, 0.9, None]), "i": i}
+        if i % 17:
+            row["student_code"] = f"def f():\n    return {rng.randrange(1500)}\n"
+        rows.append(json.dumps({k: v for k, v in row.items() if v is not None}))
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+
+    best = {}
+    for index, line in enumerate(rows):
+        row = json.loads(line)
+        if "student_code" in row:
+            key = (row["language"], normalize_code(row["student_code"]))
+            reward = row.get("reward", float("-inf"))
+            if key not in best or reward > best[key][0]:
+                best[key] = (reward, index)
+    winners = {index for _, index in best.values()}
+    expected = [line for index, line in enumerate(rows) if index in winners or "student_code" not in json.loads(line)]
+    out = io.BytesIO()
+    report = filter_rows(path, out, FilterSpec(dedupe=True))
+    assert out.getvalue().decode().splitlines() == expected and report.dropped["duplicates"] == len(rows) - len(
+        expected
+    )
+
+    scored = [
+        (json.loads(line)["reward"], -index, line) for index, line in enumerate(rows) if "reward" in json.loads(line)
+    ]
+    out = io.BytesIO()
+    filter_rows(path, out, FilterSpec(top_k=700))
+    assert out.getvalue().decode().splitlines() == [line for *_, line in sorted(scored, reverse=True)[:700]]
