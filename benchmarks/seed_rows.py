@@ -17,8 +17,9 @@ _CODE = {
 }
 
 
-def write_rows(path: Path, rows: int, seed: int = 0) -> Path:
-    """Write `rows` seed-shaped JSONL rows to `path` (about 1.5 KB each) and return it."""
+def write_rows(path: Path, rows: int, seed: int = 0, distinct: bool = False) -> Path:
+    """Write `rows` seed-shaped JSONL rows to `path` (about 900 bytes each) and return it. With
+    `distinct`, every row's student code is its own (the worst case for --dedupe)."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as out:
         for i in range(rows):
@@ -28,7 +29,7 @@ def write_rows(path: Path, rows: int, seed: int = 0) -> Path:
             row = {
                 "prompt": f"Implement a binary search function (variant {i % 997})",
                 "language": language,
-                "student_code": _CODE[language].format(name=f"search_{i % 389}", k=i % 7 + 1),
+                "student_code": _CODE[language].format(name=f"search_{i if distinct else i % 389}", k=i % 7 + 1),
                 "teacher_code": _CODE[language].format(name=f"binary_search_{i % 13}", k=1),
                 "student_score": student,
                 "teacher_score": teacher,

@@ -49,6 +49,10 @@ def _with(**changes) -> bytes:
 # One kind of bad (or odd) line each; all but the last few are lines parse_line refuses.
 BAD_LINES = {
     "wrong type": _with(student_code=5),
+    "object for a text field": _with(language={"name": "python"}),
+    "list for a text field": _with(prompt=["a", "b"]),
+    "bool for a text field": _with(timestamp=True),
+    "a text that reads as a number": _with(prompt="42"),  # valid: the fast path merely declines it
     "string for a score": _with(reward="0.9"),
     "bool for a score": _with(reward=True),
     "float for a count": _with(sample_index=1.0),
@@ -131,7 +135,8 @@ def test_clean_files_take_the_fast_path_and_broken_ones_do_not(tmp_path):
     clean.write_bytes(b"\n".join(GOOD) + b"\n")
     columns = {"reward": columnar.score_column("reward")}
     assert sum(batch.num_rows for batch in columnar.read_batches(clean, columns)) == len(GOOD)
-    for kind in ("wrong type", "trailing comma", "nan literal", "duplicate key inside", "deep known object"):
+    refused = ("wrong type", "object for a text field", "list for a text field", "bool for a text field")
+    for kind in (*refused, "trailing comma", "nan literal", "duplicate key inside", "deep known object"):
         with pytest.raises(columnar.Unvouched):
             list(columnar.read_batches(_broken_file(tmp_path, kind), columns))
 
