@@ -66,16 +66,61 @@ def scan_forgiven_syntax(source: str | Path, stop: threading.Event | None = None
 
 
 def _forgiven_in(block) -> bool:
+    if syntax_forgiven_in(block):
+        return True
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+    return block_may_nest_too_deep(block, ends)
+
+
+def syntax_forgiven_in(block) -> bool:
+    """Whether a block of whole lines (bytes or a memoryview) holds FORGIVEN_SYNTAX."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     data = pa.py_buffer(block)
     offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
     array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])  # no copy
-    if any(pc.any(pc.match_substring_regex(array, pattern)).as_py() for pattern in FORGIVEN_SYNTAX):
-        return True
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
-    return block_may_nest_too_deep(block, ends)
+    return any(pc.any(pc.match_substring_regex(array, pattern)).as_py() for pattern in FORGIVEN_SYNTAX)
+
+
+class SyntaxChecks:
+    """syntax_forgiven_in for each block submitted, in a thread (RE2 leaves Python's lock), at
+    most one block behind; Unvouched as soon as one is found, or at the end. Inline under an
+    address-space limit."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = None if _address_space_limited() else ThreadPoolExecutor(1)
+        self.pending = None
+
+    def submit(self, block: bytes) -> None:
+        self._settle()
+        if self.pool is None:
+            self._verdict(syntax_forgiven_in(block))
+        else:
+            self.pending = self.pool.submit(syntax_forgiven_in, block)
+
+    def _settle(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._verdict(pending.result())
+
+    @staticmethod
+    def _verdict(forgiven: bool) -> None:
+        if forgiven:
+            raise Unvouched("syntax only DuckDB accepts")
+
+    def __enter__(self) -> "SyntaxChecks":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        try:
+            if kind is None:
+                self._settle()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _blocks(source: str | Path) -> Iterator:
@@ -227,16 +272,19 @@ def build_query(source: str | Path, columns: dict[str, str], group_fields: Seque
     )
 
 
-def read_batches(source: str | Path, columns: dict[str, str], group_fields: Sequence[str] = ()) -> Iterator:
+def read_batches(
+    source: str | Path, columns: dict[str, str], group_fields: Sequence[str] = (), *, scan_bytes: bool = True
+) -> Iterator:
     """pyarrow RecordBatches of `columns` for every row of `source`, in file order. Unvouched, at
     any point up to the end, when the careful path might read the file differently: callers
-    keep what they gather apart until the iteration ends."""
+    keep what they gather apart until the iteration ends. Without `scan_bytes`, the caller checks the
+    bytes itself (filter does, as it copies them)."""
     import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
 
     query = build_query(source, columns, group_fields)
-    scan = _background(scan_forgiven_syntax, source)
+    scan = _background(scan_forgiven_syntax, source) if scan_bytes else (lambda abandon=False: False)
     try:
         connection = duckdb.connect(config=_config())
     except duckdb.Error as exc:

@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import json
 import math
+import shutil
 import struct
 import tempfile
 import textwrap
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..records import (
+    MAX_DEPTH,
     SCORE_FIELDS,
     STDIN,
     Skip,
@@ -34,6 +36,7 @@ from ..records import (
     dumps,
     iter_blocks,
     iter_lines,
+    may_nest_too_deep,
     normalize_language,
     parse_line,
     row_problem,
@@ -87,6 +90,13 @@ class FilterReport:
         if self.skipped:
             text += f"; skipped {self.skipped} malformed lines"
         return text
+
+    def add(self, other: "FilterReport") -> None:
+        self.read += other.read
+        self.kept += other.kept
+        self.dropped.update(other.dropped)
+        self.redacted_rows += other.redacted_rows
+        self.skipped += other.skipped
 
     def as_dict(self) -> dict:
         return {
@@ -183,31 +193,75 @@ def _selected(
 # ---------------------------------------------------------------- the fast path: select in DuckDB, copy bytes
 
 
-def _columnar_keep(source: str | Path, spec: FilterSpec, report: FilterReport) -> np.ndarray | None:
-    """Which rows of the file `spec` keeps, decided on DuckDB's columns (counted into `report`), or
-    None when the fast path cannot vouch for the careful path's answer."""
-    import pyarrow as pa
+def _fast_filter(source: str | Path, spec: FilterSpec, output: IO[bytes], report: FilterReport) -> bool:
+    """DuckDB picks the rows; their lines are copied from the file's bytes as the picks arrive, and
+    each block of bytes is checked (columnar.syntax_forgiven_in, MAX_DEPTH) on the way. False,
+    with nothing written and nothing counted, when the fast path cannot vouch for the answer."""
+    # Output that can be rewound is written straight away; a pipe waits in a spool until the end.
+    target = output if _rewindable(output) else tempfile.TemporaryFile()
+    start = target.tell()
+    found = FilterReport()
+    try:
+        with closing(_picks(source, spec, found)) as picks:
+            _copy_picked(source, picks, target, found)
+        if target is not output:
+            target.seek(0)
+            shutil.copyfileobj(target, output, 1 << 20)
+    except columnar.Unvouched:
+        target.seek(start)
+        target.truncate()
+        return False
+    finally:
+        if target is not output:
+            target.close()
+    report.add(found)
+    return True
 
+
+def _rewindable(output: IO[bytes]) -> bool:
+    try:
+        return output.seekable()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _picks(source: str | Path, spec: FilterSpec, found: FilterReport) -> Iterator[np.ndarray]:
+    """Per DuckDB batch of rows (in file order), which ones `spec` keeps; read and dropped rows counted into `found`."""
     fields = ("language", "split")
     columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
     columns.update({f"label {name}": columnar.label_expression(name) for name in fields})
     default_split = implied_split(source)
-    parts, read, dropped = [], 0, Counter()
-    try:
-        with closing(columnar.read_batches(source, columns)) as batches:
-            for batch in batches:
-                reasons, tests = _first_failed(batch, spec, default_split)
-                counts = np.bincount(reasons, minlength=len(tests) + 1)
-                for index, label in enumerate(tests, start=1):
-                    if counts[index]:
-                        dropped[label] += int(counts[index])
-                read += batch.num_rows
-                parts.append(reasons == 0)
-    except (columnar.Unvouched, pa.ArrowException):
-        return None
-    report.read += read
-    report.dropped.update(dropped)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+    with closing(columnar.read_batches(source, columns, scan_bytes=False)) as batches:
+        for batch in batches:
+            reasons, tests = _first_failed(batch, spec, default_split)
+            counts = np.bincount(reasons, minlength=len(tests) + 1)
+            for index, label in enumerate(tests, start=1):
+                if counts[index]:
+                    found.dropped[label] += int(counts[index])
+            found.read += batch.num_rows
+            yield reasons == 0
+
+
+def _copy_picked(source: str | Path, picks: Iterator[np.ndarray], output: IO[bytes], found: FilterReport) -> None:
+    pending = np.zeros(0, dtype=bool)
+    with columnar.SyntaxChecks() as checks:
+        for block in iter_blocks(source):
+            checks.submit(block)  # in a thread, beside the copy
+            lines = [line for line in block.split(b"\n") if line.strip()]  # DuckDB skips blank lines too
+            if any(may_nest_too_deep(line) for line in lines if len(line) > 2 * MAX_DEPTH):
+                raise columnar.Unvouched("a line that may nest too deep")
+            while len(pending) < len(lines):
+                more = next(picks, None)
+                if more is None:
+                    raise columnar.Unvouched("fewer rows than lines")
+                pending = np.concatenate([pending, more])
+            kept = list(compress(lines, pending[: len(lines)]))
+            pending = pending[len(lines) :]
+            if kept:
+                output.write(b"\n".join(kept) + b"\n")
+                found.kept += len(kept)
+    if len(pending) or next(picks, None) is not None:
+        raise columnar.Unvouched("more rows than lines")
 
 
 def _first_failed(batch, spec: FilterSpec, default_split: str | None) -> tuple[np.ndarray, list[str]]:
@@ -243,20 +297,6 @@ def _member(labels, allowed: frozenset[str], normalise) -> np.ndarray:
     inside = np.array([normalise(value) in allowed for value in encoded.dictionary.to_pylist()] + [False])
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return inside[codes]
-
-
-def _copy_kept(source: str | Path, keep: np.ndarray, output: IO[bytes], report: FilterReport) -> None:
-    """Write the kept rows' lines exactly as they are in the file (each ending in a newline)."""
-    row = 0
-    for block in iter_blocks(source):
-        lines = [line for line in block.split(b"\n") if line.strip()]  # DuckDB skips blank lines too
-        kept = list(compress(lines, keep[row : row + len(lines)]))
-        row += len(lines)
-        if kept:
-            output.write(b"\n".join(kept) + b"\n")
-            report.kept += len(kept)
-    if row != len(keep):
-        raise InputError(f"{source}: changed while being filtered ({row} rows now, {len(keep)} before)")
 
 
 DEDUPE_PARTITIONS = 64
@@ -347,14 +387,8 @@ def filter_rows(
     files = list(dataset_files([source]))
     if spec.top_k is None and not spec.dedupe:
         for path in files:  # each file on its own: a clean one fast, the others line by line
-            keep = (
-                None
-                if careful or not _fast_enough(spec) or not columnar.eligible(path)
-                else _columnar_keep(path, spec, report)
-            )
-            if keep is not None:
-                _copy_kept(path, keep, output, report)
-            else:
+            fast = not careful and _fast_enough(spec) and columnar.eligible(path)
+            if not (fast and _fast_filter(path, spec, output, report)):
                 _write(output, (line for _, line in _selected(path, spec, report, strict, on_skip)), report)
         return report
     rows = chain.from_iterable(_selected(path, spec, report, strict, on_skip) for path in files)
