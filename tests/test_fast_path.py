@@ -184,3 +184,24 @@ def test_parquet_shards_and_directories_give_the_same_figures(tmp_path, rfai):
         return [{**json.loads(line), "language": normalize_language(json.loads(line)["language"])} for line in lines]
 
     assert rows(kept) == rows(expected) and kept
+
+
+@pytest.mark.parametrize("kind", ["wrong type", "trailing comma", "blank lines"])
+def test_gzipped_files_agree_too(tmp_path, kind):
+    import gzip
+
+    plain = _broken_file(tmp_path, kind)
+    packed = tmp_path / "train.jsonl.gz"
+    packed.write_bytes(gzip.compress(open(plain, "rb").read()))
+    clean = tmp_path / "validation.jsonl.gz"
+    clean.write_bytes(gzip.compress(b"\n".join(GOOD) + b"\n"))
+    for path in (packed, clean):
+        fast, careful = _rfai("stats", str(path), "--json"), _rfai("stats", str(path), "--json", "--careful")
+        assert fast.returncode == 0 and fast.stdout == careful.stdout and fast.stderr == careful.stderr
+        fast, careful = (
+            _rfai("filter", str(path), "--min-reward", "0.5"),
+            _rfai("filter", str(path), "--min-reward", "0.5", "--careful"),
+        )
+        assert fast.returncode == 0 and fast.stdout == careful.stdout and fast.stderr == careful.stderr
+    columns = {"reward": columnar.score_column("reward")}
+    assert sum(batch.num_rows for batch in columnar.read_batches(clean, columns)) == len(GOOD)
