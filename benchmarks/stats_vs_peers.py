@@ -79,6 +79,7 @@ def main() -> None:
             runs: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
             for _ in range(args.runs):  # interleaved, so all see the same machine load
                 for name, command in tools.items():
+                    Path(out).unlink(missing_ok=True)  # each writes a new file: none pays for replacing another's
                     runs[name].append(measure(command))
             medians = {
                 name: (statistics.median(t for t, _ in got), statistics.median(m for _, m in got) / 2**20)

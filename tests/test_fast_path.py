@@ -205,3 +205,24 @@ def test_gzipped_files_agree_too(tmp_path, kind):
         assert fast.returncode == 0 and fast.stdout == careful.stdout and fast.stderr == careful.stderr
     columns = {"reward": columnar.score_column("reward")}
     assert sum(batch.num_rows for batch in columnar.read_batches(clean, columns)) == len(GOOD)
+
+
+def test_one_depth_rule_for_every_reader(tmp_path):
+    """pyarrow and DuckDB follow any depth, Python's json about 970 levels (less deeper in the
+    stack): rfai's rule is 512, the same on every path."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    def nested(depth: int) -> bytes:
+        return _with()[:-1] + b', "extra": ' + b'{"a": [' * (depth // 2) + b"0" + b"]}" * (depth // 2) + b"}"
+
+    too_deep, deep_enough = nested(514), nested(510)  # the row itself is one more level
+    assert pj.read_json(pa.BufferReader(too_deep + b"\n")).num_rows == 1  # the naive block path took it
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b"\n".join([*GOOD[:5], too_deep, deep_enough, *GOOD[5:10]]) + b"\n")
+    for extra in ([], ["--careful"]):
+        stats = _rfai("stats", str(path), "--json", *extra)
+        assert json.loads(stats.stdout)["rows"] == 11
+        assert b"deep.jsonl:6: nested more than 512 levels" in stats.stderr
+        kept = _rfai("filter", str(path), *extra)
+        assert len(kept.stdout.splitlines()) == 11 and b"deep.jsonl:6: nested more than 512 levels" in kept.stderr
