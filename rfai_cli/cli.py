@@ -14,6 +14,30 @@ from .commands import card, collect, score, stats, train, upload
 from .commands import filter as filter_cmd
 from .errors import RfaiError
 
+
+def _plain_metavars() -> None:
+    """Help that reads like the rest of the shell's: a flag shows no type, a value its metavar
+    (or TEXT, INTEGER, FLOAT, PATH), a choice its choices, an argument only its name. (typer
+    0.29 writes `<bool>` after every flag and `<str>` after every argument; older ones did not.)"""
+    from typer import core
+
+    if not hasattr(core.TyperOption, "display_type_rich"):
+        return
+    typed = core.TyperOption.display_type_rich
+    plain = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH"}
+
+    def option_type(self, ctx):
+        if self.metavar is not None or self.is_flag or self.count:
+            return self.metavar
+        label = str(typed(self, ctx)).strip("<>.").removeprefix("list[").removesuffix("]")
+        return plain.get(label, f"[{label}]" if "|" in label else label.upper())
+
+    core.TyperOption.display_type_rich = option_type
+    core.TyperArgument.display_type_rich = lambda self, ctx: None  # its name column says it
+
+
+_plain_metavars()
+
 app = typer.Typer(
     name="rfai",
     help="Fine-tune small code models with RL from AI feedback in MLX, and turn what they generate into datasets.",

@@ -31,6 +31,19 @@ def test_help_keeps_the_config_key_hints_and_v_prints_the_version(rfai):
     assert version.returncode == 0 and version.stdout.startswith("rfai ")
 
 
+def test_help_shows_plain_metavars(rfai):
+    """A flag shows no type, a value its metavar or TEXT/PATH/INTEGER, an argument only its name
+    (typer 0.29 writes <bool> after every flag and <str> after every argument)."""
+    import re
+
+    for name in COMMANDS:
+        text = rfai(name, "--help", env={"COLUMNS": "250"}).stdout
+        assert not re.findall(r"<(?:bool|str|int|float|path|list\[\w+\])>", text), name
+    lines = rfai("filter", "--help", env={"COLUMNS": "250"}).stdout.splitlines()
+    row = {line.split()[1]: line.split()[2:4] for line in lines if line.startswith("│ --")}
+    assert row["--dedupe"][0] == "One" and row["--language"][1] == "TEXT" and row["--format"][0] == "[jsonl|mlx-lm]"
+
+
 def test_every_help_example_uses_options_its_command_has():
     """The examples under each --help are parsed by the command itself: a renamed or removed
     option would make one fail here, not in a user's shell."""

@@ -126,12 +126,7 @@ class _Grid:
             if high - low < MAX_CELLS:
                 break
             self._coarsen()
-        if len(self.counts):
-            before = self.low - low
-            self.counts = np.pad(self.counts, (before, high - low + 1 - before - len(self.counts)))
-        else:
-            self.counts = np.zeros(high - low + 1, dtype=np.int64)
-        self.low = low
+        self._span(low, high)
         self.counts += np.bincount(keys - low, minlength=len(self.counts))
 
     def merge(self, other: "_Grid") -> None:
@@ -150,13 +145,17 @@ class _Grid:
         if high - low >= MAX_CELLS:
             self._coarsen()
             return self.add_counts(np.floor(keys / 2 + 0.5).astype(np.int64), counts)
+        self._span(low, high)
+        self.counts += np.bincount(keys - low, weights=counts, minlength=len(self.counts)).astype(np.int64)
+
+    def _span(self, low: int, high: int) -> None:
+        """Hold cells from `low` to `high` (which include those held already)."""
         if len(self.counts):
             before = self.low - low
             self.counts = np.pad(self.counts, (before, high - low + 1 - before - len(self.counts)))
         else:
             self.counts = np.zeros(high - low + 1, dtype=np.int64)
         self.low = low
-        self.counts += np.bincount(keys - low, weights=counts, minlength=len(self.counts)).astype(np.int64)
 
     def _coarsen(self) -> None:
         self.scale /= 2
@@ -692,7 +691,7 @@ def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], defaul
     """Count the file's rows into `found` through DuckDB; False (with `found` half filled: drop it)
     when the fast path cannot vouch for the careful path's answer."""
     columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
-    columns.update(columnar.test_count_columns())
+    columns.update(columnar.pass_count_columns())
     labels = list(dict.fromkeys([*by, TASK]))
     columns.update({f"label {name}": columnar.label_expression(name) for name in labels})
     columns.update({f"label {label}": columnar.student_source_column(key) for label, key in STUDENT_SOURCES.items()})
