@@ -226,3 +226,16 @@ def test_one_depth_rule_for_every_reader(tmp_path):
         assert b"deep.jsonl:6: nested more than 512 levels" in stats.stderr
         kept = _rfai("filter", str(path), *extra)
         assert len(kept.stdout.splitlines()) == 11 and b"deep.jsonl:6: nested more than 512 levels" in kept.stderr
+
+
+def test_file_names_are_taken_literally(tmp_path):
+    """DuckDB reads `t?.jsonl` as a glob (it would add t1.jsonl's rows) and `http:x` as a URL."""
+    (tmp_path / "t1.jsonl").write_bytes(GOOD[0] + b"\n")
+    odd = tmp_path / "t?.jsonl"
+    odd.write_bytes(b"\n".join(GOOD[1:4]) + b"\n")
+    assert duckdb.sql(f"SELECT count(*) FROM read_json('{odd}')").fetchall()[0][0] == 4  # the naive reading
+    for name in ("t?.jsonl", "it's.jsonl", "http:x.jsonl"):
+        path = tmp_path / name
+        path.write_bytes(b"\n".join(GOOD[1:4]) + b"\n")
+        assert json.loads(_rfai("stats", str(path), "--json").stdout)["rows"] == 3
+        assert len(_rfai("filter", str(path)).stdout.splitlines()) == 3

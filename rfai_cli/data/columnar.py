@@ -50,8 +50,11 @@ class Unvouched(Exception):
 
 
 def eligible(source: str | Path) -> bool:
-    """A JSONL file (plain, or gzip by its .gz name, as records.open_input reads it) that can be read twice: not stdin."""
-    return str(source) != STDIN and not is_parquet(source) and Path(source).is_file()
+    """A JSONL file (plain, or gzip by its .gz name, as records.open_input reads it) that can be
+    read twice (not stdin), whose name DuckDB takes literally: it reads `*`, `?`, `[` and `{` as
+    a glob, which could match other files."""
+    name = str(source)
+    return name != STDIN and not is_parquet(name) and not set(name) & set("*?[]{}") and Path(name).is_file()
 
 
 def scan_forgiven_syntax(source: str | Path, stop: threading.Event | None = None) -> bool:
@@ -254,7 +257,8 @@ def build_query(source: str | Path, columns: dict[str, str], group_fields: Seque
     select = ", ".join(f"{expression} AS {_ident(alias)}" for alias, expression in columns.items())
     return (
         f"SELECT {select}, NOT ({' AND '.join(checks)}) AS doubt "
-        f"FROM read_json({_quote(str(source))}, format='newline_delimited', columns={{{declared}}})"
+        # An absolute path: a name like `s3:x` or `http:x` must not read as a URL.
+        f"FROM read_json({_quote(os.path.abspath(source))}, format='newline_delimited', columns={{{declared}}})"
     )
 
 
