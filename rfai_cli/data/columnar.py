@@ -174,7 +174,8 @@ def _kind(types: tuple[type, ...]) -> str:
 
 def _field_ok(column: str, kind: str) -> str:
     """SQL that is true when the JSON text DuckDB kept for a present field has the expected type."""
-    deep = f"(length({column}) < {MAX_DEPTH} OR length({column}) - length(replace(replace({column}, '[', ''), '{{', '')) < {MAX_DEPTH})"
+    # Bytes, not characters (strlen is O(1)): a bracket is one byte, so this still bounds their number.
+    deep = f"(strlen({column}) < {MAX_DEPTH} OR strlen({column}) - strlen(replace(replace({column}, '[', ''), '{{', '')) < {MAX_DEPTH})"
     checks = {
         "text": f"starts_with({column}, '\"')",
         "text or list": f"(starts_with({column}, '\"') OR (starts_with({column}, '[') AND {deep}))",
