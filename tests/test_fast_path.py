@@ -239,3 +239,22 @@ def test_file_names_are_taken_literally(tmp_path):
         path.write_bytes(b"\n".join(GOOD[1:4]) + b"\n")
         assert json.loads(_rfai("stats", str(path), "--json").stdout)["rows"] == 3
         assert len(_rfai("filter", str(path)).stdout.splitlines()) == 3
+
+
+def test_filter_checks_lines_cut_by_its_reads(tmp_path, monkeypatch):
+    """filter reads in chunks and checks each chunk's bytes: a trailing comma on a line cut in
+    two by a read must still be seen (else DuckDB's reading of that line would be kept)."""
+    import io
+
+    from rfai_cli.data import filter as filtering
+
+    path = _broken_file(tmp_path, "trailing comma")
+    spec = filtering.FilterSpec(minimum={"reward": 0.0})
+    careful = io.BytesIO()
+    filtering.filter_rows(path, careful, spec, careful=True)
+    bad = open(path, "rb").read().index(b", }")
+    for size in range(bad - 40, bad + 40, 7):  # reads that cut the bad line at many places
+        monkeypatch.setattr(filtering, "COPY_BYTES", size)
+        fast = io.BytesIO()
+        filtering.filter_rows(path, fast, spec)
+        assert fast.getvalue() == careful.getvalue(), size

@@ -29,15 +29,16 @@ import numpy as np
 from ..errors import InputError
 from ..records import (
     MAX_DEPTH,
+    MAX_LINE_BYTES,
     SCORE_FIELDS,
     STDIN,
     Skip,
     SkipHandler,
     dumps,
-    iter_blocks,
     iter_lines,
     may_nest_too_deep,
     normalize_language,
+    open_input,
     parse_line,
     row_problem,
     skip_reporter,
@@ -192,6 +193,8 @@ def _selected(
 
 # ---------------------------------------------------------------- the fast path: select in DuckDB, copy bytes
 
+COPY_BYTES = 8 << 20
+
 
 def _fast_filter(source: str | Path, spec: FilterSpec, output: IO[bytes], report: FilterReport) -> bool:
     """DuckDB picks the rows; their lines are copied from the file's bytes as the picks arrive, and
@@ -245,10 +248,7 @@ def _picks(source: str | Path, spec: FilterSpec, found: FilterReport) -> Iterato
 def _copy_picked(source: str | Path, picks: Iterator[np.ndarray], output: IO[bytes], found: FilterReport) -> None:
     pending = np.zeros(0, dtype=bool)
     with columnar.SyntaxChecks() as checks:
-        for block in iter_blocks(source):
-            checks.submit(block)  # in a thread, beside the copy
-            # DuckDB skips blank lines too (isspace: the bytes strip() drops, without copying the line)
-            lines = [line for line in block.split(b"\n") if line and not line.isspace()]
+        for lines in _line_batches(source, checks):
             if max(map(len, lines), default=0) > 2 * MAX_DEPTH and any(map(may_nest_too_deep, lines)):
                 raise columnar.Unvouched("a line that may nest too deep")
             while len(pending) < len(lines):
@@ -263,6 +263,27 @@ def _copy_picked(source: str | Path, picks: Iterator[np.ndarray], output: IO[byt
                 found.kept += len(kept)
     if len(pending) or next(picks, None) is not None:
         raise columnar.Unvouched("more rows than lines")
+
+
+def _line_batches(source: str | Path, checks: "columnar.SyntaxChecks") -> Iterator[list[bytes]]:
+    """The file's non-blank lines (as DuckDB counts rows), a few MiB at a time, every byte handed
+    to `checks` on the way. Chunks are split where they fall, and only the line cut in two is
+    joined: the file's bytes are copied once (read), not twice."""
+    carry = b""
+    with open_input(source) as stream:
+        while chunk := stream.read(COPY_BYTES):
+            lines = chunk.split(b"\n")
+            if carry:  # the line cut in two: checked whole (no pattern spans a line, but one could span the cut)
+                lines[0] = carry + lines[0]
+                checks.submit(lines[0])
+            checks.submit(chunk)  # in a thread, while the lines are copied
+            carry = lines.pop()
+            if len(carry) > MAX_LINE_BYTES:  # the careful path reports it (DuckDB refuses it too)
+                raise columnar.Unvouched("a line too long")
+            # isspace: the bytes that strip() drops (a blank line), without copying the line
+            yield [line for line in lines if line and not line.isspace()]
+    if carry and not carry.isspace():
+        yield [carry]
 
 
 def _first_failed(batch, spec: FilterSpec, default_split: str | None) -> tuple[np.ndarray, list[str]]:
