@@ -262,6 +262,13 @@ def parse_line(line: bytes) -> tuple[dict | None, str | None]:
         return None, "not UTF-8 text (binary file?)"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:  # not past MAX_DEPTH, but called with little of the stack left
+        return None, "invalid JSON: nested too deeply"
+    return take_row(row)
+
+
+def take_row(row: Any) -> tuple[dict | None, str | None]:
+    """A decoded row as a record (its language normalised), or the reason it is not one."""
     problem = row_problem(row)
     if problem:
         return None, problem
@@ -272,7 +279,7 @@ def parse_line(line: bytes) -> tuple[dict | None, str | None]:
 
 def may_nest_too_deep(line: bytes) -> bool:
     """Whether a line has enough opening brackets to nest deeper than MAX_DEPTH (most lines have not)."""
-    return len(line) > 2 * MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH
+    return len(line) > MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH
 
 
 def block_may_nest_too_deep(block: bytes, ends) -> bool:
@@ -282,7 +289,9 @@ def block_may_nest_too_deep(block: bytes, ends) -> bool:
 
     starts = np.r_[0, ends + 1]
     stops = np.r_[ends, len(block)]
-    long = np.flatnonzero(stops - starts > 2 * MAX_DEPTH)  # only long lines can hold that many brackets
+    # Only a line with twice that many bytes can open and close that many brackets: a shorter one
+    # is invalid JSON, which the fast paths' parsers refuse on their own.
+    long = np.flatnonzero(stops - starts > 2 * MAX_DEPTH)
     return any(may_nest_too_deep(bytes(block[starts[i] : stops[i]])) for i in long)
 
 

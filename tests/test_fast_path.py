@@ -70,6 +70,7 @@ BAD_LINES = {
     "deep known object": _with(scoring_breakdown={}).replace(
         b'"scoring_breakdown": {}', b'"scoring_breakdown": ' + b'{"a": ' * 1200 + b"1" + b"}" * 1200
     ),
+    "a thousand open brackets": b"[" * 1000,  # short, unclosed: Python's json raised RecursionError here
     "lone surrogate": _with(prompt="x").replace(b'"prompt": "x"', b'"prompt": "\\ud800"'),
     "two objects": _with() + _with(),
     "not an object": b"[1, 2]",

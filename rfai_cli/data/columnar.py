@@ -335,10 +335,9 @@ def _address_space_limited() -> bool:
 
 def _config() -> dict:
     # Under an address-space limit a thread that cannot start ends the process: one thread then.
-    limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
     threads = (
         1
-        if limited
+        if _address_space_limited()
         else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     )
     return {

@@ -40,8 +40,8 @@ from ..records import (
     normalize_language,
     open_input,
     parse_line,
-    row_problem,
     skip_reporter,
+    take_row,
 )
 from . import columnar
 from .layout import dataset_files, implied_split
@@ -154,10 +154,7 @@ def _records(source: str | Path) -> Iterator[tuple[int, dict | None, str | None,
         for rows, first in parquet_rows(source):
             for offset, row in enumerate(rows):
                 line = (dumps(row) + "\n").encode("utf-8")  # the row as it was, before its language is normalised
-                problem = row_problem(row)
-                if not problem and isinstance(row.get("language"), str):
-                    row["language"] = normalize_language(row["language"])
-                yield first + offset, (None if problem else row), problem, line
+                yield first + offset, *take_row(row), line
         return
     for number, line in iter_lines(source):
         row, reason = parse_line(line)
@@ -249,6 +246,7 @@ def _copy_picked(source: str | Path, picks: Iterator[np.ndarray], output: IO[byt
     pending = np.zeros(0, dtype=bool)
     with columnar.SyntaxChecks() as checks:
         for lines in _line_batches(source, checks):
+            # (A line too deep to be vouched for is longer than 2 x MAX_DEPTH; shorter, DuckDB refuses it.)
             if max(map(len, lines), default=0) > 2 * MAX_DEPTH and any(map(may_nest_too_deep, lines)):
                 raise columnar.Unvouched("a line that may nest too deep")
             while len(pending) < len(lines):

@@ -37,8 +37,8 @@ from ..records import (
     iter_blocks,
     normalize_language,
     parse_line,
-    row_problem,
     skip_reporter,
+    take_row,
 )
 from . import columnar
 from .layout import dataset_files, implied_split
@@ -715,13 +715,11 @@ def _valid_rows(rows: list[dict], first_row: int, source: str, on_skip: SkipHand
     """Rows (of a Parquet shard) that are records, as parse_line would take them; the others reported."""
     kept = []
     for offset, row in enumerate(rows):
-        problem = row_problem(row)
-        if problem:
+        record, problem = take_row(row)
+        if record is None:
             on_skip(Skip(source, first_row + offset, problem))
-            continue
-        if isinstance(row.get("language"), str):
-            row["language"] = normalize_language(row["language"])
-        kept.append(row)
+        else:
+            kept.append(record)
     return kept
 
 
