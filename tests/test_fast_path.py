@@ -155,6 +155,8 @@ def test_fast_path_figures_equal_the_careful_paths_on_rfai_rows(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     by = ["language", "split", "task_id", "sample_index"]
+    columns = {"reward": columnar.score_column("reward"), **columnar.pass_count_columns()}
+    assert sum(batch.num_rows for batch in columnar.read_batches(path, columns, by)) == len(rows)  # vouched for
     fast = compute_stats([path], by=by, pass_at=(1, 2))
     assert fast == compute_stats([path], by=by, pass_at=(1, 2), careful=True)
     assert fast["tests"]["rows"] == 45 and fast["correctness_sources"] == {"judge": 15, "tests": 45}
