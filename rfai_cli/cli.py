@@ -17,14 +17,16 @@ from .errors import RfaiError
 
 def _plain_metavars() -> None:
     """Help that reads like the rest of the shell's: a flag shows no type, a value its metavar
-    (or TEXT, INTEGER, FLOAT, PATH), a choice its choices, an argument only its name. (typer
-    0.29 writes `<bool>` after every flag and `<str>` after every argument; older ones did not.)"""
+    (or TEXT, INTEGER, FLOAT, PATH), a choice its choices, an argument only its name, and the
+    usage line `FILE...` or `[DIR]`. (typer 0.29 writes `<bool>` after every flag, `<str>` after
+    every argument and `{FILE...}...` in usage; older ones did not.)"""
     from typer import core
 
     if not hasattr(core.TyperOption, "display_type_rich"):
         return
     typed = core.TyperOption.display_type_rich
     plain = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH"}
+    plain |= {"int range": "INTEGER", "float range": "FLOAT"}
 
     def option_type(self, ctx):
         if self.metavar is not None or self.is_flag or self.count:
@@ -34,6 +36,14 @@ def _plain_metavars() -> None:
 
     core.TyperOption.display_type_rich = option_type
     core.TyperArgument.display_type_rich = lambda self, ctx: None  # its name column says it
+
+    def usage_name(self):
+        name = self.metavar or self.name.upper()
+        if self.metavar is None and self.nargs != 1:
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    core.TyperArgument._usage_display_name = usage_name
 
 
 _plain_metavars()

@@ -42,6 +42,25 @@ def test_help_shows_plain_metavars(rfai):
     lines = rfai("filter", "--help", env={"COLUMNS": "250"}).stdout.splitlines()
     row = {line.split()[1]: line.split()[2:4] for line in lines if line.startswith("│ --")}
     assert row["--dedupe"][0] == "One" and row["--language"][1] == "TEXT" and row["--format"][0] == "[jsonl|mlx-lm]"
+    usage = {name: rfai(name, "--help").stdout.split(f" {name} ")[1].splitlines()[0].strip() for name in COMMANDS}
+    assert usage["stats"] == "[OPTIONS] FILE..." and usage["score"] == "[OPTIONS] FILE"
+    assert usage["filter"] == "[OPTIONS] [FILE]" and usage["card"] == "[OPTIONS] [DIR]"
+    assert "INT RANGE" not in rfai("collect", "--help", env={"COLUMNS": "250"}).stdout
+
+
+def test_every_option_says_what_it_does_beyond_its_config_key():
+    """`[training.max_new_tokens]` alone is a key, not a description."""
+    import re
+
+    import typer
+
+    from rfai_cli.cli import app
+
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            if not getattr(param, "hidden", False):
+                words = re.sub(r"\\?\[[\w.]+\]", "", param.help or "").strip(" .")
+                assert words, f"{name} {param.opts[0]}"
 
 
 def test_every_help_example_uses_options_its_command_has():
@@ -109,11 +128,15 @@ def test_quiet_and_json_on_every_command_that_reports(rfai, tmp_path):
     for name, command in group.commands.items():
         options = {opt for param in command.params for opt in param.opts}
         assert "--json" in options, name
-        assert "--quiet" in options or name == "stats", name  # stats' output is its whole job
+        assert "--quiet" in options, name
     row = {"prompt": "p", "language": "python", "student_code": "def f():\n    return 1\n"}
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text(json.dumps(row) + "\n")
-    for args in (("card", "data", "-q"), ("score", "data/train.jsonl", "-o", "scored.jsonl", "-q")):
+    for args in (
+        ("card", "data", "-q"),
+        ("stats", "data", "-q"),
+        ("score", "data/train.jsonl", "-o", "scored.jsonl", "-q"),
+    ):
         result = rfai(*args)
         assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (args, result.stderr)
     assert json.loads(rfai("card", "data", "--json").stdout)["card"].endswith("README.md")

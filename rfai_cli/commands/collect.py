@@ -57,7 +57,8 @@ def collect(
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
     max_new_tokens: Annotated[
-        Optional[int], typer.Option("--max-new-tokens", min=1, help="\\[training.max_new_tokens]")
+        Optional[int],
+        typer.Option("--max-new-tokens", min=1, help="Most tokens generated per sample \\[training.max_new_tokens]."),
     ] = None,
     resume: Annotated[
         bool,

@@ -28,7 +28,7 @@ def filter_rows(
     source: Annotated[
         str,
         typer.Argument(
-            metavar="[FILE|-]", help="Dataset file (.jsonl, .jsonl.gz, .parquet), dataset directory, or - for stdin."
+            metavar="FILE", help="Dataset file (.jsonl, .jsonl.gz, .parquet), dataset directory, or - for stdin."
         ),
     ] = "-",
     output: Annotated[

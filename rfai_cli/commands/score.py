@@ -13,7 +13,9 @@ from .common import ConfigOption, JsonOption, QuietOption, StrictOption
 
 
 def score(
-    file: Annotated[str, typer.Argument(help="JSONL rows holding student_code (and teacher_code); - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="JSONL rows holding student_code (and teacher_code); - for stdin.")
+    ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Where to write the scored rows (- for stdout); may be FILE itself.")
     ] = STDIN,

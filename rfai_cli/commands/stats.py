@@ -8,7 +8,7 @@ import typer
 
 from ..console import print_json
 from ..errors import InputError
-from .common import CarefulOption, ConfigOption, JsonOption, SkipWarnings, StrictOption
+from .common import CarefulOption, ConfigOption, JsonOption, QuietOption, SkipWarnings, StrictOption
 
 _FIGURES = ("count", "mean", "std", "min", "p10", "median", "p90", "max")
 _SCORES = ("student_score", "teacher_score", "reward")
@@ -40,6 +40,7 @@ def stats(
         ),
     ] = "1",
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
     strict: StrictOption = False,
     careful: CarefulOption = False,
     config: ConfigOption = None,
@@ -59,8 +60,8 @@ def stats(
         raise InputError(f"no valid rows: {skipped['total']} lines skipped, the first: {skipped['examples'][0]}")
     if json_output:
         print_json(result)
-        return
-    _render(result)
+    elif not quiet:  # quiet: a check that the files read, its answer the exit status and the warnings
+        _render(result)
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:

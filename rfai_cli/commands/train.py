@@ -34,7 +34,12 @@ def train(
             help="Training prompts: a JSONL file, `starter`, `builtin` or `humaneval` \\[data.train_prompts].",
         ),
     ] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="\\[training.max_steps]")] = None,
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-steps", min=1, help="Total GRPO steps, those of a resumed run included \\[training.max_steps]."
+        ),
+    ] = None,
     dataset_dir: DatasetDirOption = None,
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
