@@ -140,3 +140,13 @@ def test_quiet_and_json_on_every_command_that_reports(rfai, tmp_path):
         result = rfai(*args)
         assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (args, result.stderr)
     assert json.loads(rfai("card", "data", "--json").stdout)["card"].endswith("README.md")
+
+
+def test_rfai_debug_shows_the_traceback_behind_the_one_line_error(rfai, tmp_path):
+    (tmp_path / "bad.yaml").write_text("training:\n  learnig_rate: 1\n")
+    plain = rfai("stats", "x.jsonl", "--config", "bad.yaml")
+    debug = rfai("stats", "x.jsonl", "--config", "bad.yaml", env={"RFAI_DEBUG": "1"})
+    assert plain.returncode == debug.returncode == 2
+    assert plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
+    assert "Traceback (most recent call last)" in debug.stderr and "load_config" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == plain.stderr.strip()  # the same line, last

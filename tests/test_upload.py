@@ -7,6 +7,7 @@ reads it at import time); the tests inspect the server's state directly.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,13 @@ def same_rows(loaded: list[dict], original: list[dict]) -> None:
 
 @pytest.mark.slow
 def test_round_trip_keeps_the_three_split_names(rfai, hub, dataset):
-    result = upload(rfai, hub)
+    result = upload(rfai, hub, COLUMNS="80")  # a CI log: an 80-column pipe
     assert result.returncode == 0, result.stderr
     assert_clean(result)
+    # The whole URL on its line, for grep and copy-paste (rich used to wrap it at 80 columns).
+    assert re.search(
+        rf"^created and uploaded 4 file\(s\) to http://\S+/datasets/{REPO} \(commit \w{{7}}\)$", result.stdout, re.M
+    )
     assert "token: from HUGGINGFACE_TOKEN" in result.stderr
     repo = hub.repo(REPO)
     assert repo is not None and repo.repo_type == "dataset" and not repo.private
