@@ -72,7 +72,7 @@ def plan(
         if not resume:
             raise InputError(
                 f"{output}: already holds rows; resume it (the default), pass --overwrite to start the "
-                "split over, or pick another --output-dir"
+                "split over, or pick another --dataset-dir"
             )
         check_resumable(last_run(output.parent, implied_split(output)), config, str(output))
         for row in read_rows(output, on_skip=lambda skip: None):

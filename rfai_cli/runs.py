@@ -66,9 +66,27 @@ def run_record(config: Config, *, command: str, split: str, run_id: str, **facts
     }
 
 
+# Where each fingerprint section is set in the config, so the message names a key the user can change.
+_CONFIG_KEY = {
+    "model": "model.base_model",
+    "adapters": "model.adapter_path",
+    "sampling": "training",
+    "rubric": "scoring",
+}
+_CONFIG_KEY |= {"sampling.temperature": "training.generation_temperature", "teacher.model": "teacher.model_name"}
+
+
+def config_key(path: str) -> str:
+    """The config key behind a dotted fingerprint path (`sampling.seed` -> `training.seed`)."""
+    for prefix in (path, path.split(".")[0]):
+        if prefix in _CONFIG_KEY:
+            return _CONFIG_KEY[prefix] + path[len(prefix) :]
+    return path
+
+
 def check_resumable(previous: dict | None, config: Config, output: str) -> None:
-    """A one-line InputError naming the first setting that differs from the run the split was
-    collected with (nothing to compare with: fine)."""
+    """A one-line InputError naming the config key of the first setting that differs from the run
+    the split was collected with (nothing to compare with: fine)."""
     old = previous.get("fingerprint") if previous else None
     if not isinstance(old, dict):
         return
@@ -76,8 +94,8 @@ def check_resumable(previous: dict | None, config: Config, output: str) -> None:
     if difference:
         key, was, now = difference
         raise InputError(
-            f"{output}: was collected with {key} = {was!r}, this run has {now!r}; "
-            "pass --overwrite to start the split over, or choose another --output-dir"
+            f"{output}: was collected with {config_key(key)} = {was!r}, this run has {now!r}; "
+            "pass --overwrite to start the split over, or choose another --dataset-dir"
         )
 
 

@@ -132,19 +132,44 @@ def test_card_shows_the_reward_numbers_of_every_collect_run(rfai, tmp_path, tiny
     assert "floor" not in card.split("## How it was collected")[-1].split("min(")[1].split(")")[0]
 
 
+def test_every_setting_a_resume_can_refuse_is_named_by_its_config_key():
+    """The refusal names what to change in config.yaml, not run.json's own layout."""
+    from rfai_cli.config import Config
+    from rfai_cli.runs import config_key, fingerprint
+
+    def leaves(value, path=""):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield from leaves(inner, f"{path}.{key}" if path else key)
+        else:
+            yield path
+
+    for path in leaves(fingerprint(Config())):
+        section, *rest = config_key(path).split(".")
+        model = getattr(Config(), section)
+        for name in rest:
+            assert name in type(model).model_fields, (path, config_key(path))
+            model = getattr(model, name)
+
+
 def test_resume_refuses_rows_made_with_other_settings_and_overwrite_starts_over(rfai, tmp_path, tiny_model_dir):
     config_file(tmp_path, tiny_model_dir)
     assert rfai("collect", "--limit", "2", "--samples", "1").returncode == 0
     before = (tmp_path / "datasets" / "train.jsonl").read_bytes()
     (tmp_path / "datasets" / "train.jsonl").chmod(0o640)
     for args, named in (
-        (["--model", str(tmp_path / "another-model")], "model"),
-        (["--max-new-tokens", "7"], "sampling.max_new_tokens"),
+        (["--model", str(tmp_path / "another-model")], "model.base_model"),
+        (["--max-new-tokens", "7"], "training.max_new_tokens"),
     ):
         result = rfai("collect", "--limit", "2", "--samples", "1", *args)
         assert result.returncode == 2, result.stderr
         error = result.stderr.strip().splitlines()
-        assert len(error) == 1 and f"was collected with {named} = " in error[0] and "--overwrite" in error[0], error
+        assert (
+            len(error) == 1
+            and f"was collected with {named} = " in error[0]
+            and "--overwrite" in error[0]
+            and "--dataset-dir" in error[0]
+        ), error
         assert (tmp_path / "datasets" / "train.jsonl").read_bytes() == before
     again = rfai("collect", "--limit", "2", "--samples", "1", "--max-new-tokens", "7", "--overwrite", "--json")
     assert again.returncode == 0, again.stderr
