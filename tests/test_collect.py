@@ -337,4 +337,5 @@ def test_on_a_terminal_collect_shows_its_phase_an_eta_and_the_next_command(rfai,
     assert "6/6 prompts scored" in last_frame and "-:--:--" not in last_frame  # the ETA has a value
     piped = rfai("collect", "--limit", "2", "--samples", "1", "-o", "more")
     assert piped.returncode == 0, piped.stderr
-    assert "next: rfai card more; rfai upload --repo-id ID --dataset-dir more" in piped.stdout
+    last = piped.stdout.strip().splitlines()[-1]  # the summary ends with what to run next
+    assert last == "next: rfai card more; rfai upload --repo-id ID --dataset-dir more", piped.stdout

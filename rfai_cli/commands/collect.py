@@ -178,19 +178,22 @@ def _report(summary: dict, as_json: bool) -> None:
     if as_json:
         console.print_json(summary)
         return
-    from rich.table import Table
-
     out = console.stdout()
     out.print(
         f"{summary['rows_written']} rows written to {summary['output']} in {summary['seconds']:.1f} s "
         f"({summary['samples_per_second']:.2f} samples/s)"
     )
+    dataset = summary["dataset"]
+    if dataset and dataset["rows"]:
+        out.print(_table(summary["output"], dataset))
     directory = Path(summary["output"]).parent
     out.print(f"next: rfai card {directory}; rfai upload --repo-id ID --dataset-dir {directory}", highlight=False)
-    dataset = summary["dataset"]
-    if not dataset or not dataset["rows"]:
-        return
-    table = Table(title=f"{summary['output']}: {dataset['rows']} rows", title_justify="left")
+
+
+def _table(output: str, dataset: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{output}: {dataset['rows']} rows", title_justify="left")
     for column in ("language", "rows", "student score", "teacher score", "reward", "tests passed"):
         table.add_column(column, justify="left" if column == "language" else "right")
     for language, group in dataset["by"]["language"].items():
@@ -203,7 +206,7 @@ def _report(summary: dict, as_json: bool) -> None:
             _fmt(group["reward"]["mean"]),
             _fmt(passed, percent=True),
         )
-    out.print(table)
+    return table
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
