@@ -80,13 +80,15 @@ def test_rewrite_is_identical_but_for_the_date_and_keeps_hand_written_text(tmp_p
     path = write_card(directory)
     first = path.read_text()
     assert write_card(directory).read_text() == first
+    assert "## Notes" not in first  # no heading over an empty section
     edited = first.replace(first[first.index(CUSTOM_START) : first.index(CUSTOM_END)], f"{CUSTOM_START}\nOur notes.\n")
     edited = edited.replace("license: apache-2.0", "license: mit")
     path.write_text(edited)
     again = write_card(directory).read_text()
     assert f"{CUSTOM_START}\nOur notes.\n{CUSTOM_END}" in again
     assert "license: mit" in again  # a license chosen by hand stays
-    assert again == edited
+    assert again == edited.replace(CUSTOM_START, f"## Notes\n\n{CUSTOM_START}")  # the notes get their heading
+    assert write_card(directory).read_text() == again
 
 
 def test_a_readme_rfai_did_not_write_is_kept_in_the_notes(tmp_path):
@@ -115,7 +117,7 @@ def test_run_metadata_gives_training_details(tmp_path):
     text = write_card(directory).read_text()
     assert "## Training details" in text and "How it was collected" not in text
     assert "| student model | HuggingFaceTB/SmolLM2-135M-Instruct |" in text
-    assert "| rubric weight: efficiency | 0.2 |" in text
+    assert "| rubric weight: efficiency | 0.2 |" in text and "| teacher | gpt-4o-mini |" in text
     assert "reward = min(2.0, student_score / max(teacher_score, floor))" in text
 
 
@@ -127,7 +129,8 @@ def test_a_collect_run_says_how_it_was_collected_with_its_settings_and_prompt_li
             "run_id": "r",
             "command": "collect",
             "prompts": "humaneval",
-            "teacher_provider": "reference",
+            "teacher_provider": "auto",
+            "teacher_model": "SmolLM2-135M-Instruct",
             "rfai_version": "0.1.0",
             "sampling": {"temperature": 0.8, "top_p": 0.95},
             "reward": {"floor": 0.05, "cap": 2.0},
@@ -136,7 +139,8 @@ def test_a_collect_run_says_how_it_was_collected_with_its_settings_and_prompt_li
     text = write_card(directory).read_text()
     assert "## How it was collected" in text and "## Training details" not in text
     assert "| prompts | humaneval (OpenAI HumanEval, MIT) |" in text
-    assert "| sampling | temperature 0.8, top_p 0.95 |" in text and "| teacher provider | reference |" in text
+    assert "### By split" not in text and "Every row has split `evaluation`" in text  # no one-row table
+    assert "| sampling | temperature 0.8, top_p 0.95 |" in text and "| teacher | auto: each task's reference solution, else SmolLM2-135M-Instruct |" in text
     assert "| rfai version | 0.1.0 |" in text and "min(2.0, student_score / max(teacher_score, 0.05))" in text
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from markdown_it import MarkdownIt
 
 STYLE = """
@@ -29,20 +30,27 @@ th, td { border: 1px solid #d0d7de; padding: 4px 10px; }
 th { background: #f6f8fa; }
 h1, h2 { border-bottom: 1px solid #d8dee4; padding-bottom: 4px; }
 img { max-width: 100%; }
+.tags span { display: inline-block; border: 1px solid #d0d7de; border-radius: 12px; padding: 0 10px;
+             margin: 0 6px 6px 0; font-size: 13px; background: #f6f8fa; }
 .metadata { border: 1px solid #d0d7de; border-radius: 6px; margin-bottom: 24px; }
 .metadata summary { padding: 6px 12px; background: #f6f8fa; font-weight: 600; }
 """
 
 
 def card_html(card: str, base: Path) -> str:
+    """The page: the metadata as the Hub's header chips (the YAML itself folded), then the card."""
     front, body = "", card
     if card.startswith("---\n"):
         front, _, body = card[4:].partition("\n---\n")
+    meta = yaml.safe_load(front) or {}
+    chips = [f"license: {meta.get('license')}", *meta.get("task_categories", []), *meta.get("size_categories", [])]
+    chips += meta.get("tags", [])
     rendered = MarkdownIt("commonmark").enable("table").render(body)
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><base href="{base.as_uri()}/">'
         f"<style>{STYLE}</style></head><body>"
-        f'<details class="metadata" open><summary>Metadata (YAML)</summary><pre>{html.escape(front)}</pre></details>'
+        f'<p class="tags">{"".join(f"<span>{html.escape(str(chip))}</span>" for chip in chips)}</p>'
+        f'<details class="metadata"><summary>Metadata (YAML)</summary><pre>{html.escape(front)}</pre></details>'
         f"{rendered}</body></html>"
     )
 

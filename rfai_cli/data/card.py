@@ -266,7 +266,9 @@ def render_card(
     ]
     if run is not None:
         sections.append(_training_section(run, evaluation_by_step, curves))
-    sections.append(f"## Notes\n\n{CUSTOM_START}{custom}{CUSTOM_END}\n")
+    # A heading over nothing but the invisible markers would render as an empty section.
+    heading = "## Notes\n\n" if re.sub(r"<!--.*?-->", "", custom, flags=re.S).strip() else ""
+    sections.append(f"{heading}{CUSTOM_START}{custom}{CUSTOM_END}\n")
     sections.append(_citation_section(pretty_name, repo_id, today[:4]))
     return "\n".join(sections)
 
@@ -313,19 +315,22 @@ def _stats_section(stats: dict) -> str:
             _fmt(figures.get(k)) for k in ("mean", "std", "min", "p10", "median", "p90", "max")
         ]
         overall.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(
-        [
-            "## Statistics\n",
-            f"{stats['rows']} rows. Computed by `rfai stats` (medians and percentiles to within "
-            f"{min(stats['quantile_resolution'].values()):g}).\n",
-            "\n".join(overall) + "\n",
-            "### By split\n",
-            _score_table("split", stats["by"]["split"]) + "\n",
-            "### By language\n",
-            _score_table("language", stats["by"]["language"]) + "\n",
-            _correctness_note(stats),
-        ]
-    )
+    lines = [
+        "## Statistics\n",
+        f"{stats['rows']} rows. Computed by `rfai stats` (medians and percentiles to within "
+        f"{min(stats['quantile_resolution'].values()):g}).\n",
+        "\n".join(overall) + "\n",
+    ]
+    single = []
+    for field in ("split", "language"):
+        groups = stats["by"][field]
+        if len(groups) > 1:
+            lines += [f"### By {field}\n", _score_table(field, groups) + "\n"]
+        elif groups:  # one group would only repeat the table above
+            single.append(f"{field} `{next(iter(groups))}`")
+    if single:
+        lines.append(f"Every row has {' and '.join(single)}.\n")
+    return "\n".join([*lines, _correctness_note(stats)])
 
 
 def _correctness_note(stats: dict) -> str:
@@ -395,7 +400,7 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
         ("runs recorded", run.runs if run.runs > 1 else None),
         ("rfai version", run.rfai_version),
         ("student model", run.student_model),
-        ("teacher model", run.teacher_model),
+        ("teacher", _teacher(run)),
         ("steps", run.steps),
         ("reward floor", run.reward_floor),
         ("reward cap", run.reward_cap),
@@ -407,8 +412,6 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
     sampling = run.extra.get("sampling")
     if isinstance(sampling, dict) and run.command != "train":  # a training run lists it under its settings
         facts.append(("sampling", ", ".join(f"{k} {v}" for k, v in sampling.items())))
-    if isinstance(run.extra.get("teacher_provider"), str):
-        facts.append(("teacher provider", run.extra["teacher_provider"]))
     settings = run.extra.get("training")
     if isinstance(settings, dict):
         facts += [(name.replace("_", " "), value) for name, value in settings.items()]
@@ -427,6 +430,17 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
     if curves:
         lines.append(f"![Training curves: reward, test pass rate and KL by step]({curves})\n")
     return "\n".join(lines)
+
+
+def _teacher(run: RunInfo) -> str | None:
+    """Who wrote the teacher code. Under `auto` the run's teacher model only stands in for tasks
+    without a reference solution, so naming it alone would credit it with every teacher row."""
+    provider = run.extra.get("teacher_provider")
+    if provider == "auto":
+        return f"auto: each task's reference solution, else {run.teacher_model or 'the student model'}"
+    if isinstance(provider, str) and run.teacher_model:
+        return f"{run.teacher_model} ({provider})"
+    return run.teacher_model
 
 
 def _citation_section(pretty_name: str, repo_id: str | None, year: str) -> str:
