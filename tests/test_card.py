@@ -140,7 +140,10 @@ def test_a_collect_run_says_how_it_was_collected_with_its_settings_and_prompt_li
     assert "## How it was collected" in text and "## Training details" not in text
     assert "| prompts | humaneval (OpenAI HumanEval, MIT) |" in text
     assert "### By split" not in text and "Every row has split `evaluation`" in text  # no one-row table
-    assert "| sampling | temperature 0.8, top_p 0.95 |" in text and "| teacher | auto: each task's reference solution, else SmolLM2-135M-Instruct |" in text
+    assert (
+        "| sampling | temperature 0.8, top_p 0.95 |" in text
+        and "| teacher | auto: each task's reference solution, else SmolLM2-135M-Instruct |" in text
+    )
     assert "| rfai version | 0.1.0 |" in text and "min(2.0, student_score / max(teacher_score, 0.05))" in text
 
 
