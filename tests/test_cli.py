@@ -150,3 +150,30 @@ def test_rfai_debug_shows_the_traceback_behind_the_one_line_error(rfai, tmp_path
     assert plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
     assert "Traceback (most recent call last)" in debug.stderr and "load_config" in debug.stderr
     assert debug.stderr.splitlines()[-1] == plain.stderr.strip()  # the same line, last
+
+
+def test_every_rfai_command_in_the_readme_parses():
+    """README's commands are parsed by the real commands (make tour runs the tour itself): a
+    renamed option or a bad value fails here."""
+    import re
+    import shlex
+
+    import typer
+    from conftest import REPO
+    from support.readme_tour import tour_lines
+
+    from rfai_cli.cli import app
+
+    group = typer.main.get_command(app)
+    readme = (REPO / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", readme, re.S))
+    commands = [
+        part.split("  #")[0].strip()
+        for line in blocks.splitlines()
+        for part in re.split(r"&&|;", line)
+        if part.strip().startswith("rfai ")
+    ]
+    assert len(commands) >= 8 and set(tour_lines(REPO / "README.md")) - {"source .venv/bin/activate"} <= set(commands)
+    for command in commands:
+        words = shlex.split(command)
+        group.commands[words[1]].make_context(words[1], words[2:])  # raises on an unknown option or a bad value
