@@ -177,3 +177,25 @@ def test_every_rfai_command_in_the_readme_parses():
     for command in commands:
         words = shlex.split(command)
         group.commands[words[1]].make_context(words[1], words[2:])  # raises on an unknown option or a bad value
+
+
+def test_shell_completion_completes_commands_options_and_choices(tmp_path):
+    """The installed `rfai` answers bash's completion protocol (what --install-completion wires up)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rfai_script = Path(sys.executable).parent / "rfai"
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_RFAI_COMPLETE": "complete_bash", "COMP_WORDS": words}
+        env["COMP_CWORD"] = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+        result = subprocess.run([rfai_script], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("rfai fil") == ["filter"]
+    assert complete("rfai filter --min-r") == ["--min-reward"]
+    assert complete("rfai filter --format ") == ["jsonl", "mlx-lm"]
+    assert complete("rfai collect --split ") == ["train", "validation", "evaluation"]
