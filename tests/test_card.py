@@ -110,14 +110,16 @@ def test_run_metadata_gives_training_details(tmp_path):
         "rubric_weights": {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2},
         "reward": {"cap": 2.0},
         "learning_rate": 1e-5,
+        "ranks": 2,
     }
     append_run(directory, run)
     info = read_run_info(directory)
-    assert info.steps is None and info.reward_floor is None and info.extra == {"learning_rate": 1e-5}
+    assert info.steps is None and info.reward_floor is None and info.extra == {"learning_rate": 1e-5, "ranks": 2}
     text = write_card(directory).read_text()
     assert "## Training details" in text and "How it was collected" not in text
     assert "| student model | HuggingFaceTB/SmolLM2-135M-Instruct |" in text
     assert "| rubric weight: efficiency | 0.2 |" in text and "| teacher | gpt-4o-mini |" in text
+    assert "| data-parallel ranks | 2 |" in text
     assert "reward = min(2.0, student_score / max(teacher_score, floor))" in text
 
 

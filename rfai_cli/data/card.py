@@ -415,6 +415,8 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
     settings = run.extra.get("training")
     if isinstance(settings, dict):
         facts += [(name.replace("_", " "), value) for name, value in settings.items()]
+    if isinstance(run.extra.get("ranks"), int):
+        facts.append(("data-parallel ranks", run.extra["ranks"]))
     title = "Training details" if run.command == "train" else "How it was collected"
     lines = [f"## {title}\n", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in facts if value is not None]
