@@ -130,6 +130,17 @@ class HuggingFaceSettings(_Section):
     dataset_output_dir: str = "./datasets"
     private: bool = False
 
+    @field_validator("dataset_repo_id")
+    @classmethod
+    def _a_hub_repo_id(cls, repo_id: str | None) -> str | None:
+        # Checked here, not at the end of a long train run, whose last step writes the card with it.
+        from .data.hub import repo_id_problem
+
+        problem = repo_id and repo_id_problem(repo_id)
+        if problem:
+            raise ValueError(problem)
+        return repo_id
+
 
 class Config(_Section):
     model: ModelSettings = ModelSettings()

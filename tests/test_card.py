@@ -208,6 +208,32 @@ def test_cli_card_bad_inputs(rfai, tmp_path):
     assert "| train | `train.jsonl` | 2 |" in (tmp_path / "ds" / "README.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        # A line break in the title would end its Markdown heading and BibTeX field and start other text.
+        ("--pretty-name", "Mine\n---\n# injected", "--pretty-name must be one non-empty line"),
+        ("--pretty-name", "  ", "--pretty-name must be one non-empty line"),
+        ("--license", "mit\nfoo: 1", "--license must be a license id"),
+        ("--repo-id", "you/x\ny", "--repo-id 'you/x\\ny' is not a valid repo name"),
+        ("--repo-id", "you/x}", "is not a valid repo name"),
+        ("--repo-id", "justaname", "--repo-id must be OWNER/NAME"),
+    ],
+)
+def test_card_options_that_would_break_the_card_are_one_line_errors(rfai, tmp_path, option, value, expected):
+    make_dataset(tmp_path / "ds", {"train": 2})
+    before = (tmp_path / "ds" / "README.md").read_bytes() if (tmp_path / "ds" / "README.md").exists() else None
+    assert expected in one_line_error(rfai("card", "ds", option, value))
+    after = (tmp_path / "ds" / "README.md").read_bytes() if (tmp_path / "ds" / "README.md").exists() else None
+    assert after == before  # nothing written
+
+
+def test_a_hand_edited_title_that_is_not_one_line_is_not_kept(tmp_path):
+    directory = make_dataset(tmp_path / "ds", {"train": 2})
+    (directory / "README.md").write_text('---\npretty_name: "a\\n# b"\n---\n')
+    assert "\n# ds\n" in write_card(directory).read_text()
+
+
 def test_a_field_mixing_strings_and_lists_leaves_typing_to_the_loader(tmp_path):
     directory = tmp_path / "ds"
     directory.mkdir()

@@ -45,6 +45,15 @@ huggingface:
     assert config.source == path
 
 
+def test_a_repo_id_the_hub_refuses_is_an_error_when_the_config_loads(tmp_path):
+    """Not at the end of a train run, whose last step writes the card with it."""
+    path = write(tmp_path, "huggingface:\n  private: true\n  dataset_repo_id: my dataset\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:3: huggingface.dataset_repo_id: must be OWNER/NAME")
+    assert load_config(write(tmp_path, "huggingface:\n  dataset_repo_id: you/ok.name-1\n")).huggingface.dataset_repo_id
+
+
 def test_unknown_key_names_it_with_line_and_suggestion(tmp_path):
     path = write(tmp_path, "training:\n  max_steps: 3\n  learnig_rate: 0.1\n")
     with pytest.raises(ConfigError) as info:

@@ -19,6 +19,7 @@ from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, iter_blocks, parse_line
+from .hub import check_repo_id
 from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
 from .stats import MISSING, compute_stats
 
@@ -159,8 +160,13 @@ def write_card(
     files = split_files(directory)
     if not files:
         raise InputError(f"{directory}: no split files ({', '.join(f'{s}.jsonl' for s in SPLITS)})")
-    if repo_id is None and config is not None:
-        repo_id = config.huggingface.dataset_repo_id
+    _check_one_line(pretty_name, "--pretty-name")
+    if license is not None and not _LICENSE_ID.fullmatch(license):
+        raise InputError(f"--license must be a license id such as apache-2.0 or cc-by-4.0, got {license!r}")
+    if repo_id is not None:
+        check_repo_id(repo_id)
+    elif config is not None:
+        repo_id = config.huggingface.dataset_repo_id  # the config loader has checked it
     card_path = directory / CARD_FILE
     old_metadata, custom = _previous_card(card_path)
     stats = compute_stats(list(files.values()), by=("split", "language"), on_skip=on_skip)
@@ -174,7 +180,7 @@ def write_card(
         # an explicit name, else the repo's, else the one the card already has, else the folder's
         pretty_name=pretty_name
         or (_pretty_name(repo_id, directory) if repo_id else None)
-        or old_metadata.get("pretty_name")
+        or _one_line_or_none(old_metadata.get("pretty_name"))
         or _pretty_name(None, directory),
         custom=custom,
         today=date.today().isoformat(),
@@ -183,6 +189,20 @@ def write_card(
     )
     write_text(card_path, text)  # beside and renamed: a crash or a full disk never leaves half a card
     return card_path
+
+
+_LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # the Hub's ids: apache-2.0, cc-by-nc-4.0, other
+
+
+def _check_one_line(text: str | None, what: str) -> None:
+    # The title is a Markdown heading and a BibTeX field: a line break would end it and start something else.
+    if text is not None and (not text.strip() or any(ch in text for ch in "\n\r\x00")):
+        raise InputError(f"{what} must be one non-empty line, got {text[:40]!r}")
+
+
+def _one_line_or_none(value: object) -> str | None:
+    """A title kept from the card already there, if it is one (a hand edit may have left anything)."""
+    return value if isinstance(value, str) and value.strip() and "\n" not in value and "\r" not in value else None
 
 
 def _pretty_name(repo_id: str | None, directory: Path) -> str:

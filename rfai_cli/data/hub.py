@@ -176,16 +176,28 @@ def upload_dataset(
 # ---------------------------------------------------------------------------- local preparation
 
 
-def _check_options(repo_id: str, fmt: str, revision: str | None, create_pr: bool, tag: str | None) -> None:
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why the Hub would refuse `repo_id` as a dataset id (OWNER/NAME), or None."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     if not repo_id or repo_id.count("/") != 1:
-        raise InputError(f"--repo-id must be OWNER/NAME, got {repo_id!r}")
+        return f"must be OWNER/NAME, got {repo_id!r}"
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
-        raise InputError(f"--repo-id {repo_id!r} is not a valid repo name (letters, digits, '-', '_', '.')") from None
+        return f"{repo_id!r} is not a valid repo name (letters, digits, '-', '_', '.')"
+    return None
+
+
+def check_repo_id(repo_id: str, what: str = "--repo-id") -> None:
+    problem = repo_id_problem(repo_id)
+    if problem:
+        raise InputError(f"{what} {problem}")
+
+
+def _check_options(repo_id: str, fmt: str, revision: str | None, create_pr: bool, tag: str | None) -> None:
+    check_repo_id(repo_id)
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if create_pr and revision not in (None, "main"):
