@@ -142,6 +142,19 @@ training:
 {extra}"""
 
 
+# A run's environment for the kill and resume tests: this checkout, and nothing of the caller's.
+TRAIN_ENV = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+
+
+def twin_runs(tmp_path: Path, config: str) -> tuple[Path, Path]:
+    """Two run directories with one config: `whole` runs through, `broken` is interrupted and resumed."""
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for directory in (whole, broken):
+        directory.mkdir()
+        (directory / "config.yaml").write_text(config)
+    return whole, broken
+
+
 def rows(path: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
@@ -313,11 +326,8 @@ def test_a_missing_report_library_is_one_line_before_training(rfai, tmp_path, ti
 def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
     from safetensors.numpy import load_file
 
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    for directory in (whole, broken):
-        directory.mkdir()
-        (directory / "config.yaml").write_text(config_text(tiny_model_dir, 8))
+    env = dict(TRAIN_ENV)
+    whole, broken = twin_runs(tmp_path, config_text(tiny_model_dir, 8))
     assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
     victim = subprocess.Popen(
         [*RFAI, "train"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -366,11 +376,8 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_to_resume_from(tmp_
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(KILLER)
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    for directory in (whole, broken):
-        directory.mkdir()
-        (directory / "config.yaml").write_text(config_text(tiny_model_dir, 6, "  eval_steps: 0\n"))
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    whole, broken = twin_runs(tmp_path, config_text(tiny_model_dir, 6, "  eval_steps: 0\n"))
+    env = dict(TRAIN_ENV)
     assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
     killed = subprocess.run(
         [*RFAI, "train"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, RFAI
-from test_train import config_text, rows
+from test_train import TRAIN_ENV, config_text, rows, twin_runs
 
 from rfai_cli.train.launch import worst
 
@@ -113,11 +113,8 @@ def child_pid(parent: int, rank: int, deadline: float) -> int:
 def test_a_two_rank_run_writes_every_row_once_and_resumes_exactly_after_a_rank_dies(tmp_path, tiny_model_dir):
     from safetensors.numpy import load_file
 
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    for directory in (whole, broken):
-        directory.mkdir()
-        (directory / "config.yaml").write_text(config_text(tiny_model_dir, 8))
+    env = dict(TRAIN_ENV)
+    whole, broken = twin_runs(tmp_path, config_text(tiny_model_dir, 8))
     done = subprocess.run([*RFAI, "train", "--nproc", "2"], cwd=whole, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     written = rows(whole / "datasets" / "train.jsonl")
