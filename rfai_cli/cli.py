@@ -35,6 +35,8 @@ def _plain_metavars() -> None:
         return plain.get(label, f"[{label}]" if "|" in label else label.upper())
 
     core.TyperOption.display_type_rich = option_type
+    # `INTEGER [x>=1]`: the range cost a fifth of an 80-column help line; a value out of it is an error saying so.
+    core.TyperOption._get_number_range_help_str = lambda self: None
     core.TyperArgument.display_type_rich = lambda self, ctx: None  # its name column says it
 
     def usage_name(self):
@@ -47,6 +49,49 @@ def _plain_metavars() -> None:
 
 
 _plain_metavars()
+
+
+def _help_that_folds() -> None:
+    """At 80 columns a help word longer than its column (`[training.num_samples_per_prompt]`,
+    a path) was cut to `[training.num_samp…`; folded, nothing of it is lost."""
+    from rich.text import Text
+    from typer import rich_utils
+
+    if not hasattr(rich_utils, "_get_parameter_help"):
+        return
+    build = rich_utils._get_parameter_help
+
+    def parameter_help(*args, **kwargs):
+        columns = build(*args, **kwargs)
+        for item in columns.renderables:
+            if isinstance(item, Text):
+                item.overflow = "fold"
+        return columns
+
+    rich_utils._get_parameter_help = parameter_help
+
+
+_help_that_folds()
+
+
+def _usage_errors_on_one_line() -> None:
+    """A usage error (unknown option, bad value) is typer's boxed panel on a terminal; in a pipe or
+    a CI log it is one `error: ...` line, unwrapped, like every other error of rfai."""
+    from typer import rich_utils
+
+    boxed = rich_utils.rich_format_error
+
+    def format_error(error) -> None:
+        if sys.stderr.isatty() or error.__class__.__name__ == "NoArgsIsHelpError":
+            return boxed(error)
+        context = getattr(error, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        print(f"error: {' '.join(error.format_message().split())}{hint}", file=sys.stderr)
+
+    rich_utils.rich_format_error = format_error
+
+
+_usage_errors_on_one_line()
 
 app = typer.Typer(
     name="rfai",

@@ -199,3 +199,33 @@ def test_shell_completion_completes_commands_options_and_choices(tmp_path):
     assert complete("rfai filter --min-r") == ["--min-reward"]
     assert complete("rfai filter --format ") == ["jsonl", "mlx-lm"]
     assert complete("rfai collect --split ") == ["train", "validation", "evaluation"]
+
+
+def test_a_usage_error_is_one_unwrapped_line_in_a_pipe_and_a_panel_on_a_terminal(rfai, tmp_path):
+    import os
+
+    from conftest import REPO, RFAI
+    from support.terminal import run_on_terminal
+
+    for args, message in (
+        (
+            ("collect", "--limit", "0"),
+            "error: Invalid value for '--limit' / '-n': Input should be greater than or equal to 1",
+        ),
+        (("stats", "--nope", "x"), "error: No such option: --nope"),
+        (("trian",), "error: No such command 'trian'. Did you mean 'train'?"),
+    ):
+        result = rfai(*args, env={"COLUMNS": "80"})
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
+    code, text = run_on_terminal([*RFAI, "collect", "--limit", "0"], tmp_path, {**os.environ, "PYTHONPATH": str(REPO)})
+    text = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours
+    assert code == 2 and "╭─ Error" in text and "Invalid value for '--limit'" in text
+
+
+def test_help_at_80_columns_folds_long_words_instead_of_cutting_them(rfai):
+    """`[training.num_samples_per_prompt]` used to end as `[training.num_samp…` in an 80-column terminal."""
+    for name in COMMANDS:
+        text = rfai(name, "--help", env={"COLUMNS": "80"}).stdout
+        assert "…" not in text, (name, [line for line in text.splitlines() if "…" in line])
+        assert max(map(len, text.splitlines())) <= 80, name

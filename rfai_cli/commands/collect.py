@@ -40,7 +40,10 @@ def collect(
     split: Annotated[
         Optional[Split],
         typer.Option(
-            "--split", "-s", help="Which split to collect and write (default: train; evaluation for humaneval)."
+            "--split",
+            "-s",
+            metavar="SPLIT",
+            help="train, validation or evaluation: the split to collect and write (default: train; evaluation for humaneval).",
         ),
     ] = None,
     limit: Annotated[
