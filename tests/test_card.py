@@ -165,6 +165,8 @@ def test_the_title_follows_the_repo_id_and_the_usage_works_without_one(tmp_path,
     assert 'load_dataset("me/python-best-of-n")' in again and "title = {python best of n}" in again
     named = write_card(directory, repo_id="me/x", pretty_name="Best-of-n Python").read_text()
     assert "pretty_name: Best-of-n Python" in named
+    braces = write_card(directory, pretty_name="Best}, note={injected").read_text()
+    assert "  title = {Best, note=injected}," in braces  # a brace would have closed the BibTeX field
 
 
 def test_size_categories():

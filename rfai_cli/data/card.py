@@ -194,15 +194,19 @@ def write_card(
 _LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # the Hub's ids: apache-2.0, cc-by-nc-4.0, other
 
 
-def _check_one_line(text: str | None, what: str) -> None:
+def _is_one_line(text: object) -> bool:
     # The title is a Markdown heading and a BibTeX field: a line break would end it and start something else.
-    if text is not None and (not text.strip() or any(ch in text for ch in "\n\r\x00")):
+    return isinstance(text, str) and bool(text.strip()) and not any(ch in text for ch in "\n\r\x00")
+
+
+def _check_one_line(text: str | None, what: str) -> None:
+    if text is not None and not _is_one_line(text):
         raise InputError(f"{what} must be one non-empty line, got {text[:40]!r}")
 
 
 def _one_line_or_none(value: object) -> str | None:
     """A title kept from the card already there, if it is one (a hand edit may have left anything)."""
-    return value if isinstance(value, str) and value.strip() and "\n" not in value and "\r" not in value else None
+    return value if _is_one_line(value) else None
 
 
 def _pretty_name(repo_id: str | None, directory: Path) -> str:
@@ -470,7 +474,7 @@ def _citation_section(pretty_name: str, repo_id: str | None, year: str) -> str:
     url = f"https://huggingface.co/datasets/{repo_id}" if repo_id else ""
     lines = [
         f"@misc{{{key},",
-        f"  title = {{{pretty_name}}},",
+        f"  title = {{{re.sub(r'[{}]', '', pretty_name)}}},",  # BibTeX counts every brace, escaped or not
         "  note = {Generated with rfai (RL from AI feedback in MLX)},",
         f"  year = {{{year}}},",
     ]
