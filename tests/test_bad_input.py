@@ -433,3 +433,44 @@ def test_train_on_a_full_disk_stops_in_one_line_and_resumes_from_the_last_whole_
     ours, theirs = (load_file(str(d / "adapters.safetensors")) for d in (whole / "checkpoints", checkpoints))
     assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
     assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
+
+
+THREADS_AFTER = """
+import os, sys
+from pathlib import Path
+import numpy, pyarrow, pyarrow.json, pyarrow.parquet, duckdb  # their start-up threads (OpenBLAS, jemalloc) are not the question
+directory = Path(sys.argv[1])
+pyarrow.parquet.write_table(pyarrow.json.read_json(directory / "train.jsonl", pyarrow.json.ReadOptions(use_threads=False)), directory / "shard.parquet")
+before = len(os.listdir("/proc/self/task"))
+from rfai_cli.data.card import write_card
+from rfai_cli.data.splitcheck import check_split
+from rfai_cli.data.filter import FilterSpec, filter_rows
+from rfai_cli.data.stats import compute_stats
+for source in ("train.jsonl", "shard.parquet"):
+    with open(os.devnull, "wb") as sink:
+        filter_rows(directory / source, sink, FilterSpec(minimum={"reward": 0.1}))
+compute_stats([directory / "train.jsonl"], careful=True)
+compute_stats([directory / "shard.parquet"])
+compute_stats([directory / "train.jsonl"])  # the DuckDB path
+write_card(directory)
+check_split("train", directory / "train.jsonl")
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+def test_reading_commands_start_no_pyarrow_thread_pool(tmp_path):
+    """pyarrow's pool aborted `rfai card` now and then (`terminate called without an active
+    exception`, exit -6 in the fuzz run): under an address-space limit it cannot always start a
+    thread, and at exit it can be torn down with a worker alive. So no block read starts it."""
+    row = {"prompt": "p", "language": "python", "student_code": "x = 1", "student_score": 0.5, "reward": 0.5}
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "train.jsonl").write_text((json.dumps(row) + "\n") * 50)
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_AFTER, str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", "threads started by the reads"

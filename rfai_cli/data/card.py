@@ -19,6 +19,7 @@ from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, iter_blocks, parse_line
+from .arrow_json import read_json_block
 from .hub import check_repo_id
 from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
 from .stats import MISSING, compute_stats
@@ -70,14 +71,13 @@ def infer_features(paths: Iterable[Path]) -> list[dict]:
     so every block of every split casts to the same features.
     """
     import pyarrow as pa
-    import pyarrow.json as pj
 
     schemas = []
     try:
         for path in paths:
             for block in iter_blocks(path):
                 try:
-                    schemas.append(pj.read_json(pa.BufferReader(block)).schema)
+                    schemas.append(read_json_block(block).schema)
                 except (pa.ArrowException, UnicodeDecodeError):
                     rows = [row for row, _ in map(parse_line, block.split(b"\n")) if row is not None]
                     if rows:

@@ -91,11 +91,12 @@ def is_parquet(source: str | Path) -> bool:
 def parquet_rows(path: str | Path) -> Iterator[tuple[list[dict], int]]:
     """(rows, number of the first) of a Parquet file, one row group at a time (memory stays flat)."""
     try:
-        shard = pq.ParquetFile(path)
+        # No pre-buffering and one thread: pyarrow's I/O and CPU pools can abort the process (see arrow_json).
+        shard = pq.ParquetFile(path, pre_buffer=False)
         first = 1
         for group in range(shard.num_row_groups):
             # Parquet has a column for every field of every row: null is where a row had none.
-            rows = [_without_nulls(row) for row in shard.read_row_group(group).to_pylist()]
+            rows = [_without_nulls(row) for row in shard.read_row_group(group, use_threads=False).to_pylist()]
             yield rows, first
             first += len(rows)
     except FileNotFoundError:

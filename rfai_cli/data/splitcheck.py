@@ -10,16 +10,15 @@ one located, so the caller decides whether they stop the upload.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.json as paj
 
 from ..errors import InputError
 from ..records import iter_lines, parse_line
+from .arrow_json import read_json_block
 from .secrets import scan_value
 
 # Bytes of JSONL per Arrow type-inference block: large enough to be fast, small enough to stay in memory.
@@ -90,7 +89,7 @@ def _unify(check: SplitCheck, block: list[tuple[int, bytes]]) -> None:
         return
     # Fast path: Arrow's C++ JSON reader, the one datasets itself uses, infers a whole block at once.
     try:
-        table = paj.read_json(io.BytesIO(b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in lines)))
+        table = read_json_block(b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in lines))
         check.schema = _merge(check.schema, _no_timestamps(table.schema))
         return
     except (pa.ArrowInvalid, pa.ArrowTypeError):

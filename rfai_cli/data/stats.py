@@ -41,6 +41,7 @@ from ..records import (
     take_row,
 )
 from . import columnar
+from .arrow_json import read_json_block
 from .layout import dataset_files, implied_split
 from .parquet import is_parquet, parquet_rows
 
@@ -424,7 +425,6 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
     """The block through pyarrow, or None when pyarrow refuses it or reads it differently from parse_line."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     if not block.isascii():
         try:
@@ -432,13 +432,7 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
         except UnicodeDecodeError:
             return None
     try:
-        table = pj.read_json(
-            pa.BufferReader(block),
-            # One thread: under an address-space limit, pyarrow's thread pool aborts the process
-            # (std::terminate) when it cannot start a thread; a block is 8 MB, cheap to read alone.
-            read_options=pj.ReadOptions(use_threads=False),
-            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-        )
+        table = read_json_block(block, explicit_schema=schema, unexpected_field_behavior="ignore")
     except (pa.ArrowException, UnicodeDecodeError):
         return None
     # pyarrow skips blank lines and reads `{..}{..}` on one line as two rows, where parse_line
