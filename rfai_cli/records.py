@@ -67,6 +67,7 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "split": _TEXT,
     "task_id": _TEXT,
     "sample_index": (int,),
+    "sample_source": _TEXT,
     "step": (int,),
     "epoch": (int,),
     "advantage": _NUMBER,
@@ -78,6 +79,10 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "entry_point": _TEXT,
 }
 SCORE_FIELDS = ("student_score", "teacher_score", "reward")
+# A row's `sample_source`: who wrote its `student_code`. The teacher's own answer is a sample of its
+# group when it joins one (train/guidance.py); rows written before the field existed are students'.
+STUDENT, TEACHER = "student", "teacher"
+SAMPLE_SOURCES = (STUDENT, TEACHER)
 
 _LANGUAGE_ALIASES = {
     "c++": "cpp",

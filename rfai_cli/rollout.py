@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .config import Config
 from .data.prompts import PromptTask
-from .records import new_record
+from .records import STUDENT, TEACHER, new_record
 
 Batch = Sequence[tuple[PromptTask, list[int]]]  # (task, the sample indices wanted for it)
 
@@ -36,6 +36,24 @@ class ScoredBatch:
     sampled: SampledBatch
     results: list[Any]  # one ScoreResult per task
     rows: list[dict] = field(default_factory=list)  # in task, then sample order
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def rewards(self) -> list[list[float | None]]:
+        """Each task's student rewards, in sample order (None: no teacher score, see rubric.py)."""
+        return [list(result.rewards) for result in self.results]
+
+    def teacher_row(self, k: int) -> dict:
+        """Task k's teacher answer as one more sample of its group (`sample_source: teacher`,
+        the next sample index): its code and score in the student fields."""
+        from .scoring import fill_teacher_sample
+
+        (task, indices), reference = self.sampled.batch[k], self.sampled.references[k]
+        record = new_record(
+            prompt=task.prompt, language=task.language, student_code=reference.code, teacher_code=reference.code
+        )
+        fill_teacher_sample(record, self.results[k])
+        return _add_provenance(record, task, reference, len(indices), TEACHER, self.provenance)
 
 
 @dataclass
@@ -70,7 +88,7 @@ class Rollout:
             for (task, _), samples, reference in zip(sampled.batch, sampled.samples, sampled.references)
         ]
         results = self.scorer.score_many(items)
-        scored = ScoredBatch(sampled, results)
+        scored = ScoredBatch(sampled, results, provenance=provenance)
         for (task, indices), samples, reference, result in zip(
             sampled.batch, sampled.samples, sampled.references, results
         ):
@@ -82,17 +100,7 @@ class Rollout:
                     teacher_code=reference.code,
                 )
                 fill_record(record, result, position)
-                record.update(
-                    provenance,
-                    task_id=task.task_id,
-                    sample_index=index,
-                    tests=task.tests or None,
-                    entry_point=task.entry_point,
-                    teacher_model=reference.model or provenance["teacher_model"],
-                )
-                if reference.error:
-                    record["score_sources"]["teacher"] = {"reference": f"fallback: {reference.error}"}
-                scored.rows.append(record)
+                scored.rows.append(_add_provenance(record, task, reference, index, STUDENT, provenance))
         return scored
 
 
@@ -130,6 +138,22 @@ def build_scorer(config: Config, teacher: Any = None, *, on_notice: Callable[[st
 
     judge = teacher if teacher is not None and teacher.judge_enabled else None
     return Scorer(config.scoring, judge=judge, on_notice=on_notice)
+
+
+def _add_provenance(record: dict, task: PromptTask, reference: Any, index: int, source: str, provenance: dict) -> dict:
+    """A row's fields that come from its task, its teacher, who wrote it and the run (`provenance`)."""
+    record.update(
+        provenance,
+        task_id=task.task_id,
+        sample_index=index,
+        sample_source=source,
+        tests=task.tests or None,
+        entry_point=task.entry_point,
+        teacher_model=reference.model or provenance["teacher_model"],
+    )
+    if reference.error:
+        record["score_sources"]["teacher"] = {"reference": f"fallback: {reference.error}"}
+    return record
 
 
 def task_row(task: PromptTask) -> dict:

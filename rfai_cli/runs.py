@@ -47,6 +47,18 @@ def fingerprint(config: Config) -> dict[str, Any]:
     }
 
 
+def train_fingerprint(config: Config) -> dict[str, Any]:
+    """`fingerprint` and the settings that change only what `train` writes and learns."""
+    training = config.training
+    return {
+        **fingerprint(config),
+        "training": {
+            "teacher_in_group": training.teacher_in_group,
+            "teacher_shaping_gamma": training.teacher_shaping_gamma,
+        },
+    }
+
+
 def run_record(config: Config, *, command: str, split: str, run_id: str, **facts: Any) -> dict[str, Any]:
     """One entry of DIR/run.json: what produced this run's rows, for the card and for resume."""
     prints = fingerprint(config)

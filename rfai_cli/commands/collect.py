@@ -189,6 +189,12 @@ def _report(summary: dict, as_json: bool) -> None:
     dataset = summary["dataset"]
     if dataset and dataset["rows"]:
         out.print(_table(summary["output"], dataset))
+        unrewarded = dataset["rows"] - dataset["reward"].get("count", 0)
+        if unrewarded:
+            out.print(
+                f"{unrewarded} of {dataset['rows']} rows have no reward: the teacher gave no answer that could "
+                "be scored (see score_sources.teacher); train does not train on them"
+            )
     directory = Path(summary["output"]).parent
     out.print(f"next: rfai card {directory}; rfai upload --repo-id ID --dataset-dir {directory}", highlight=False)
 
@@ -204,9 +210,9 @@ def _table(output: str, dataset: dict):
         table.add_row(
             language,
             str(group["rows"]),
-            _fmt(group["student_score"]["mean"]),
-            _fmt(group["teacher_score"]["mean"]),
-            _fmt(group["reward"]["mean"]),
+            _fmt(group["student_score"].get("mean")),
+            _fmt(group["teacher_score"].get("mean")),
+            _fmt(group["reward"].get("mean")),
             _fmt(passed, percent=True),
         )
     return table

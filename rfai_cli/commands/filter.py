@@ -12,12 +12,16 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InputError
+from ..records import SAMPLE_SOURCES
 from .common import CarefulOption, ConfigOption, QuietOption, SkipWarnings, StrictOption
 
 
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
     mlx_lm = "mlx-lm"
+
+
+SampleSource = Enum("SampleSource", {name: name for name in SAMPLE_SOURCES}, type=str)
 
 
 def _bound(flag: str, what: str) -> object:
@@ -46,6 +50,14 @@ def filter_rows(
     ] = None,
     split: Annotated[
         Optional[List[str]], typer.Option("--split", help="Keep this split (repeatable).", show_default=False)
+    ] = None,
+    sample_source: Annotated[
+        Optional[List[SampleSource]],
+        typer.Option(
+            "--sample-source",
+            help="Keep rows written by the student or by the teacher (a train run's teacher samples).",
+            show_default=False,
+        ),
     ] = None,
     top_k: Annotated[
         Optional[int],
@@ -103,6 +115,7 @@ def filter_rows(
         maximum={name: high for name, (_, high) in bounds.items() if high is not None},
         languages=frozenset(language or ()),
         splits=frozenset(split or ()),
+        sources=frozenset(choice.value for choice in sample_source or ()),
         top_k=top_k,
         by=by,
         dedupe=dedupe,

@@ -127,9 +127,12 @@ def train(
 def step_line(m: dict) -> str:
     """One step's figures: what the live view shows, and the plain line off a terminal."""
     passed = "-" if m.get("pass_rate") is None else f"{m['pass_rate']:.0%}"
+    reward = "-" if m.get("reward_mean") is None else f"{m['reward_mean']:.3f}"
+    teacher = f", teacher joined {m['teacher_joined_fraction']:.0%}" if m.get("teacher_joined_fraction") else ""
+    unrewarded = f", no reward {m['unrewarded_fraction']:.0%}" if m.get("unrewarded_fraction") else ""
     return (
-        f"step {m['step']}: reward {m['reward_mean']:.3f}, pass {passed}, kl {m['kl']:.4f}, loss {m['loss']:.4f}, "
-        f"zero-variance groups {m['zero_variance_fraction']:.0%}; "
+        f"step {m['step']}: reward {reward}, pass {passed}, kl {m['kl']:.4f}, loss {m['loss']:.4f}, "
+        f"zero-variance groups {m['zero_variance_fraction']:.0%}{teacher}{unrewarded}; "
         f"generate {m['seconds_generate']:.0f}s / score {m['seconds_score']:.0f}s / train {m['seconds_train']:.0f}s"
     )
 

@@ -32,6 +32,7 @@ from ..records import (
     MAX_LINE_BYTES,
     SCORE_FIELDS,
     STDIN,
+    STUDENT,
     Skip,
     SkipHandler,
     dumps,
@@ -55,6 +56,7 @@ class FilterSpec:
     maximum: dict[str, float] = field(default_factory=dict)  # score field -> highest value kept
     languages: frozenset[str] = frozenset()  # empty: any
     splits: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()  # sample_source: student | teacher; empty: any
     top_k: int | None = None
     by: str = "reward"
     dedupe: bool = False
@@ -136,6 +138,8 @@ def _drop_reason(row: dict, spec: FilterSpec, default_split: str | None) -> str 
     # As in stats: the file's name (train.jsonl) says the split, else the row's field does.
     if spec.splits and (default_split or row.get("split")) not in spec.splits:
         return "by --split"
+    if spec.sources and row.get("sample_source", STUDENT) not in spec.sources:
+        return "by --sample-source"
     if spec.secrets == "drop" and has_secret(row):
         return "with secrets"
     if spec.needs_code and not (_text(row, "student_code") and _text(row, "prompt")):
@@ -227,7 +231,7 @@ def _rewindable(output: IO[bytes]) -> bool:
 
 def _picks(source: str | Path, spec: FilterSpec, found: FilterReport) -> Iterator[np.ndarray]:
     """Per DuckDB batch of rows (in file order), which ones `spec` keeps; read and dropped rows counted into `found`."""
-    fields = ("language", "split")
+    fields = ("language", "split", "sample_source")
     columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
     columns.update({f"label {name}": columnar.label_expression(name) for name in fields})
     default_split = implied_split(source)
@@ -304,6 +308,9 @@ def _first_failed(batch, spec: FilterSpec, default_split: str | None) -> tuple[n
             drop(np.full(batch.num_rows, default_split not in spec.splits), "by --split")
         else:
             drop(~_member(batch.column("label split"), spec.splits, lambda value: value), "by --split")
+    if spec.sources:
+        label = batch.column("label sample_source")
+        drop(~_member(label, spec.sources, lambda value: value, absent=STUDENT), "by --sample-source")
     return reasons, tests
 
 
@@ -311,10 +318,10 @@ def _values(batch, name: str) -> np.ndarray:
     return batch.column(name).to_numpy(zero_copy_only=False)  # null (absent) -> NaN: fails every bound
 
 
-def _member(labels, allowed: frozenset[str], normalise) -> np.ndarray:
-    """Per row: is its label (normalised) one of `allowed`; a missing label is not."""
+def _member(labels, allowed: frozenset[str], normalise, absent: str | None = None) -> np.ndarray:
+    """Per row: is its label (normalised) one of `allowed`; a missing label counts as `absent`."""
     encoded = labels.dictionary_encode()
-    inside = np.array([normalise(value) in allowed for value in encoded.dictionary.to_pylist()] + [False])
+    inside = np.array([normalise(value) in allowed for value in encoded.dictionary.to_pylist()] + [absent in allowed])
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return inside[codes]
 

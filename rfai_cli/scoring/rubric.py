@@ -11,11 +11,17 @@ How a program's correctness is known, and how much the other criteria may then c
 
 So code that fails a test earns correctness only, and is never worth more than code passing one
 more test; code nobody could test scores at most MEASURED_CAP.
+
+A missing teacher score (the teacher gave no answer that could be scored: no model, an error, a
+degenerate answer) leaves the reward missing too: `compute_reward` returns None and the row's
+`reward` is null. No one invents a stand-in. `collect` and `stats` leave such rows out of reward
+figures and count them; `train` does not train on such a group (`trains_on`): its samples get
+advantage 0, as a group with no reward variance does, and the step reports the share of such groups.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..config import RubricWeights
 
@@ -45,9 +51,19 @@ def weighted_score(breakdown: Mapping[str, float], weights: Mapping[str, float])
     return round(sum(weights[name] * breakdown[name] for name in CRITERIA), 4)
 
 
-def compute_reward(student_score: float, teacher_score: float, floor: float = 0.05, cap: float = 2.0) -> float:
-    """reward = min(cap, student / max(teacher, floor)), to 3 decimals (0.85, 0.92 -> 0.924)."""
+def compute_reward(
+    student_score: float, teacher_score: float | None, floor: float = 0.05, cap: float = 2.0
+) -> float | None:
+    """reward = min(cap, student / max(teacher, floor)), to 3 decimals (0.85, 0.92 -> 0.924);
+    None without a teacher score (see the module docstring)."""
+    if teacher_score is None:
+        return None
     return round(min(cap, student_score / max(teacher_score, floor)), 3)
+
+
+def trains_on(rewards: Sequence[float | None]) -> bool:
+    """Whether a group's rewards can be trained on: every sample has one (see the module docstring)."""
+    return bool(rewards) and all(reward is not None for reward in rewards)
 
 
 def timing_efficiency(student_cpu: float, teacher_cpu: float) -> float:

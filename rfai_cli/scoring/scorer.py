@@ -91,17 +91,28 @@ class ScoreResult:
     students: list[CodeScore]
     teacher: CodeScore | None
     rewards: list[float | None]  # None when there is no teacher code to compare with
+    teacher_reward: float | None = None  # the teacher's own answer rewarded by the same rule (teacher/teacher)
     weights: dict[str, float] = field(default_factory=dict)
     isolation: list[str] | None = None  # what contained the programs (None: nothing ran)
 
 
 def fill_record(record: dict, result: ScoreResult, index: int = 0) -> dict:
     """Write the score fields of student answer `index` (and the teacher's) into `record`."""
-    student, teacher = result.students[index], result.teacher
+    return _fill(record, result, result.students[index], result.rewards[index])
+
+
+def fill_teacher_sample(record: dict, result: ScoreResult) -> dict:
+    """Write the score fields of the teacher's own answer taken as one more sample of its group
+    (the teacher in the group, train/guidance.py): its score in the student fields, its reward."""
+    return _fill(record, result, result.teacher, result.teacher_reward)
+
+
+def _fill(record: dict, result: ScoreResult, student: CodeScore, reward: float | None) -> dict:
+    teacher = result.teacher
     record.update(
         student_score=student.score,
         teacher_score=teacher.score if teacher else None,
-        reward=result.rewards[index],
+        reward=reward,
         scoring_breakdown=dict(result.weights),
         student_breakdown=student.breakdown,
         teacher_breakdown=teacher.breakdown if teacher else None,
@@ -239,14 +250,22 @@ class Scorer:
         teacher_eval = teacher.result() if teacher is not None else None
         student_scores = [self._criteria(f.result(), teacher_eval) for f in students]
         teacher_score = self._criteria(teacher_eval, teacher_eval) if teacher_eval else None
-        rewards = [
-            compute_reward(s.score, teacher_score.score, self.settings.reward_floor, self.settings.reward_cap)
-            if teacher_score
-            else None
-            for s in student_scores
-        ]
+        teacher_value = teacher_score.score if teacher_score else None
+
+        def reward(score: float | None) -> float | None:
+            if score is None:
+                return None
+            return compute_reward(score, teacher_value, self.settings.reward_floor, self.settings.reward_cap)
+
         isolation = self._sandbox.isolation if self._sandbox is not None else None
-        return ScoreResult(student_scores, teacher_score, rewards, self.settings.weights.model_dump(), isolation)
+        return ScoreResult(
+            student_scores,
+            teacher_score,
+            [reward(s.score) for s in student_scores],
+            reward(teacher_value),
+            self.settings.weights.model_dump(),
+            isolation,
+        )
 
     def _criteria(self, ev: _Evaluation, reference: _Evaluation | None) -> CodeScore:
         values: dict[str, float] = {}

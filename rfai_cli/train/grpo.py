@@ -12,6 +12,9 @@ kept), with r = exp(logp - logp_old):
     dr_grpo  sum over every token / (sequences x max_new_tokens): no length bias at all
 Every normaliser is computed over the whole batch before the loss is split into micro-batches,
 so gradient accumulation gives the gradient of the full batch.
+
+A teacher sample (guidance.py) is off-policy: its tokens' loss is -f(p) * A_i with the shaped
+weight f(p) = p / (p + shaping_gamma), p = exp(logp), unclipped, and it takes no KL term.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class LossSettings:
     kl_beta: float = 0.0
     max_new_tokens: int = 256
     temperature: float = 1.0  # log-probs are computed at the sampling temperature
+    shaping_gamma: float = 0.1  # the teacher samples' policy shaping (guidance.py); LUFFY's value
 
 
 def normaliser(masks: Sequence[Any], settings: LossSettings, totals: tuple[float, float] | None = None):
@@ -82,24 +86,32 @@ def adaptive_kl_beta(beta: float, kl: float, target: float, gain: float) -> floa
     return beta * (1.0 + gain * error)
 
 
-def clipped_loss(logp, old, ref, advantages, weights, scale: float, settings: LossSettings):
+def clipped_loss(logp, old, ref, advantages, weights, scale: float, settings: LossSettings, teacher=None):
     """(loss, (kl, clipped)): the weighted sum of token losses (see the module docstring), and
-    the weighted mean KL and clipped fraction for the metrics. All arguments are mx arrays
-    [batch, length], `advantages` [batch]."""
+    the weighted mean KL and clipped fraction of the student samples for the metrics. All
+    arguments are mx arrays [batch, length], `advantages` [batch]; `teacher` [batch] is 1.0 on
+    teacher samples (None: there are none)."""
     import mlx.core as mx
 
     ratio = mx.exp(logp - old)
     advantage = advantages[:, None]
     clipped_ratio = mx.clip(ratio, 1.0 - settings.epsilon, 1.0 + settings.epsilon_high)
     surrogate = mx.minimum(ratio * advantage, clipped_ratio * advantage)
-    token_loss = -surrogate
     delta = ref - logp
     kl = mx.exp(delta) - delta - 1.0
+    on_policy = weights
+    if teacher is not None:
+        p = mx.exp(logp)
+        off_policy = teacher[:, None] > 0
+        surrogate = mx.where(off_policy, p / (p + settings.shaping_gamma) * advantage, surrogate)
+        kl = mx.where(off_policy, 0.0, kl)
+        on_policy = weights * (1.0 - teacher[:, None])
+    token_loss = -surrogate
     if settings.kl_beta:
         token_loss = token_loss + settings.kl_beta * kl
-    total_weight = mx.maximum(weights.sum(), 1e-9)
-    clipped = ((ratio != clipped_ratio) & (weights > 0)).astype(mx.float32)
+    total_weight = mx.maximum(on_policy.sum(), 1e-9)
+    clipped = ((ratio != clipped_ratio) & (on_policy > 0)).astype(mx.float32)
     return scale * (weights * token_loss).sum(), (
-        (weights * kl).sum() / total_weight,
-        (weights * clipped).sum() / total_weight,
+        (on_policy * kl).sum() / total_weight,
+        (on_policy * clipped).sum() / total_weight,
     )

@@ -28,10 +28,13 @@ from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported: 
 from ..config import Config
 from ..data.layout import CURVES_FILE
 from ..errors import InputError, RfaiError
+from ..scoring.rubric import trains_on
 from . import checkpoint
+from .batch import StepBatch, step_batch
 from .curves import write_curves
 from .distributed import World, init_world, lost_peer
-from .grpo import LossSettings, adaptive_kl_beta, group_advantages, normaliser, zero_variance_fraction
+from .grpo import LossSettings, adaptive_kl_beta, normaliser, zero_variance_fraction
+from .guidance import guidance_metrics
 from .reporting import Reporters, check_installed
 from .update import distillation_batch, update_policy
 
@@ -111,7 +114,7 @@ class Trainer:
         from ..engine.generation import seed_sampling
         from ..engine.loading import load_model
         from ..engine.lora import attach_lora
-        from ..runs import fingerprint
+        from ..runs import train_fingerprint
 
         training = config.training
         if training.target_kl is not None and training.kl_beta == 0:
@@ -144,7 +147,7 @@ class Trainer:
         )
         self._check_same_adapters()
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(config), weight_decay=training.weight_decay)
-        self.prints = fingerprint(config)
+        self.prints = train_fingerprint(config)
         self.state = checkpoint.TrainState(fingerprint=self.prints)
         self.base_settings = LossSettings(
             loss_type=training.loss_type,
@@ -153,7 +156,9 @@ class Trainer:
             kl_beta=training.kl_beta,
             max_new_tokens=training.max_new_tokens,
             temperature=training.generation_temperature if training.generation_temperature > 0 else 1.0,
+            shaping_gamma=training.teacher_shaping_gamma,
         )
+        self.settings = self.base_settings
         self.summary = TrainSummary(0, 0, None)
         self.saved_at = 0
         self.stop_requested = False
@@ -320,56 +325,67 @@ class Trainer:
     def step(self, mine: list) -> dict | None:
         """Sample, score, write and learn from this rank's share of one batch; the step's
         metrics on rank 0 (None elsewhere)."""
-        import mlx.core as mx
-
-        from ..engine.generation import GENERATION_LOCK, seed_sampling
-        from ..engine.logprobs import frozen_hidden, token_batch
+        from ..engine.generation import seed_sampling
 
         training, state, world = self.training, self.state, self.world
         started = time.perf_counter()
         seed_sampling(rank_seed(step_seed(training.seed, state.step), world.rank))
-        batch = [(task, list(range(training.num_samples_per_prompt))) for task in mine]
-        sampled = self.rollout.sample(batch)
+        sampled = self.rollout.sample([(task, list(range(training.num_samples_per_prompt))) for task in mine])
         generated = time.perf_counter()
         scored = self.rollout.score(sampled, {"split": "train", **self.models, "run_id": self.run_id})
         score_done = time.perf_counter()
-        rewards = [
-            [_reward(row) for row in scored.rows[k : k + len(indices)]]
-            for k, (_, indices) in zip(_offsets(batch), batch)
-        ]
-        advantages = [a for group in group_advantages(rewards, training.scale_rewards) for a in group]
-        for row, advantage in zip(scored.rows, advantages):
+        batch = step_batch(scored, self.student.tokenizer, training)
+        for row, advantage in zip(batch.rows, batch.advantages):
             row.update(step=state.step + 1, epoch=state.epoch, advantage=round(advantage, 6))
-        self._write("train", scored.rows)
+        self._write("train", batch.rows)
+        step_metrics, old = self._learn(batch, sampled)
+        self._after_update(step_metrics)
+        seconds = {"generate": generated - started, "score": score_done - generated}
+        seconds["train"] = time.perf_counter() - score_done
+        return self._step_report(batch, old, step_metrics, seconds)
 
-        samples = [sample for group in sampled.samples for sample in group]
-        tokens = token_batch([sample.prompt_ids for sample in samples], [sample.token_ids for sample in samples])
-        keep = mx.array(
-            [0.0 if training.mask_truncated_completions and s.finish_reason == "length" else 1.0 for s in samples]
+    def _learn(self, batch: StepBatch, sampled) -> tuple[dict, list]:
+        """One policy update on the step's batch (update.py): (metrics, old log-probs per sequence)."""
+        import mlx.core as mx
+
+        from ..engine.generation import GENERATION_LOCK
+        from ..engine.logprobs import frozen_hidden, token_batch
+
+        training, state = self.training, self.state
+        tokens = token_batch(batch.prompt_ids, batch.token_ids)
+        keep = mx.array([0.0 if training.mask_truncated_completions and cut else 1.0 for cut in batch.truncated])
+        self.settings = replace(
+            self.base_settings, kl_beta=state.kl_beta if state.kl_beta is not None else training.kl_beta
         )
-        settings = replace(self.base_settings, kl_beta=state.kl_beta if state.kl_beta is not None else training.kl_beta)
         mask = tokens.mask * keep[:, None]
-        totals = tuple(self.world.sum_floats(float(len(samples)), float(mask.sum().item())))
+        totals = tuple(self.world.sum_floats(float(len(batch.rows)), float(mask.sum().item())))
         with GENERATION_LOCK:  # no teacher call may switch LoRA off while the step runs
-            weights, scale = normaliser([mask], settings, totals)
-            step_metrics, old = update_policy(
+            weights, scale = normaliser([mask], self.settings, totals)
+            return update_policy(
                 self.student.model,
                 self.optimizer,
-                settings,
+                self.settings,
                 training,
                 tokens,
                 frozen_hidden(self.student.model, tokens),  # shared by the reference and policy passes
-                mx.array(advantages),
+                mx.array(batch.advantages),
                 weights,
                 scale,
                 distill=distillation_batch(self.student.tokenizer, sampled, training.max_new_tokens)
                 if training.distill_weight
                 else None,
-                world=world,
+                world=self.world,
+                teacher=mx.array([float(t) for t in batch.teacher]) if batch.joined else None,
             )
-        # Every value below is the same on every rank (summed over ranks), so are the decisions.
+
+    def _after_update(self, step_metrics: dict) -> None:
+        """The KL controller, the non-finite counter and the data cursor. Every value they read
+        is the same on every rank (summed over ranks), so are the decisions."""
+        training, state = self.training, self.state
         if training.target_kl is not None and not step_metrics["skipped"]:
-            state.kl_beta = adaptive_kl_beta(settings.kl_beta, step_metrics["kl"], training.target_kl, training.kl_gain)
+            state.kl_beta = adaptive_kl_beta(
+                self.settings.kl_beta, step_metrics["kl"], training.target_kl, training.kl_gain
+            )
         if step_metrics["skipped"]:
             state.nonfinite_in_a_row += 1
             self.notice(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
@@ -379,42 +395,58 @@ class Trainer:
             state.nonfinite_in_a_row = 0
         state.step += 1
         state.position += training.batch_size
+
+    def _step_report(self, batch: StepBatch, old: list, step_metrics: dict, seconds: dict) -> dict | None:
+        """The step's metrics over every rank's share, on rank 0 (None elsewhere)."""
+        import mlx.core as mx
+
+        students = [i for i, teacher in enumerate(batch.teacher) if not teacher]
         local = {
-            "rewards": rewards,
-            "lengths": [len(s.token_ids) for s in samples],
-            "truncated": [s.finish_reason == "length" for s in samples],
-            "gap": _logprob_gap(samples, old),
-            "tests": [(r.get("test_results") or {}).get("student") for r in scored.rows],
-            "breakdowns": [r.get("student_breakdown") or {} for r in scored.rows],
+            "student_rewards": [batch.rows[i]["reward"] for i in students],
+            "groups": batch.rewards,
+            "guidance": guidance_metrics(batch.rewards, batch.joined),
+            "lengths": [len(batch.token_ids[i]) for i in students],
+            "truncated": [batch.truncated[i] for i in students],
+            "gap": _logprob_gap([batch.sampled_logprobs[i] for i in students], [old[i] for i in students]),
+            "tests": [(batch.rows[i].get("test_results") or {}).get("student") for i in students],
+            "breakdowns": [batch.rows[i].get("student_breakdown") or {} for i in students],
             "peak_gib": mx.get_peak_memory() / 2**30,
         }
         parts = self.world.gather_bytes(json.dumps(local).encode())
         if parts is None:
             return None
         facts = [json.loads(part) for part in parts]
-        all_rewards = [group for part in facts for group in part["rewards"]]
-        flat = [r for group in all_rewards for r in group]
+        groups = [group for part in facts for group in part["groups"]]
+        rewarded = [r for part in facts for r in part["student_rewards"] if r is not None]
         lengths = [n for part in facts for n in part["lengths"]]
+        guidance = {key: sum(part["guidance"][key] for part in facts) for key in facts[0]["guidance"]}
         criteria = _criterion_means([b for part in facts for b in part["breakdowns"]])
+        trained = [group for group in groups if trains_on(group)]
+        generate = seconds["generate"]
         return {
-            "step": state.step,
-            "epoch": state.epoch,
-            "reward_mean": float(np.mean(flat)),
-            "reward_std": float(np.std(flat)),
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "reward_mean": float(np.mean(rewarded)) if rewarded else None,
+            "reward_std": float(np.std(rewarded)) if rewarded else None,
             "pass_rate": _pass_rate([t for part in facts for t in part["tests"]]),
-            "zero_variance_fraction": zero_variance_fraction(all_rewards),
+            "zero_variance_fraction": zero_variance_fraction(trained),
+            "unrewarded_fraction": 1 - len(trained) / len(groups),
+            "teacher_joined_fraction": guidance["teacher_joined"] / guidance["groups"],
+            "teacher_best_fraction": guidance["teacher_best"] / guidance["teacher_joined"]
+            if guidance["teacher_joined"]
+            else None,
             **{f"{name}_mean": value for name, value in criteria.items()},
             "completion_tokens_mean": float(np.mean(lengths)),
             "completion_tokens_max": max(lengths),
             "truncated_fraction": float(np.mean([t for part in facts for t in part["truncated"]])),
             "sampling_logprob_gap": float(np.mean([part["gap"] for part in facts])),
             **step_metrics,
-            "kl_beta": settings.kl_beta,
+            "kl_beta": self.settings.kl_beta,
             "learning_rate": _learning_rate(self.optimizer),
-            "seconds_generate": round(generated - started, 3),
-            "seconds_score": round(score_done - generated, 3),
-            "seconds_train": round(time.perf_counter() - score_done, 3),
-            "generated_tokens_per_second": round(sum(lengths) / max(generated - started, 1e-9), 1),
+            "seconds_generate": round(generate, 3),
+            "seconds_score": round(seconds["score"], 3),
+            "seconds_train": round(seconds["train"], 3),
+            "generated_tokens_per_second": round(sum(lengths) / max(generate, 1e-9), 1),
             "peak_memory_gib": round(max(part["peak_gib"] for part in facts), 3),  # MLX's, the largest rank's
         }
 
@@ -545,19 +577,6 @@ def _finish(config: Config, dataset_dir: Path, on_notice: Callable[[str], None] 
             )
 
 
-def _offsets(batch) -> list[int]:
-    offsets, position = [], 0
-    for _, indices in batch:
-        offsets.append(position)
-        position += len(indices)
-    return offsets
-
-
-def _reward(row: dict) -> float:
-    value = row.get("reward")
-    return float(value if isinstance(value, (int, float)) else row.get("student_score") or 0.0)
-
-
 def _criterion_means(breakdowns: list[dict]) -> dict[str, float]:
     """The mean of each rubric criterion's student score over the step's samples."""
     names = sorted({name for b in breakdowns for name, v in b.items() if isinstance(v, (int, float))})
@@ -572,10 +591,10 @@ def _pass_rate(tests: list[dict | None]) -> float | None:
     return sum(t["passed"] for t in tested) / sum(t["total"] for t in tested) if tested else None
 
 
-def _logprob_gap(samples, old_rows) -> float:
+def _logprob_gap(sampled: list[list[float]], old_rows) -> float:
     """Mean |engine sampling log-prob - recomputed log-prob| per token: 0 up to float noise when
     the sampling and training distributions are the same (temperature 1, no truncation)."""
-    gaps = np.concatenate([np.abs(np.array(s.logprobs) - old) for s, old in zip(samples, old_rows)] or [np.zeros(0)])
+    gaps = np.concatenate([np.abs(np.array(s) - old) for s, old in zip(sampled, old_rows)] or [np.zeros(0)])
     return float(gaps.mean()) if gaps.size else 0.0
 
 

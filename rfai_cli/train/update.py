@@ -23,11 +23,11 @@ def policy_value_and_grad(model, settings: LossSettings):
 
     from ..engine.logprobs import batch_logprobs
 
-    def loss_fn(model, batch, hidden, advantages, old, ref, weights, scale):
+    def loss_fn(model, batch, hidden, advantages, old, ref, weights, scale, teacher=None):
         stats: dict = {}
         logp = batch_logprobs(model, batch, settings.temperature, hidden, stats)
         old = mx.stop_gradient(logp) if old is None else old
-        loss, (kl, clipped) = clipped_loss(logp, old, ref, advantages, weights, scale, settings)
+        loss, (kl, clipped) = clipped_loss(logp, old, ref, advantages, weights, scale, settings, teacher)
         return loss, (kl, clipped, old, stats["entropy"])
 
     return nn.value_and_grad(model, loss_fn)
@@ -45,13 +45,15 @@ def update_policy(
     scale,
     distill=None,
     world: World = SINGLE,
+    teacher=None,
 ):
     """`num_iterations` optimizer updates on one TokenBatch, each accumulating the full batch's
     gradient over `gradient_accumulation_steps` micro-batches; a non-finite loss or gradient
     skips the update. The reference log-probs (LoRA off) are taken per micro-batch on the first
     iteration, so memory holds one micro-batch's logits at a time. `hidden` is the batch's
     `frozen_hidden` (or None). `distill`, a TokenBatch of the teachers' answers, adds
-    `training.distill_weight` x their mean per-token NLL under the policy. Returns (metrics, old
+    `training.distill_weight` x their mean per-token NLL under the policy. `teacher` [batch] marks
+    the teacher samples (1.0; guidance.py), None when there are none. Returns (metrics, old
     log-probs per sequence).
 
     On several ranks (`world`), each passes its own sequences and `scale` is the whole batch's
@@ -63,11 +65,13 @@ def update_policy(
 
     with GENERATION_LOCK:
         return _update_policy(
-            model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill, world
+            model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill, world, teacher
         )
 
 
-def _update_policy(model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill, world):
+def _update_policy(
+    model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill, world, teacher
+):
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -96,7 +100,15 @@ def _update_policy(model, optimizer, settings, training, batch, hidden, advantag
                 with lora_disabled(model):
                     refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
             (value, (chunk_kl, chunk_clipped, olds[k], chunk_entropy)), chunk_grads = value_and_grad(
-                model, part, part_hidden, advantages[index], olds[k], refs[k], weights[index, :steps], scale
+                model,
+                part,
+                part_hidden,
+                advantages[index],
+                olds[k],
+                refs[k],
+                weights[index, :steps],
+                scale,
+                None if teacher is None else teacher[index],
             )
             grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
             mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k], chunk_entropy)  # one micro-batch in memory
@@ -139,11 +151,11 @@ def distillation_batch(tokenizer, sampled, max_tokens: int):
     """A TokenBatch of each task's teacher answer, written as the student is asked to answer: one
     fenced code block (at most `max_tokens` tokens); None when no teacher gave code."""
     from ..engine.logprobs import token_batch
+    from .guidance import answer_ids
 
     prompts, answers = [], []
     for (task, _), samples, reference in zip(sampled.batch, sampled.samples, sampled.references):
         if reference.code and samples:
-            answer = f"```{task.language}\n{reference.code.strip()}\n```"
             prompts.append(samples[0].prompt_ids)
-            answers.append(tokenizer.encode(answer, add_special_tokens=False)[:max_tokens])
+            answers.append(answer_ids(tokenizer, task.language, reference.code)[:max_tokens])
     return token_batch(prompts, answers) if prompts else None
