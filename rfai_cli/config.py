@@ -48,6 +48,7 @@ class TeacherSettings(_Section):
     max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
     judge: bool = False
+    write_tests: bool = True  # a prompt without tests gets the teacher's (scoring/written_tests.py)
     cache_dir: str | None = None
 
 

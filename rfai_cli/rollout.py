@@ -14,7 +14,7 @@ on) and how a task becomes the row the scorer reads.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 from .config import Config
@@ -65,14 +65,19 @@ class Rollout:
     teacher: Any  # teachers.Teacher
     scorer: Any  # scoring.Scorer
     sampling: Any  # engine SamplingSettings
+    notice: Callable[[str], None] = lambda _message: None
+    written: dict = field(default_factory=dict)  # (prompt, language) -> WrittenTests, for tasks without tests
 
     def sample(self, batch: Batch) -> SampledBatch:
-        """The teacher's reference for each task and len(indices) student samples of it, decoded together."""
+        """The teacher's reference for each task and len(indices) student samples of it, decoded
+        together. A task without tests gets the teacher's, when `teacher.write_tests` is on."""
         from .engine.generation import chat_prompt, generate_samples
 
         references = self.teacher.references(
             [(task.prompt, task.language, task.canonical_solution) for task, _ in batch]
         )
+        if self.config.teacher.write_tests:
+            batch = self._with_written_tests(batch, references)
         prompts = [chat_prompt(self.student.tokenizer, task.prompt, task.language) for task, _ in batch]
         wanted = [len(indices) for _, indices in batch]
         generated = generate_samples(self.student, prompts, max(wanted), self.sampling)
@@ -100,8 +105,46 @@ class Rollout:
                     teacher_code=reference.code,
                 )
                 fill_record(record, result, position)
-                scored.rows.append(_add_provenance(record, task, reference, index, STUDENT, provenance))
+                scored.rows.append(
+                    self._tests_source(_add_provenance(record, task, reference, index, STUDENT, provenance))
+                )
         return scored
+
+    def _with_written_tests(self, batch: Batch, references: Sequence[Any]) -> list:
+        """The batch with the teacher's checked tests on each task that has none (written once per
+        prompt: the answer is cached, the check remembered)."""
+        from .scoring.written_tests import WrittenTests, check_tests, parse_tests
+
+        asked = [
+            (task, reference)
+            for (task, _), reference in zip(batch, references)
+            if not task.tests and (task.prompt, task.language) not in self.written
+        ]
+        with_code = [(task, reference) for task, reference in asked if reference.code.strip()]
+        answers = self.teacher.tests_answers([(t.prompt, t.language, r.code) for t, r in with_code])
+        for (task, reference), (text, error) in zip(with_code, answers):
+            cases = parse_tests(text, task.language) if error is None else []
+            checked = check_tests(self.scorer, task.language, cases, reference.code, task.entry_point)
+            self._remember(task, WrittenTests([], f"the teacher gave no tests: {error}") if error else checked)
+        for task, reference in asked:
+            if not reference.code.strip():
+                self._remember(task, WrittenTests([], "no teacher solution to check tests against"))
+        return [
+            (replace(task, tests=self.written[(task.prompt, task.language)].cases) if not task.tests else task, indices)
+            for task, indices in batch
+        ]
+
+    def _remember(self, task: PromptTask, written: Any) -> None:
+        self.written[(task.prompt, task.language)] = written
+        if written.reason:
+            self.notice(f"task {task.task_id}: no usable tests ({written.reason}); scored without tests")
+
+    def _tests_source(self, record: dict) -> dict:
+        """Names where a row's tests came from when the teacher was asked for them."""
+        written = self.written.get((record["prompt"], record["language"]))
+        if written is not None:
+            record["score_sources"]["tests"] = "teacher" if written.cases else f"none: {written.reason}"
+        return record
 
 
 @contextmanager
@@ -129,7 +172,7 @@ def open_rollout(
     if weak:
         notice(weak)
     with teacher, build_scorer(config, teacher, on_notice=notice) as scorer:
-        yield Rollout(config, student, teacher, scorer, SamplingSettings.from_config(config.training))
+        yield Rollout(config, student, teacher, scorer, SamplingSettings.from_config(config.training), notice)
 
 
 def build_scorer(config: Config, teacher: Any = None, *, on_notice: Callable[[str], None] | None = None):

@@ -37,6 +37,7 @@ def fingerprint(config: Config) -> dict[str, Any]:
             "temperature": teacher.temperature,
             "max_tokens": teacher.max_tokens,
             "judge": teacher.judge,
+            "write_tests": teacher.write_tests,
         },
         "rubric": {
             "weights": scoring.weights.model_dump(),

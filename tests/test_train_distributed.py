@@ -33,7 +33,7 @@ from rfai_cli.train.distributed import init_world
 from rfai_cli.train.grpo import LossSettings, normaliser
 from rfai_cli.train.update import update_policy
 
-model_dir, out, mode, loss_type = sys.argv[1:5]
+model_dir, out, mode, loss_type, guided = sys.argv[1:6]
 world = init_world()
 loaded = load_model(model_dir)
 mx.random.seed(0)
@@ -43,6 +43,7 @@ for layer in lora_layers(loaded.model):
 prompts = [[1, 2, 3], [1, 2, 3], [4, 5], [4, 5]]
 completions = [[5, 6, 7], [9, 10], [11, 12, 13, 14, 20, 21], [15]]  # 5 tokens on rank 0, 7 on rank 1
 advantages = [1.0, -1.0, 0.5, -0.5]
+teacher = [0.0, 1.0, 0.0, 1.0] if guided == "teacher" else None  # one teacher sample per rank
 mine = list(range(4)) if world.size == 1 else [2 * world.rank, 2 * world.rank + 1]
 batch = token_batch([prompts[i] for i in mine], [completions[i] for i in mine])
 settings = LossSettings(loss_type=loss_type, kl_beta=0.04)
@@ -52,6 +53,7 @@ training = SimpleNamespace(num_iterations=2, gradient_accumulation_steps=2, max_
 update_policy(
     loaded.model, optim.SGD(learning_rate=0.5), settings, training, batch, frozen_hidden(loaded.model, batch),
     mx.array([advantages[i] for i in mine]), weights, scale, world=world,
+    teacher=None if teacher is None else mx.array([teacher[i] for i in mine]),
 )
 if world.is_main:
     from mlx.utils import tree_flatten
@@ -71,12 +73,12 @@ def mlx_launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
-def test_two_ranks_with_half_the_groups_each_make_the_one_process_update(tmp_path, tiny_model_dir, loss_type):
+@pytest.mark.parametrize(("loss_type", "guided"), [("grpo", "-"), ("dapo", "-"), ("grpo", "teacher")])
+def test_two_ranks_with_half_the_groups_each_make_the_one_process_update(tmp_path, tiny_model_dir, loss_type, guided):
     script = tmp_path / "update.py"
     script.write_text(UPDATE)
     single = subprocess.run(
-        [sys.executable, str(script), str(tiny_model_dir), "single.npz", "global", loss_type],
+        [sys.executable, str(script), str(tiny_model_dir), "single.npz", "global", loss_type, guided],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -84,7 +86,7 @@ def test_two_ranks_with_half_the_groups_each_make_the_one_process_update(tmp_pat
     )
     assert single.returncode == 0, single.stderr
     for mode in ("global", "naive"):
-        ran = mlx_launch(str(script), str(tiny_model_dir), f"{mode}.npz", mode, loss_type, cwd=tmp_path)
+        ran = mlx_launch(str(script), str(tiny_model_dir), f"{mode}.npz", mode, loss_type, guided, cwd=tmp_path)
         assert (tmp_path / f"{mode}.npz").exists(), ran.stderr
     one, two, naive = (np.load(tmp_path / name) for name in ("single.npz", "global.npz", "naive.npz"))
     assert all(np.allclose(one[k], two[k], atol=1e-6) for k in one.files)

@@ -322,6 +322,23 @@ def _function_starts(code: str, language: str) -> list[tuple[str, int]]:
     return found
 
 
+def function_bodies(code: str, language: str) -> list[tuple[int, int]]:
+    """(offset of `{`, offset of its `}`) of each outermost function body in C++/Rust source."""
+    bare = blank_comments_and_strings(code)
+    bodies: list[tuple[int, int]] = []
+    for _, start in _function_starts(code, language):
+        opening = bare.find("{", start)
+        if opening < 0 or ";" in bare[start:opening] or (bodies and opening < bodies[-1][1]):
+            continue  # no body (a declaration), or inside a body already found
+        depth = 0
+        for index in range(opening, len(bare)):
+            depth += {"{": 1, "}": -1}.get(bare[index], 0)
+            if depth == 0:
+                bodies.append((opening, index))
+                break
+    return bodies
+
+
 def analyze_braces(code: str, language: str) -> StaticReport:
     return StaticReport(
         True,

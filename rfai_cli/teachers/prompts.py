@@ -1,4 +1,4 @@
-"""The teacher's two prompts (reference solution, rubric judgement) and the judgement parser."""
+"""The teacher's prompts (reference solution, unit tests, rubric judgement) and the judgement parser."""
 
 from __future__ import annotations
 
@@ -30,6 +30,35 @@ def reference_chat(prompt: str, language: str) -> Chat:
                 f"{prompt.strip()}\n\n"
                 f"Write a complete, correct and well-documented solution in {language}. "
                 f"Answer with the whole solution in a single fenced code block (```{language} ... ```)."
+            ),
+        },
+    ]
+
+
+# One assert per test, in the forms rfai's harness splits into outside verdicts (scoring/cases.py).
+TEST_FORMS = {
+    "python": "assert function_name(arguments) == expected_value",
+    "cpp": "assert(function_name(arguments) == expected_value);",
+    "rust": "assert_eq!(function_name(arguments), expected_value);",
+}
+WRITTEN_TESTS = 8  # how many tests the teacher is asked for
+
+
+def tests_chat(prompt: str, language: str, reference: str) -> Chat:
+    """Ask for unit tests of a task that has none, checked later against `reference` (the teacher's own solution)."""
+    form = TEST_FORMS.get(language, TEST_FORMS["python"])
+    return [
+        {"role": "system", "content": "You are an expert programmer writing unit tests for a code-model training set."},
+        {
+            "role": "user",
+            "content": (
+                f"Task:\n{prompt.strip()}\n\n"
+                f"A correct solution ({language}):\n```{language}\n{reference.rstrip()}\n```\n\n"
+                f"Write {WRITTEN_TESTS} unit tests of this task that any correct solution passes and a wrong one fails: "
+                "typical inputs and edge cases, calling the functions the solution defines, with literal expected "
+                f"values. Each test is one line of the form `{form}`. Answer with the tests only, one per line, "
+                f"in a single fenced code block (```{language} ... ```): no solution code, no main function, "
+                "no imports."
             ),
         },
     ]

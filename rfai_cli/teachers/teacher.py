@@ -17,7 +17,7 @@ from .base import Backend, Chat, Sampling
 from .cache import AnswerCache, cache_key
 from .degenerate import degenerate_reason
 from .errors import TeacherError
-from .prompts import VerdictError, judge_chat, parse_verdict, reference_chat, repair_chat
+from .prompts import VerdictError, judge_chat, parse_verdict, reference_chat, repair_chat, tests_chat
 
 # Where an answer came from (judge verdicts use the words of the record's `score_sources`).
 REFERENCE = "teacher"
@@ -111,6 +111,13 @@ class Teacher:
             return TeacherAnswer(reply.text, "", FALLBACK, error=f"degenerate answer: {problem}", model=self.model)
         source = CACHE if reply.cached else REFERENCE
         return TeacherAnswer(reply.text, self.extract_code(reply.text, language), source, model=self.model)
+
+    # --- tests for tasks without them ------------------------------------------------------
+    def tests_answers(self, tasks: Sequence[tuple[str, str, str]]) -> list[tuple[str, str | None]]:
+        """(answer text, error) per (prompt, language, reference code): the teacher's unit tests,
+        unparsed (scoring/written_tests.py reads and checks them)."""
+        replies = self._complete([tests_chat(*task) for task in tasks], self.sampling)
+        return [(reply.text or "", reply.error) for reply in replies]
 
     # --- judging ----------------------------------------------------------------------------
     def judge(self, prompt: str, code: str, language: str) -> TeacherVerdict:

@@ -1,0 +1,137 @@
+"""Tests the teacher writes for prompts that have none (scoring/written_tests.py): read from its
+answer, checked in the real sandbox against its own solution, an empty answer and a stub, and then
+used to score the student by execution, through `rfai collect` against a teacher over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from support.chat_server import ChatServer
+from test_collect import config_file, rows_of
+
+from rfai_cli.scoring import Scorer
+from rfai_cli.scoring.written_tests import check_tests, parse_tests, stub_of
+
+needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc not installed")
+
+SOLUTIONS = {
+    "python": "def double(n):\n    return n * 2\n",
+    "cpp": "int twice(int n) { return n * 2; }\n",
+    "rust": "pub fn twice(n: i32) -> i32 {\n    n * 2\n}\n",
+}
+# The last test of each is wrong: the teacher's own solution fails it, so it must be dropped.
+TESTS = {
+    "python": "assert double(2) == 4\nassert double(0) == 0\nassert double(3) == 7\n",
+    "cpp": "assert(twice(2) == 4);\nassert(twice(5) == 10);\nassert(twice(1) == 3);\n",
+    "rust": "assert_eq!(twice(2), 4);\nassert_eq!(twice(5), 10);\nassert_eq!(twice(1), 3);\n",
+}
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    with Scorer() as scorer:
+        yield scorer
+
+
+def test_the_teachers_asserts_are_read_one_statement_each():
+    answer = "Here are the tests:\n```python\nimport math\nassert f(1) == 2\nassert f(\n    2) == 3\nprint(1)\n```"
+    assert parse_tests(answer, "python") == ["assert f(1) == 2", "assert f(\n    2) == 3"]
+    cpp = '```cpp\nassert(f(1) == 2);\n  assert(g(")(") == 3 && h(2));\n// assert(commented);\nint main() {}\n```'
+    assert parse_tests(cpp, "cpp") == ["assert(f(1) == 2);", 'assert(g(")(") == 3 && h(2));']
+    rust = "```rust\nassert_eq!(f(1), 2);\nassert!(g(vec![1, 2]) == Some(3));\n```"
+    assert parse_tests(rust, "rust") == ["assert_eq!(f(1), 2);", "assert!(g(vec![1, 2]) == Some(3));"]
+    assert parse_tests("I would test it with a few inputs.", "python") == []
+
+
+def test_a_stub_keeps_the_names_and_computes_nothing():
+    assert stub_of(SOLUTIONS["python"], "python") == "def double(n):\n    pass"
+    assert stub_of(SOLUTIONS["cpp"], "cpp") == "int twice(int n) { throw 0; }\n"
+    assert stub_of(SOLUTIONS["rust"], "rust") == "pub fn twice(n: i32) -> i32 { unimplemented!() }\n"
+
+
+def test_python_tests_the_solution_fails_are_dropped_and_the_rest_kept(scorer):
+    checked = check_tests(scorer, "python", parse_tests(TESTS["python"], "python"), SOLUTIONS["python"], None)
+    assert checked.cases == ["assert double(2) == 4", "assert double(0) == 0"] and checked.reason is None
+
+
+def test_tests_that_an_empty_answer_or_a_stub_passes_are_not_used(scorer):
+    nothing = check_tests(scorer, "python", ["assert 1 + 1 == 2", "assert True"], SOLUTIONS["python"], None)
+    assert nothing.cases == [] and "an empty answer passes" in nothing.reason
+    # double(n) with a stub returns None, which these tests accept
+    lenient = check_tests(
+        scorer, "python", ["assert double(2) is not 5", "assert not double(0)"], SOLUTIONS["python"], None
+    )
+    assert lenient.cases == [] and "a stub of the solution passes" in lenient.reason
+    wrong = check_tests(scorer, "python", ["assert double(2) == 5"], SOLUTIONS["python"], None)
+    assert wrong.cases == [] and "fails every test" in wrong.reason
+
+
+def test_cpp_tests_are_checked_by_compiling_them_with_the_solution(scorer):
+    checked = check_tests(scorer, "cpp", parse_tests(TESTS["cpp"], "cpp"), SOLUTIONS["cpp"], None)
+    assert checked.cases == ["assert(twice(2) == 4);", "assert(twice(5) == 10);"], checked.reason
+
+
+@needs_rustc
+def test_rust_tests_are_checked_by_compiling_them_with_the_solution(scorer):
+    checked = check_tests(scorer, "rust", parse_tests(TESTS["rust"], "rust"), SOLUTIONS["rust"], None)
+    assert checked.cases == ["assert_eq!(twice(2), 4);", "assert_eq!(twice(5), 10);"], checked.reason
+
+
+def scripted_teacher(messages: list[dict]) -> str:
+    """Answers as a capable teacher would: a solution, or its tests; prose for the haiku."""
+    system, user = messages[0]["content"], messages[-1]["content"]
+    language = next(name for name in ("python", "cpp", "rust") if f"```{name}" in user)
+    if "haiku" in user:
+        return "A heap of petals / the shortest path to the pond / no tests needed here"
+    if "unit tests" in system:
+        return f"```{language}\n{TESTS[language]}```"
+    return f"Solution:\n```{language}\n{SOLUTIONS[language]}```"
+
+
+OPEN_ENDED = [
+    {"prompt": "Implement a function that doubles a number. Include a regression test.", "language": language}
+    for language in ("python", "rust", "c++")
+] + [{"prompt": "Write a haiku about heaps.", "language": "python"}]
+
+
+@needs_rustc
+def test_collect_scores_open_ended_prompts_by_the_tests_the_teacher_wrote(rfai, tmp_path, tiny_model_dir):
+    with ChatServer(scripted_teacher) as server:
+        config_file(tmp_path, tiny_model_dir, teacher="")
+        path = tmp_path / "config.yaml"
+        teacher = f"teacher:\n  provider: openai\n  model_name: scripted\n  base_url: {server.url}\n"
+        path.write_text(path.read_text().replace("teacher:\n", teacher, 1))
+        prompts = tmp_path / "open.jsonl"
+        prompts.write_text("".join(json.dumps(row) + "\n" for row in OPEN_ENDED))
+        result = rfai("collect", "--prompts", prompts, "--samples", "2")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        asked = [m for m in server.requests if "unit tests" in m[0]["content"]]
+    assert len(asked) == 4  # once per prompt
+    by_language = {}
+    for row in rows_of(Path(tmp_path / "datasets" / "train.jsonl")):
+        by_language.setdefault((row["language"], "haiku" in row["prompt"]), []).append(row)
+    for language, expected in (("python", 2), ("cpp", 2), ("rust", 2)):
+        for row in by_language[(language, False)]:
+            assert len(row["tests"]) == expected and row["score_sources"]["tests"] == "teacher"
+            assert row["score_sources"]["student"]["correctness"] == "tests"
+            assert row["teacher_score"] > 0.5 and row["test_results"]["teacher"]["passed"] == expected
+    for row in by_language[("python", True)]:
+        assert row["tests"] is None
+        assert row["score_sources"]["tests"] == "none: the teacher wrote no tests in the asked form"
+    assert "no usable tests (the teacher wrote no tests in the asked form)" in result.stderr
+
+
+def test_a_teacher_without_a_model_writes_no_tests_and_the_rows_say_so(rfai, tmp_path, tiny_model_dir):
+    config_file(tmp_path, tiny_model_dir)
+    path = tmp_path / "config.yaml"
+    path.write_text(path.read_text().replace("teacher:\n", "teacher:\n  provider: reference\n", 1))
+    prompts = tmp_path / "open.jsonl"
+    prompts.write_text(json.dumps(OPEN_ENDED[0]) + "\n")
+    result = rfai("collect", "--prompts", prompts, "--samples", "1")
+    assert result.returncode == 0, result.stderr
+    (row,) = rows_of(tmp_path / "datasets" / "train.jsonl")
+    assert row["score_sources"]["tests"] == "none: no teacher solution to check tests against"
+    assert "no usable tests" in result.stderr
