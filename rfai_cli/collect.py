@@ -50,6 +50,8 @@ class CollectSummary:
     tasks_skipped: int
     rows_written: int = 0
     seconds: float = 0.0
+    tests_written: int = 0  # prompts without tests that got the teacher's
+    tests_missing: int = 0  # ... and those left without usable tests
 
 
 def plan(
@@ -162,6 +164,8 @@ def run_collect(
         if pending:
             phase(f"scoring batch {len(todo)} of {len(todo)}")
             finish(pending)
+        summary.tests_written = sum(1 for written in rollout.written.values() if written.cases)
+        summary.tests_missing = len(rollout.written) - summary.tests_written
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -182,5 +186,7 @@ def summarize(summary: CollectSummary, *, tasks: int) -> dict:
         "rows_written": summary.rows_written,
         "seconds": round(summary.seconds, 3),
         "samples_per_second": summary.rows_written / summary.seconds if summary.seconds > 0 else 0.0,
+        "prompts_with_teacher_tests": summary.tests_written,
+        "prompts_without_tests": summary.tests_missing,
         "dataset": dataset,
     }

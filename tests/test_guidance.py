@@ -164,6 +164,10 @@ def test_a_run_with_the_teacher_in_every_group_writes_reports_and_learns_from_it
     assert all(m["teacher_joined_fraction"] == 1.0 and m["teacher_best_fraction"] == 1.0 for m in metrics)
     assert all(m["zero_variance_fraction"] == 0.0 for m in metrics)  # all-fail groups now teach
 
+    card = (tmp_path / "datasets" / "README.md").read_text()
+    assert "| teacher in group | always (policy shaping p / (p + 0.1)) |" in card
+    assert "The teacher's answer joined 4 of 4 training groups (100%)" in card
+    assert "best reward in 4 of them (100%)" in card
     stats = rfai("stats", "datasets/train.jsonl", "--by", "sample_source", "--json")
     by_source = json.loads(stats.stdout)["by"]["sample_source"]
     assert by_source["teacher"]["rows"] == 4 and by_source["student"]["rows"] == 8

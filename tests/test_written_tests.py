@@ -122,6 +122,7 @@ def test_collect_scores_open_ended_prompts_by_the_tests_the_teacher_wrote(rfai, 
         assert row["tests"] is None
         assert row["score_sources"]["tests"] == "none: the teacher wrote no tests in the asked form"
     assert "no usable tests (the teacher wrote no tests in the asked form)" in result.stderr
+    assert "prompts without tests of their own: 3 got the teacher's, 1 have none usable" in result.stdout
 
 
 def test_a_teacher_without_a_model_writes_no_tests_and_the_rows_say_so(rfai, tmp_path, tiny_model_dir):

@@ -189,6 +189,11 @@ def _report(summary: dict, as_json: bool) -> None:
     dataset = summary["dataset"]
     if dataset and dataset["rows"]:
         out.print(_table(summary["output"], dataset))
+        if summary["prompts_with_teacher_tests"] or summary["prompts_without_tests"]:
+            out.print(
+                f"prompts without tests of their own: {summary['prompts_with_teacher_tests']} got the teacher's, "
+                f"{summary['prompts_without_tests']} have none usable (score_sources.tests says why)"
+            )
         unrewarded = dataset["rows"] - dataset["reward"].get("count", 0)
         if unrewarded:
             out.print(

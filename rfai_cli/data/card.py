@@ -18,7 +18,7 @@ import yaml
 from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
-from ..records import SCORE_FIELDS, SPLITS, STDIN, SkipHandler, iter_blocks, parse_line
+from ..records import SCORE_FIELDS, SPLITS, STDIN, TEACHER, SkipHandler, iter_blocks, parse_line, read_rows
 from .arrow_json import read_json_block
 from .hub import check_repo_id
 from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
@@ -170,11 +170,13 @@ def write_card(
     card_path = directory / CARD_FILE
     old_metadata, custom = _previous_card(card_path)
     stats = compute_stats(list(files.values()), by=("split", "language"), on_skip=on_skip)
+    run = read_run_info(directory)
+    trained = run is not None and run.command == "train" and "train" in files  # a collect split can be GBs
     text = render_card(
         files=files,
         stats=stats,
         features=infer_features(files.values()),
-        run=read_run_info(directory),
+        run=run,
         repo_id=repo_id,
         license=license or old_metadata.get("license") or DEFAULT_LICENSE,
         # an explicit name, else the repo's, else the one the card already has, else the folder's
@@ -186,6 +188,7 @@ def write_card(
         today=date.today().isoformat(),
         evaluation_by_step=_by_step(files.get("evaluation"), on_skip),
         curves=CURVES_FILE if (directory / CURVES_FILE).is_file() else None,
+        guidance=teacher_in_group(files["train"]) if trained else None,
     )
     write_text(card_path, text)  # beside and renamed: a crash or a full disk never leaves half a card
     return card_path
@@ -253,6 +256,7 @@ def render_card(
     today: str,
     evaluation_by_step: dict | None = None,
     curves: str | None = None,
+    guidance: dict | None = None,
 ) -> str:
     languages = [name for name in stats["by"]["language"] if name != MISSING]
     metadata = {
@@ -289,7 +293,7 @@ def render_card(
         _usage_section(load_call, files),
     ]
     if run is not None:
-        sections.append(_training_section(run, evaluation_by_step, curves))
+        sections.append(_training_section(run, evaluation_by_step, curves, guidance))
     # A heading over nothing but the invisible markers would render as an empty section.
     heading = "## Notes\n\n" if re.sub(r"<!--.*?-->", "", custom, flags=re.S).strip() else ""
     sections.append(f"{heading}{CUSTOM_START}{custom}{CUSTOM_END}\n")
@@ -416,7 +420,30 @@ def _by_step(path: Path | None, on_skip: SkipHandler | None) -> dict | None:
     return {label: group for label, group in groups.items() if label != MISSING} or None
 
 
-def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curves: str | None = None) -> str:
+def teacher_in_group(path: Path) -> dict | None:
+    """How often the teacher's answer joined a training group (rows with `sample_source: teacher`)
+    and how often it had the group's best reward; None when it never did."""
+    groups: dict[tuple, list] = {}  # (run, step, task) -> [best student reward, teacher reward]
+    for row in read_rows(path, on_skip=lambda skip: None):
+        reward = row.get("reward") if isinstance(row.get("reward"), (int, float)) else None
+        group = groups.setdefault((row.get("run_id"), row.get("step"), row.get("task_id")), [None, None])
+        if row.get("sample_source") == TEACHER:
+            group[1] = reward
+        elif reward is not None:
+            group[0] = reward if group[0] is None else max(group[0], reward)
+    joined = [(best, teacher) for best, teacher in groups.values() if teacher is not None]
+    if not joined:
+        return None
+    return {
+        "groups": len(groups),
+        "joined": len(joined),
+        "best": sum(1 for best, teacher in joined if best is None or teacher >= best),
+    }
+
+
+def _training_section(
+    run: RunInfo, evaluation_by_step: dict | None = None, curves: str | None = None, guidance: dict | None = None
+) -> str:
     facts = [
         ("run", run.run_id),
         ("command", run.command),
@@ -450,6 +477,12 @@ def _training_section(run: RunInfo, evaluation_by_step: dict | None = None, curv
         f"\nReward: `reward = min({cap}, student_score / max(teacher_score, {floor}))`; each score is the "
         "rubric-weighted sum of the per-criterion scores.\n"
     )
+    if guidance:
+        lines.append(
+            f"The teacher's answer joined {guidance['joined']} of {guidance['groups']} training groups "
+            f"({guidance['joined'] / guidance['groups']:.0%}) as one more sample (`sample_source: teacher`), and had "
+            f"the group's best reward in {guidance['best']} of them ({guidance['best'] / guidance['joined']:.0%}).\n"
+        )
     if evaluation_by_step:
         lines.append("### Evaluation before and after training\n")
         lines.append(_score_table("step", evaluation_by_step) + "\n")

@@ -547,6 +547,8 @@ def training_facts(config: Config) -> dict:
         f"kl_beta {t.kl_beta:g}"
         + (f" (adaptive, target {t.target_kl:g})" if t.target_kl else "")
         + (f", distill_weight {t.distill_weight:g}" if t.distill_weight else ""),
+        "teacher in group": t.teacher_in_group
+        + (f" (policy shaping p / (p + {t.teacher_shaping_gamma:g}))" if t.teacher_in_group != "never" else ""),
         "batch": f"{t.batch_size} prompts x {t.num_samples_per_prompt} samples, "
         f"{t.gradient_accumulation_steps} micro-batches, {t.num_iterations} updates per batch",
         "sampling": f"temperature {t.generation_temperature:g}, top_p {t.top_p:g}, top_k {t.top_k}, "
