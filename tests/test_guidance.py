@@ -247,3 +247,18 @@ def test_train_does_not_train_on_groups_without_a_reward(rfai, tmp_path, tiny_mo
     assert all(row["reward"] is None and row["advantage"] == 0.0 for row in written)
     (metrics,) = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
     assert metrics["unrewarded_fraction"] == 1.0 and metrics["reward_mean"] is None
+
+
+def test_the_ratio_alone_cancels_under_group_normalisation_as_docs_train_md_works_out():
+    """Why the teacher needs a sample of its own: dividing a group by its teacher's score changes
+    no advantage under `group` until the cap binds, and an all-fail group stays at zero."""
+    scores = [0.2, 0.5, 0.5, 0.8]
+    raw = group_advantages([scores])[0]
+    for teacher in (0.8, 0.4):
+        ratio = group_advantages([[compute_reward(s, teacher) for s in scores]])[0]
+        assert np.allclose(ratio, raw, atol=1e-3)
+    capped = group_advantages([[compute_reward(s, 0.3) for s in scores]])[0]
+    assert not np.allclose(capped, raw, atol=1e-3)
+    assert group_advantages([[compute_reward(0.0, 1.0)] * 4]) == [[0.0] * 4]
+    with_teacher = group_advantages([[0.0] * 4 + [compute_reward(1.0, 1.0)]])[0]
+    assert with_teacher[-1] > 1.9 and all(-0.51 < a < -0.49 for a in with_teacher[:4])
