@@ -101,15 +101,22 @@ def check_resumable(previous: dict | None, config: Config, output: str) -> None:
     """A one-line InputError naming the config key of the first setting that differs from the run
     the split was collected with (nothing to compare with: fine)."""
     old = previous.get("fingerprint") if previous else None
-    if not isinstance(old, dict):
-        return
-    difference = first_difference(old, fingerprint(config))
-    if difference:
-        key, was, now = difference
-        raise InputError(
-            f"{output}: was collected with {config_key(key)} = {was!r}, this run has {now!r}; "
-            "pass --overwrite to start the split over, or choose another --dataset-dir"
+    if isinstance(old, dict):
+        check_same_settings(
+            old,
+            fingerprint(config),
+            f"{output}: was collected with",
+            "pass --overwrite to start the split over, or choose another --dataset-dir",
         )
+
+
+def check_same_settings(was: dict, now: dict, subject: str, remedy: str) -> None:
+    """The one refusal of `collect` and `train` to continue a run with other settings: an
+    InputError naming the config key of the first setting that differs (`subject` says whose)."""
+    difference = first_difference(was, now)
+    if difference:
+        key, old, new = difference
+        raise InputError(f"{subject} {config_key(key)} = {old!r}, this run has {new!r}; {remedy}")
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
@@ -121,3 +128,25 @@ def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any]
                 return found
         return None
     return None if old == new else (path, old, new)
+
+
+def training_facts(config: Config) -> dict:
+    """The settings a dataset card's "Training details" shows: LoRA, optimizer, loss."""
+    t = config.training
+    return {
+        "lora": f"rank {t.lora_rank}, alpha {t.lora_alpha:g} (scale {t.lora_alpha / t.lora_rank:g}), "
+        f"last {t.lora_layers} blocks, dropout {t.lora_dropout:g}",
+        "optimizer": f"AdamW, lr {t.learning_rate:g}, warmup {t.warmup_steps} then cosine, "
+        f"weight decay {t.weight_decay:g}, grad norm {t.max_grad_norm:g}",
+        "loss": f"{t.loss_type}, epsilon {t.epsilon:g}/{t.epsilon_high if t.epsilon_high is not None else t.epsilon:g}, "
+        f"kl_beta {t.kl_beta:g}"
+        + (f" (adaptive, target {t.target_kl:g})" if t.target_kl else "")
+        + (f", distill_weight {t.distill_weight:g}" if t.distill_weight else ""),
+        "teacher in group": t.teacher_in_group
+        + (f" (policy shaping p / (p + {t.teacher_shaping_gamma:g}))" if t.teacher_in_group != "never" else ""),
+        "batch": f"{t.batch_size} prompts x {t.num_samples_per_prompt} samples, "
+        f"{t.gradient_accumulation_steps} micro-batches, {t.num_iterations} updates per batch",
+        "sampling": f"temperature {t.generation_temperature:g}, top_p {t.top_p:g}, top_k {t.top_k}, "
+        f"max {t.max_new_tokens} new tokens",
+        "seed": t.seed,
+    }

@@ -438,7 +438,7 @@ def test_bad_training_input_is_one_line(rfai, tmp_path, tiny_model_dir):
     other = tmp_path / "other-model"
     __import__("shutil").copytree(tiny_model_dir, other)
     message = error(rfai("train", "--resume", "--model", str(other)))
-    assert "was trained with model = " in message and "--force" in message
+    assert "was trained with model.base_model = " in message and "--force" in message
 
 
 def test_every_training_key_is_read_by_some_code():

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from ..errors import InputError, RfaiError
 
 PREFIX = "checkpoint-"

@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from ..errors import RfaiError
 
 

@@ -24,8 +24,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
-
 EPSILON = 1e-4  # added to a standard deviation before dividing by it
 
 

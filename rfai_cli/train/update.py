@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 
-from .. import engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from .distributed import SINGLE, World
 from .grpo import LossSettings, clipped_loss
 
