@@ -1,6 +1,6 @@
 """One RL step, end to end: rfai train against mlx-lm-lora's GRPO trainer on the same job, same run.
 
-The job (issue 14): the embedded SmolLM2-135M, 8 built-in train tasks per step x G=4 samples of
+The job: the embedded SmolLM2-135M, 8 built-in train tasks per step x G=4 samples of
 at most 128 new tokens, temperature 0.8, top-p 0.95, LoRA rank 8 on every linear layer of the
 last --lora-layers blocks, kl_beta 0.04, rewards from rfai's scorer (sandboxed tests, static
 analysis) against each task's reference solution. Both legs run in their own process with

@@ -21,7 +21,7 @@ from .data.layout import append_run, implied_split
 from .data.prompts import PromptTask
 from .errors import InputError
 from .records import JsonlWriter, read_rows
-from .rollout import failing_reference_notices, open_rollout
+from .rollout import open_rollout
 from .runs import run_record
 
 
@@ -116,7 +116,6 @@ def run_collect(
     it should be."""
     notice = on_notice or (lambda _message: None)
     phase = on_phase or (lambda _text: None)
-    failing_references: set[str] = set()
     run_id = uuid.uuid4().hex[:12]
     summary = CollectSummary(work.output, len(work.todo) + work.already_done, work.already_done)
     started = time.perf_counter()
@@ -147,8 +146,6 @@ def run_collect(
             rows = future.result().rows
             writer.write_many(rows)
             summary.rows_written += len(rows)
-            for message in failing_reference_notices(rows, failing_references):
-                notice(message)
             if on_batch:
                 on_batch(BatchReport(n_tasks, rows))
 

@@ -138,7 +138,7 @@ class HuggingFaceSettings(_Section):
     @classmethod
     def _a_hub_repo_id(cls, repo_id: str | None) -> str | None:
         # Checked here, not at the end of a long train run, whose last step writes the card with it.
-        from .data.hub import repo_id_problem
+        from .repo_ids import repo_id_problem
 
         problem = repo_id and repo_id_problem(repo_id)
         if problem:

@@ -33,6 +33,12 @@ TOO_LONG = _TOO_LONG_MARK + b"\n"  # what read_line returns for a line over MAX_
 SPLITS = ("train", "validation", "evaluation")
 STDIN = "-"
 
+
+def display_name(source: str | Path) -> str:
+    """How messages name a source: its path, or <stdin> for `-`."""
+    return "<stdin>" if str(source) == STDIN else str(source)
+
+
 # The seed's fields, in the seed's order.
 SEED_FIELDS = (
     "prompt",
@@ -221,7 +227,7 @@ def read_line(stream: IO[bytes], name: str, started: int = 0) -> bytes:
 def iter_lines(source: str | Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) pairs of a JSONL source, blank lines dropped."""
     stream = open_input(source)
-    name = "<stdin>" if str(source) == STDIN else str(source)
+    name = display_name(source)
     try:
         number = 0
         while line := read_line(stream, name):
@@ -245,7 +251,7 @@ def iter_blocks(source: str | Path, size: int = 8 << 20) -> Iterator[bytes]:
                 return
             if not block.endswith(b"\n"):
                 head = block.rfind(b"\n") + 1  # the last line started here: finish it, within the line bound
-                tail = read_line(stream, "<stdin>" if str(source) == STDIN else str(source), started=len(block) - head)
+                tail = read_line(stream, display_name(source), started=len(block) - head)
                 block = block[:head] + TOO_LONG if tail == TOO_LONG else block + tail
             yield block
     except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
@@ -328,7 +334,7 @@ def read_rows(
     an InputError naming file:line.
     """
     report = skip_reporter(strict, on_skip)
-    name = "<stdin>" if str(source) == STDIN else str(source)
+    name = display_name(source)
     for number, line in iter_lines(source):
         row, reason = parse_line(line)
         if row is not None:

@@ -67,6 +67,7 @@ class Rollout:
     sampling: Any  # engine SamplingSettings
     notice: Callable[[str], None] = lambda _message: None
     written: dict = field(default_factory=dict)  # (prompt, language) -> WrittenTests, for tasks without tests
+    reported: set = field(default_factory=set)  # tasks whose failing reference solution was reported
 
     def sample(self, batch: Batch) -> SampledBatch:
         """The teacher's reference for each task and len(indices) student samples of it, decoded
@@ -85,7 +86,8 @@ class Rollout:
 
     def score(self, sampled: SampledBatch, provenance: dict) -> ScoredBatch:
         """Score students and teacher alike, and build the dataset rows. `provenance` holds the
-        fields every row of the run shares (split, models, run_id)."""
+        fields every row of the run shares (split, models, run_id). A task whose own reference
+        solution fails its tests is reported once."""
         from .scoring import ScoreItem, extract_code, fill_record
 
         items = [
@@ -108,6 +110,8 @@ class Rollout:
                 scored.rows.append(
                     self._tests_source(_add_provenance(record, task, reference, index, STUDENT, provenance))
                 )
+        for message in _failing_reference_notices(scored.rows, self.reported):
+            self.notice(message)
         return scored
 
     def _with_written_tests(self, batch: Batch, references: Sequence[Any]) -> list:
@@ -204,7 +208,7 @@ def task_row(task: PromptTask) -> dict:
     return {"prompt": task.prompt, "language": task.language, "tests": task.tests, "entry_point": task.entry_point}
 
 
-def failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[str]:
+def _failing_reference_notices(rows: Sequence[dict], reported: set[str]) -> list[str]:
     """One warning per task whose own reference solution fails its tests (each task once: `reported`)."""
     from .teachers.teacher import KNOWN_SOLUTION
 

@@ -48,15 +48,53 @@ def fingerprint(config: Config) -> dict[str, Any]:
     }
 
 
+# Every training key either changes what a resumed run learns, and takes part in its fingerprint, or
+# is safe to change between a run and its resume (a test keeps the two lists and the config in step).
+# sampling (temperature, top_p, top_k, max_new_tokens, seed) is in `fingerprint` already.
+TRAINED_WITH = (
+    "num_samples_per_prompt",
+    "batch_size",
+    "learning_rate",
+    "warmup_steps",
+    "max_grad_norm",
+    "weight_decay",
+    "kl_beta",
+    "target_kl",
+    "kl_gain",
+    "distill_weight",
+    "teacher_in_group",
+    "teacher_shaping_gamma",
+    "loss_type",
+    "scale_rewards",
+    "epsilon",
+    "epsilon_high",
+    "num_iterations",
+    "mask_truncated_completions",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_layers",
+)
+SAFE_ON_RESUME = (
+    "max_steps",  # continue a finished run further; the cosine decay stretches to the new end
+    "epochs",
+    "gradient_accumulation_steps",  # the same gradient, in other micro-batches
+    "max_nonfinite_steps",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "save_total_limit",
+    "report_to",
+    "eval_steps",
+    "eval_samples",
+    "eval_limit",
+)
+
+
 def train_fingerprint(config: Config) -> dict[str, Any]:
-    """`fingerprint` and the settings that change only what `train` writes and learns."""
-    training = config.training
+    """`fingerprint` and the training settings a resumed run must share with its checkpoint."""
     return {
         **fingerprint(config),
-        "training": {
-            "teacher_in_group": training.teacher_in_group,
-            "teacher_shaping_gamma": training.teacher_shaping_gamma,
-        },
+        "training": {key: getattr(config.training, key) for key in TRAINED_WITH},
     }
 
 

@@ -54,17 +54,24 @@ def test_disabled_or_missing_openblas_is_harmless(setting):
 
 def test_every_module_that_imports_mlx_preloads_openblas_first():
     """mlx binds its BLAS when first imported: a module outside the engine that imports mlx
-    itself must import the engine (which preloads OpenBLAS) at module level, before any of its
-    functions can run (the trainer once imported mlx first and ran about 10x slower)."""
-    engine = REPO / "rfai_cli" / "engine"
+    itself must import the engine (which preloads OpenBLAS) at module level, or sit in a package
+    whose __init__ does, before any of its functions can run (the trainer once imported mlx
+    first and ran about 10x slower)."""
+    package = REPO / "rfai_cli"
+    engine = package / "engine"
+
+    def preloads(path: Path) -> bool:
+        return any(
+            line.startswith(("from .. import engine", "from . import engine", "import rfai_cli.engine"))
+            for line in path.read_text().splitlines()
+        )
+
     offenders = []
-    for path in (REPO / "rfai_cli").rglob("*.py"):
+    for path in package.rglob("*.py"):
         text = path.read_text()
         if engine in path.parents or ("import mlx" not in text and "from mlx" not in text):
             continue
-        if not any(
-            line.startswith(("from .. import engine", "from . import engine", "import rfai_cli.engine"))
-            for line in text.splitlines()
-        ):
+        packages = [folder / "__init__.py" for folder in path.parents if package in (folder, *folder.parents)]
+        if not preloads(path) and not any(init.exists() and preloads(init) for init in packages):
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []

@@ -441,6 +441,27 @@ def test_bad_training_input_is_one_line(rfai, tmp_path, tiny_model_dir):
     assert "was trained with model.base_model = " in message and "--force" in message
 
 
+def test_every_training_key_is_in_the_resume_fingerprint_or_safe_to_change():
+    from rfai_cli.config import Config, TrainingSettings
+    from rfai_cli.runs import SAFE_ON_RESUME, TRAINED_WITH, fingerprint
+
+    sampling = {"generation_temperature", "top_p", "top_k", "max_new_tokens", "seed"}
+    assert len(fingerprint(Config())["sampling"]) == len(sampling)
+    listed = [*TRAINED_WITH, *SAFE_ON_RESUME, *sampling]
+    assert sorted(listed) == sorted(TrainingSettings.model_fields)  # each key once
+
+
+def test_a_resume_with_another_learning_rate_is_refused_by_its_config_key(rfai, tmp_path, tiny_model_dir):
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 1))
+    assert rfai("train").returncode == 0
+    path = tmp_path / "config.yaml"
+    path.write_text(path.read_text().replace("learning_rate: 0.001", "learning_rate: 0.002"))
+    refused = rfai("train", "--resume", "--max-steps", "2")
+    assert refused.returncode != 0 and "training.learning_rate = 0.001, this run has 0.002" in refused.stderr
+    path.write_text(path.read_text().replace("learning_rate: 0.002", "learning_rate: 0.001"))
+    assert rfai("train", "--resume", "--max-steps", "2").returncode == 0  # max_steps is safe to change
+
+
 def test_every_training_key_is_read_by_some_code():
     """A key in config.example.yaml that no code reads would be a promise the tool does not keep."""
     from rfai_cli.config import TrainingSettings

@@ -96,7 +96,7 @@ def filter_rows(
     """Select rows of a dataset file by score, language, top-k; dedupe; drop secrets."""
     from ..config import load_config
 
-    load_config(config)
+    load_config(config)  # read for its errors only: every command rejects a broken config.yaml alike
     from ..data.filter import FilterSpec, filter_rows
 
     run_filter = partial(filter_rows, careful=careful)

@@ -48,7 +48,7 @@ def stats(
     """Statistics of dataset files: scores, rewards, languages, splits, test pass rates, pass@k."""
     from ..config import load_config
 
-    load_config(config)
+    load_config(config)  # read for its errors only: every command rejects a broken config.yaml alike
     from ..data.stats import DEFAULT_BY, compute_stats
 
     ks = _parse_ks(pass_at)

@@ -19,8 +19,8 @@ from .. import yaml_input
 from ..errors import InputError
 from ..output import write_text
 from ..records import SCORE_FIELDS, SPLITS, STDIN, TEACHER, SkipHandler, iter_blocks, parse_line, read_rows
+from ..repo_ids import check_repo_id
 from .arrow_json import read_json_block
-from .hub import check_repo_id
 from .layout import CARD_FILE, CURVES_FILE, REWARD_FORMULA, RunInfo, read_run_info, split_files
 from .stats import MISSING, compute_stats
 

@@ -31,10 +31,10 @@ from ..records import (
     MAX_DEPTH,
     MAX_LINE_BYTES,
     SCORE_FIELDS,
-    STDIN,
     STUDENT,
     Skip,
     SkipHandler,
+    display_name,
     dumps,
     iter_lines,
     may_nest_too_deep,
@@ -169,7 +169,7 @@ def _selected(
     source: str | Path, spec: FilterSpec, report: FilterReport, strict: bool, on_skip: SkipHandler | None
 ) -> Iterator[tuple[dict, bytes]]:
     """(row, output line) for each valid row that passes the per-row tests, secrets redacted if asked."""
-    name = "<stdin>" if str(source) == STDIN else str(source)
+    name = display_name(source)
     default_split = implied_split(source)
     report_skip = skip_reporter(strict, on_skip)
     for number, row, reason, line in _records(source):

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..errors import InputError, RfaiError, first_line
 from ..output import write_bytes
 from ..records import SPLITS
+from ..repo_ids import check_repo_id
+from .layout import CARD_FILE
 from .parquet import DEFAULT_MAX_SHARD_SIZE, write_shards
 from .splitcheck import SecretHit, SplitCheck, check_split, merge_schemas
 
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from ..config import Config
 
 FORMATS = ("jsonl", "parquet")
-CARD = "README.md"
 # Checked in this order; the first one set wins (the seed documented HUGGINGFACE_TOKEN).
 TOKEN_ENV_VARS = ("HUGGINGFACE_TOKEN", "HF_TOKEN")
 SAVED_LOGIN = "saved login (hf auth login)"
@@ -149,14 +150,16 @@ def upload_dataset(
         files = _stage(
             stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress
         )
-        if (stage / CARD).exists():
-            card_secrets = _card_secrets(stage / CARD)
+        if (stage / CARD_FILE).exists():
+            card_secrets = _card_secrets(stage / CARD_FILE)
             if card_secrets and not allow_secrets:
                 raise RfaiError(
                     f"refusing to upload: the dataset card has a secret at {card_secrets}; nothing was sent"
                 )
         else:
-            notify(f"warning: no {CARD}: without the card's split list, datasets will call evaluation.jsonl 'test'")
+            notify(
+                f"warning: no {CARD_FILE}: without the card's split list, datasets will call evaluation.jsonl 'test'"
+            )
         result = UploadResult(
             repo_id, "", revision or "main", tok.source, files, dry_run=dry_run, tag=tag, secrets=secrets
         )
@@ -174,26 +177,6 @@ def upload_dataset(
 
 
 # ---------------------------------------------------------------------------- local preparation
-
-
-def repo_id_problem(repo_id: str) -> str | None:
-    """Why the Hub would refuse `repo_id` as a dataset id (OWNER/NAME), or None."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if not repo_id or repo_id.count("/") != 1:
-        return f"must be OWNER/NAME, got {repo_id!r}"
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        return f"{repo_id!r} is not a valid repo name (letters, digits, '-', '_', '.')"
-    return None
-
-
-def check_repo_id(repo_id: str, what: str = "--repo-id") -> None:
-    problem = repo_id_problem(repo_id)
-    if problem:
-        raise InputError(f"{what} {problem}")
 
 
 def _check_options(repo_id: str, fmt: str, revision: str | None, create_pr: bool, tag: str | None) -> None:
@@ -245,7 +228,7 @@ def _card_secrets(card: Path) -> str | None:
     for number, line in enumerate(card.read_text(encoding="utf-8").splitlines(), start=1):
         found = find_secrets(line)
         if found:
-            return f"{CARD}:{number} ({found[0].kind})"
+            return f"{CARD_FILE}:{number} ({found[0].kind})"
     return None
 
 
@@ -301,18 +284,18 @@ def _stage(
 
     for check in checks:
         _link(check.path, stage / check.path.name)
-    for name in (CARD, RUN_FILE, CURVES_FILE):
+    for name in (CARD_FILE, RUN_FILE, CURVES_FILE):
         if (directory / name).is_file():
             shutil.copyfile(directory / name, stage / name)
     if write_card:
         make_card(stage, repo_id=repo_id, config=config)
         if not dry_run:
-            write_bytes(directory / CARD, (stage / CARD).read_bytes())
+            write_bytes(directory / CARD_FILE, (stage / CARD_FILE).read_bytes())
     if fmt == "jsonl":
         files = [UploadFile(c.path.name, c.path.stat().st_size, c.rows) for c in checks]
     else:
         files = _stage_parquet(stage, checks, schema, max_shard_size, on_progress)
-    for name in (CARD, CURVES_FILE):
+    for name in (CARD_FILE, CURVES_FILE):
         if (stage / name).exists():
             files.append(UploadFile(name, (stage / name).stat().st_size))
     return files
@@ -341,8 +324,8 @@ def _stage_parquet(
         data_files.append({"split": check.split, "path": shards})
     if on_progress:
         on_progress("writing parquet", total, total)
-    if (stage / CARD).exists():
-        _point_card_at_shards(stage / CARD, schema, data_files)
+    if (stage / CARD_FILE).exists():
+        _point_card_at_shards(stage / CARD_FILE, schema, data_files)
     return files
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import InputError
-from ..records import SPLITS, Skip, SkipHandler, iter_lines, parse_line, read_rows, skip_reporter
+from ..records import SPLITS, Skip, SkipHandler, display_name, iter_lines, parse_line, read_rows, skip_reporter
 
 BUILTIN = "builtin"
 STARTER = "starter"
@@ -130,7 +130,7 @@ def _humaneval(split: str | None) -> Iterator[PromptTask]:
 
 
 def _jsonl(source: str | Path, split: str | None, *, strict: bool, on_skip: SkipHandler | None) -> Iterator[PromptTask]:
-    name = "<stdin>" if str(source) == "-" else str(source)
+    name = display_name(source)
     report = skip_reporter(strict, on_skip)
     seen: dict[str, int] = {}  # task_id -> line it was first used on
     for number, line in iter_lines(source):

@@ -30,10 +30,10 @@ from ..errors import InputError
 from ..records import (
     FIELD_TYPES,
     SCORE_FIELDS,
-    STDIN,
     Skip,
     SkipHandler,
     block_may_nest_too_deep,
+    display_name,
     iter_blocks,
     normalize_language,
     parse_line,
@@ -588,10 +588,6 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0]
 
 
-def _source_name(source: str | Path) -> str:
-    return "<stdin>" if str(source) == STDIN else str(source)
-
-
 def compute_stats(
     sources: Sequence[str | Path],
     *,
@@ -621,7 +617,7 @@ def compute_stats(
     files = []
 
     for source in dataset_files(sources):
-        name = _source_name(source)
+        name = display_name(source)
         file_skips = skips.total
         default_split = implied_split(source)
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from ..errors import InputError
 from ..output import open_output
-from ..records import STDIN, JsonlWriter, Skip, iter_lines, parse_line
+from ..records import JsonlWriter, Skip, display_name, iter_lines, parse_line
 from .scorer import ScoreItem, Scorer, fill_record
 
 
@@ -49,7 +49,7 @@ def rescore(
     on_batch: Callable[[RescoreSummary], None] | None = None,
 ) -> RescoreSummary:
     summary = RescoreSummary()
-    name = "<stdin>" if str(source) == STDIN else str(source)
+    name = display_name(source)
     batch_size = scorer.workers * 8
 
     def problem(line: int, reason: str) -> None:

@@ -9,11 +9,14 @@ import re
 from ..scoring.rubric import CRITERIA
 from .base import Chat
 
-_RUBRIC = """\
-- correctness: does the code solve the task as stated, including edge cases, and would it run without errors?
-- code_quality: is it readable, idiomatic for the language, well structured, with clear names?
-- efficiency: are the algorithms and data structures appropriate (time and memory)?
-- documentation: do docstrings and comments explain what the code does and why, where it helps?"""
+# What the judge is asked of each rubric criterion; the criteria themselves are the rubric's.
+_QUESTIONS = {
+    "correctness": "does the code solve the task as stated, including edge cases, and would it run without errors?",
+    "code_quality": "is it readable, idiomatic for the language, well structured, with clear names?",
+    "efficiency": "are the algorithms and data structures appropriate (time and memory)?",
+    "documentation": "do docstrings and comments explain what the code does and why, where it helps?",
+}
+_RUBRIC = "\n".join(f"- {name}: {_QUESTIONS[name]}" for name in CRITERIA)
 
 _JSON_SHAPE = "{" + ", ".join(f'"{name}": x' for name in CRITERIA) + "}"
 
