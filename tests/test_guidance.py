@@ -5,13 +5,11 @@ The rule for a missing teacher score (scoring/rubric.py) in collect and train.""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RFAI
-from test_train import TRAIN_ENV, TRAINING, config_text, lora_model, rows, twin_runs
+from test_train import TRAINING, config_text, killed_and_resumed, lora_model, rows
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.logprobs import frozen_hidden, padded_completion_logprobs, token_batch
@@ -186,27 +184,8 @@ def test_never_writes_no_teacher_sample(rfai, tmp_path, tiny_model_dir):
 
 @pytest.mark.slow
 def test_kill_9_and_resume_with_teacher_samples_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
-    import signal
-    import time
-
-    from safetensors.numpy import load_file
-
-    whole, broken = twin_runs(tmp_path, guided_config(tiny_model_dir, tmp_path, 6))
-    assert subprocess.run([*RFAI, "train"], cwd=whole, env=TRAIN_ENV, capture_output=True).returncode == 0
-    victim = subprocess.Popen([*RFAI, "train"], cwd=broken, env=TRAIN_ENV, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not (broken / "checkpoints" / "checkpoint-000006").exists(), "the run ended before it could be killed"
-    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=TRAIN_ENV, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
-    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
-    written = rows(whole / "datasets" / "train.jsonl")
+    written = killed_and_resumed(tmp_path, guided_config(tiny_model_dir, tmp_path, 6), 6)
     assert sum(row["sample_source"] == "teacher" for row in written) == 6 * 2
-    assert rows(broken / "datasets" / "train.jsonl") == written
 
 
 OPEN_ENDED = [

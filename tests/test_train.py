@@ -322,27 +322,35 @@ def test_a_missing_report_library_is_one_line_before_training(rfai, tmp_path, ti
     assert not (tmp_path / "datasets" / "train.jsonl").exists()
 
 
-@pytest.mark.slow
-def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
+def killed_and_resumed(tmp_path: Path, config: str, steps: int) -> list[dict]:
+    """Run `config` through in one directory; in another, kill -9 it after its second checkpoint
+    and resume it. The adapters and rows must match; returns the uninterrupted run's rows."""
     from safetensors.numpy import load_file
 
-    env = dict(TRAIN_ENV)
-    whole, broken = twin_runs(tmp_path, config_text(tiny_model_dir, 8))
-    assert subprocess.run([*RFAI, "train"], cwd=whole, env=env, capture_output=True).returncode == 0
+    whole, broken = twin_runs(tmp_path, config)
+    assert subprocess.run([*RFAI, "train"], cwd=whole, env=TRAIN_ENV, capture_output=True).returncode == 0
     victim = subprocess.Popen(
-        [*RFAI, "train"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*RFAI, "train"], cwd=broken, env=TRAIN_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
     while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert not (broken / "checkpoints" / "checkpoint-000008").exists(), "the run ended before it could be killed"
-    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=env, capture_output=True, text=True)
+    last = broken / "checkpoints" / f"checkpoint-{steps:06d}"
+    assert not last.exists(), "the run ended before it could be killed"
+    resumed = subprocess.run([*RFAI, "train", "--resume"], cwd=broken, env=TRAIN_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
-    assert rows(whole / "datasets" / "train.jsonl") == rows(broken / "datasets" / "train.jsonl")
+    written = rows(whole / "datasets" / "train.jsonl")
+    assert rows(broken / "datasets" / "train.jsonl") == written
+    return written
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_gives_the_same_adapters_and_rows(tmp_path, tiny_model_dir):
+    killed_and_resumed(tmp_path, config_text(tiny_model_dir, 8), 8)
 
 
 # Loaded as sitecustomize into a training run: kill -9 at one point of the step-4 checkpoint's save.

@@ -8,20 +8,15 @@ It counts requests, records their bodies and headers, and tracks how many were i
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .json_http import JsonHandler, LocalServer
 
 VERDICT = {"correctness": 0.9, "code_quality": 0.8, "efficiency": 0.7, "documentation": 0.6}
 SOLUTION = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```\n"
 
 
-class _Httpd(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 drops bursts of connections (then TCP waits a second)
-
-
-class MessagesServer:
+class MessagesServer(LocalServer):
     def __init__(self, delay: float = 0.0):
         self.delay = delay  # seconds each request takes, to observe concurrency
         self.requests: list[dict] = []
@@ -29,11 +24,7 @@ class MessagesServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._script: list = []
-        self._lock = threading.Lock()
-        self.httpd = _Httpd(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self.start()
 
     @property
     def count(self) -> int:
@@ -61,19 +52,12 @@ class MessagesServer:
         # No script: answer like a model.
         return json.dumps(VERDICT) if "JSON" in body.get("system", "") else SOLUTION
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                body = self.json_body()
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append(dict(self.headers))
@@ -87,7 +71,7 @@ class MessagesServer:
                     # the moment it has this answer is never seen as one too many in flight.
                     with server._lock:
                         server.in_flight -= 1
-                self._send(status, payload)
+                self.send_json(status, payload)
 
             def _answer(self, body: dict) -> tuple[int, dict]:
                 if self.path != "/v1/messages":
@@ -105,13 +89,5 @@ class MessagesServer:
                     "stop_reason": "end_turn",
                     "usage": {"input_tokens": 1, "output_tokens": 1},
                 }
-
-            def _send(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         return Handler
