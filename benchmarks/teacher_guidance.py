@@ -2,19 +2,20 @@
 
 The job: the embedded SmolLM2-135M trains on the starter curriculum's 27 train tasks (the teacher
 is each task's reference solution), `--steps` steps of 4 prompts x G=4 samples of at most 128
-new tokens, learning rate 1e-4, kl_beta 0.04. Two arms per seed, equal in everything (steps,
-student completions, seed, data order) but `training.teacher_in_group`: `never` (plain GRPO)
-and `failing` (the teacher's answer joins groups where no student scores as well). The held-out
+new tokens, learning rate 1e-4, kl_beta 0.04. The arms of a seed are equal in everything (steps,
+student completions, seed, data order) but `training.teacher_in_group`: `never` (plain GRPO),
+`failing` (the teacher's answer joins groups where no student scores as well) and `always`
+(every group). The held-out
 tasks are the starter set's evaluation and validation tasks (16, none trained on), sampled G=4
 times before and after training with the same seed, so the arms start from the same figures.
 
 Per run it reports, on the held-out tasks: pass@1 (the mean share of a task's samples that pass
 every test), pass@G (the share of tasks with at least one passing sample), and the tasks that no
 sample solved; from `metrics.jsonl`, the mean share of zero-variance groups per step and the
-share of groups the teacher joined. Then the paired difference (failing - never) of each figure
-over the seeds, with its standard error.
+share of groups the teacher joined. Then the paired difference (arm - never) of each figure over
+the seeds, with its standard error.
 
-    .venv/bin/python benchmarks/teacher_guidance.py [--seeds 0 1 2] [--steps 12] [--jobs 2] [--out DIR]
+    .venv/bin/python benchmarks/teacher_guidance.py [--seeds 0 1 2] [--arms never failing] [--steps 12] [--jobs 2] [--out DIR]
 
 Runs go to DIR (default: a temporary directory); an arm whose `metrics.jsonl` already reached
 `--steps` is read, not run again, so a stopped benchmark continues where it was.
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ARMS = ("never", "failing")
+ARMS = ("never", "failing", "always")
 GROUP = 4
 
 CONFIG = """
@@ -144,6 +145,7 @@ def paired(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["never", "failing"])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each gets cores / jobs BLAS threads)")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary directory)")
@@ -153,7 +155,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     held_out = held_out_file(work)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    plan = [(seed, arm) for seed in args.seeds for arm in ARMS]
+    if "never" not in args.arms:
+        parser.error("--arms needs never, the arm the others are compared with")
+    plan = [(seed, arm) for seed in args.seeds for arm in args.arms]
     with ThreadPoolExecutor(args.jobs) as pool:
         runs = dict(zip(plan, pool.map(lambda job: run_arm(work, held_out, *job, args.steps, threads), plan)))
 
@@ -170,14 +174,15 @@ def main() -> None:
             f"{f['after'][f'pass@{GROUP}']:>12.3f} {f['before']['never_solved']:>12} / {f['after']['never_solved']:<10} "
             f"{f['zero_variance']:>14.2f} {f['teacher_joined']:>14.2f} {f['seconds_per_step']:>7.1f}"
         )
-    print("paired difference, failing - never, mean ± standard error over seeds:")
-    for name, read in (
-        ("held-out pass@1 after", lambda f: f["after"]["pass@1"]),
-        (f"held-out pass@{GROUP} after", lambda f: f["after"][f"pass@{GROUP}"]),
-        ("held-out tasks never solved after", lambda f: f["after"]["never_solved"]),
-        ("zero-variance share of groups", lambda f: f["zero_variance"]),
-    ):
-        print(f"  {name}: {paired([read(figures[(s, 'failing')]) - read(figures[(s, 'never')]) for s in args.seeds])}")
+    for arm in [a for a in args.arms if a != "never"]:
+        print(f"paired difference, {arm} - never, mean ± standard error over {len(args.seeds)} seeds:")
+        for name, read in (
+            ("held-out pass@1 after", lambda f: f["after"]["pass@1"]),
+            (f"held-out pass@{GROUP} after", lambda f: f["after"][f"pass@{GROUP}"]),
+            ("held-out tasks never solved after", lambda f: f["after"]["never_solved"]),
+            ("zero-variance share of groups", lambda f: f["zero_variance"]),
+        ):
+            print(f"  {name}: {paired([read(figures[(s, arm)]) - read(figures[(s, 'never')]) for s in args.seeds])}")
 
 
 if __name__ == "__main__":
