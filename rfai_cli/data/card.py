@@ -44,11 +44,13 @@ FIELD_DOCS = {
     "timestamp": "when the row was written (ISO 8601, UTC)",
     "student_breakdown": "per-criterion scores of the student's code, 0..1",
     "teacher_breakdown": "per-criterion scores of the teacher's code, 0..1",
-    "score_sources": "where each criterion's score came from (tests, static, judge, cache, fallback)",
+    "score_sources": "where each criterion's score came from (tests, static, judge, cache, fallback), "
+    "and `tests: teacher` when the teacher wrote the tests",
     "test_results": "tests passed / run, for the student and the teacher",
     "split": "train, validation or evaluation",
     "task_id": "identifier of the prompt's task",
     "sample_index": "index of this sample among the student's samples for the prompt",
+    "sample_source": "who wrote `student_code`: `student`, or `teacher` for its answer taken as a sample of the group",
     "step": "training step that produced the row",
     "epoch": "training epoch that produced the row",
     "advantage": "the reward normalised within the prompt's group of samples (training rows)",
@@ -56,7 +58,7 @@ FIELD_DOCS = {
     "teacher_model": "the teacher model",
     "run_id": "the run that produced the row",
     "schema_version": "version of the row schema",
-    "tests": "the task's test cases",
+    "tests": "the task's test cases (the teacher's, for a prompt that had none)",
     "entry_point": "name of the function the tests call",
 }
 
