@@ -8,6 +8,7 @@ nesting. Every deduction is listed in `notes` so a score can be explained.
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import re
 import threading
@@ -357,11 +358,12 @@ def brace_function_names(code: str, language: str) -> list[str]:
 def brace_documentation(code: str, language: str) -> float:
     """Share of functions (main and tests excluded) preceded by a comment or doc comment."""
     lines = code.splitlines()
+    breaks = [match.start() for match in re.finditer("\n", code)]  # the line of an offset, by bisection
     functions = []
     for name, start in _function_starts(code, language):
         if name in _NOT_FUNCTIONS:
             continue
-        line = code.count("\n", 0, start)
+        line = bisect.bisect_left(breaks, start)
         above = line - 1
         while above >= 0 and lines[above].strip().startswith("#["):  # skip Rust attributes
             above -= 1
