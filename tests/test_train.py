@@ -552,3 +552,12 @@ def test_a_teacher_switching_lora_off_meanwhile_cannot_change_the_update(tiny_mo
 
     alone, raced = updated(fresh(), False), updated(fresh(), True)
     assert all(np.array_equal(alone[k], raced[k]) for k in alone)
+
+
+@pytest.mark.parametrize("variable", ["TEMP", "TMPDIR"])
+def test_a_temperature_in_the_shells_temp_variable_does_not_break_mlx(rfai, tmp_path, tiny_model_dir, variable):
+    """MLX keeps compiled kernels in the temporary directory that TMPDIR/TMP/TEMP/TEMPDIR names;
+    `TEMP=1.0` (a temperature, a common shell variable) once made every run a traceback."""
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 1))
+    result = rfai("train", env={variable: "1.0"})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
