@@ -136,6 +136,9 @@ def test_bad_adapter_paths_are_one_line_errors(tiny_model_dir, tmp_path):
     with pytest.raises(RfaiError, match="does not fit the model") as error:
         load_model(str(tiny_model_dir), adapter_path=str(wrong))
     assert "\n" not in str(error.value)
+    # the tensors that do not fit are named (mlx-lm lists them after its first line)
+    assert "tensors, e.g. model.layers." in str(error.value)
+    assert "adapter shape" in str(error.value) and "does not match model parameter shape" in str(error.value)
 
 
 def test_unknown_hub_id_offline_is_a_one_line_error(tmp_path):

@@ -87,4 +87,12 @@ def apply_adapters(model, adapter_path: str) -> None:
     try:
         load_adapters(model, str(directory))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RfaiError(f"adapter_path {adapter_path!r}: does not fit the model: {first_line(exc)}") from None
+        raise RfaiError(f"adapter_path {adapter_path!r}: does not fit the model: {_mismatch(exc)}") from None
+
+
+def _mismatch(exc: Exception) -> str:
+    """mlx-lm's message in one line: its first line lists nothing, the tensor names follow it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{len(lines) - 1} tensors, e.g. {first_line(lines[1], limit=300)}"
+    return first_line(exc)
