@@ -313,3 +313,16 @@ def test_static_analysis_of_a_long_answer_is_linear_in_its_size(language):
 
     small, large = answer(1_000), answer(20_000)
     assert seconds(large) < 80 * seconds(small)
+
+
+def test_an_answers_own_syntax_warnings_stay_out_of_rfais_output():
+    """Invalid escape sequences in an answer make the parser warn (DeprecationWarning on 3.11,
+    SyntaxWarning from 3.12): those lines once reached rfai's stderr."""
+    import warnings
+
+    from rfai_cli.scoring.static import analyze
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyze('def f(x):\n    """Match digits."""\n    return "\\d" in x\n', "python")
+    assert [str(w.message) for w in caught] == []

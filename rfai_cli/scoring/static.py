@@ -12,6 +12,7 @@ import bisect
 import builtins
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 MAX_FUNCTION_LINES = 60
@@ -77,8 +78,11 @@ _PARSE_LOCK = threading.Lock()
 def parse_python(source: str) -> ast.Module:
     """`ast.parse`, one call at a time: CPython 3.11's AST constructor keeps its recursion depth in
     interpreter-wide state, and parses on two scorer threads at once can fail with
-    "SystemError: AST constructor recursion depth mismatch"."""
-    with _PARSE_LOCK:
+    "SystemError: AST constructor recursion depth mismatch". The warnings an answer's source
+    provokes (invalid escape sequences) are the answer's business, not lines on rfai's stderr."""
+    with _PARSE_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return ast.parse(source)
 
 

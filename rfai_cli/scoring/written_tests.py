@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .extract import extract_code
 from .programs import LANGUAGES, run_tests
-from .static import blank_comments_and_strings, function_bodies
+from .static import blank_comments_and_strings, function_bodies, parse_python
 
 MAX_CASES = 12
 MAX_CASE_CHARS = 1000
@@ -53,7 +53,7 @@ def parse_tests(answer: str, language: str) -> list[str]:
 
 def _python_asserts(code: str) -> list[str]:
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except (SyntaxError, ValueError, RecursionError):
         return []
     return [ast.get_source_segment(code, node) or "" for node in tree.body if isinstance(node, ast.Assert)]
@@ -79,7 +79,7 @@ def stub_of(code: str, language: str) -> str:
     """The code with every function's body gutted: the names exist, nothing is computed."""
     if language == "python":
         try:
-            tree = ast.parse(code)
+            tree = parse_python(code)
         except (SyntaxError, ValueError, RecursionError):
             return ""
         for node in ast.walk(tree):
