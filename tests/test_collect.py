@@ -339,3 +339,16 @@ def test_on_a_terminal_collect_shows_its_phase_an_eta_and_the_next_command(rfai,
     assert piped.returncode == 0, piped.stderr
     last = piped.stdout.strip().splitlines()[-1]  # the summary ends with what to run next
     assert last == "next: rfai card more; rfai upload --repo-id ID --dataset-dir more", piped.stdout
+
+
+def test_collect_evaluates_a_trained_adapter_named_on_the_command_line(rfai, tmp_path, tiny_model_dir):
+    from test_train import config_text
+
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 1))
+    assert rfai("train").returncode == 0
+    adapted = rfai("collect", "--adapter-path", "checkpoints", "--limit", "1", "--samples", "1", "-d", "adapted")
+    assert adapted.returncode == 0, adapted.stderr
+    (run,) = json.loads((tmp_path / "adapted" / "run.json").read_text())["runs"]
+    assert run["fingerprint"]["adapters"] == "checkpoints"
+    missing = rfai("collect", "--adapter-path", "nowhere", "--limit", "1", "-d", "other")
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "adapter_config.json not found" in missing.stderr

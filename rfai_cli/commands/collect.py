@@ -10,6 +10,7 @@ import typer
 
 from .. import console
 from .common import (
+    AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
     JsonOption,
@@ -59,6 +60,7 @@ def collect(
     dataset_dir: DatasetDirOption = None,
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
+    adapter_path: AdapterPathOption = None,
     max_new_tokens: Annotated[
         Optional[int],
         typer.Option("--max-new-tokens", min=1, help="Most tokens generated per sample \\[training.max_new_tokens]."),
@@ -92,6 +94,7 @@ def collect(
             if (chosen := dataset_dir_of(dataset_dir, output_dir))
             else None,
             "model.base_model": model,
+            "model.adapter_path": adapter_path,
         },
     )
     split_name, source = prompt_source(config, prompts, split.value if split else None)

@@ -32,6 +32,14 @@ def dataset_dir_of(dataset_dir: Path | None, old_spelling: Path | None) -> Path 
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
 ]
+AdapterPathOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--adapter-path",
+        metavar="DIR",
+        help="LoRA adapters in mlx-lm's format to start the student from \\[model.adapter_path].",
+    ),
+]
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
 ]

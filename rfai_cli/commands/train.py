@@ -13,6 +13,7 @@ import typer
 from .. import console
 from ..errors import InputError
 from .common import (
+    AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
     JsonOption,
@@ -43,6 +44,7 @@ def train(
     dataset_dir: DatasetDirOption = None,
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
+    adapter_path: AdapterPathOption = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")
     ] = False,
@@ -84,6 +86,7 @@ def train(
             if (chosen := dataset_dir_of(dataset_dir, output_dir))
             else None,
             "model.base_model": model,
+            "model.adapter_path": adapter_path,
         },
     )
     warnings = SkipWarnings()
