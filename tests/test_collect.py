@@ -351,4 +351,8 @@ def test_collect_evaluates_a_trained_adapter_named_on_the_command_line(rfai, tmp
     (run,) = json.loads((tmp_path / "adapted" / "run.json").read_text())["runs"]
     assert run["fingerprint"]["adapters"] == "checkpoints"
     missing = rfai("collect", "--adapter-path", "nowhere", "--limit", "1", "-d", "other")
-    assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "adapter_config.json not found" in missing.stderr
+    assert (
+        missing.returncode != 0
+        and missing.stderr.count("\n") == 1
+        and "adapter_config.json not found" in missing.stderr
+    )

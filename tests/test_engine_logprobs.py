@@ -8,7 +8,7 @@ import pytest
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.loading import load_model
-from rfai_cli.engine.logprobs import batch_logprobs, frozen_hidden, token_batch
+from rfai_cli.engine.logprobs import batch_logprobs, frozen_hidden, shortcut_notice, token_batch
 from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
 
 PROMPTS = [[5, 9, 11, 40], [7], [3, 3, 3, 3, 3, 3, 3]]
@@ -93,4 +93,63 @@ def test_a_model_whose_blocks_cannot_be_stood_in_for_gets_plain_passes(tiny_mode
     model.freeze()
     batch = token_batch(PROMPTS, COMPLETIONS)
     assert frozen_hidden(model, batch) is None
+    assert "cannot be stood in for" in shortcut_notice(model) and shortcut_notice(inner) is None
     assert_matches(batch_logprobs(model, batch), plain_logprobs(model, PROMPTS, COMPLETIONS))
+
+
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=4,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    rms_norm_eps=1e-6,
+    vocab_size=128,
+    head_dim=16,
+    rope_theta=10000.0,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+)
+ARCHITECTURES = {
+    "llama": {},
+    "qwen2": {},  # blocks behind a pipeline_layers property: a fresh list on every access
+    "qwen3": {},
+    "qwen3_moe": dict(
+        num_experts=4,
+        num_experts_per_tok=2,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        moe_intermediate_size=32,
+        norm_topk_prob=True,
+    ),
+    "mistral": {},
+    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+    "phi3": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("architecture", "bits"), [(name, None) for name in ARCHITECTURES] + [("llama", 4), ("qwen2", 4)]
+)
+def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(architecture, bits):
+    """Random tiny models of mlx-lm's own classes (and 4-bit ones): the fast path is taken (the
+    frozen blocks' output exists) and gives the plain forward pass's log-probs with LoRA on."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.utils import _get_classes
+
+    config = {**TINY, **ARCHITECTURES[architecture], "model_type": architecture}
+    model_class, args_class = _get_classes(config)
+    mx.random.seed(5)
+    model = model_class(args_class.from_dict(config))
+    if bits:
+        nn.quantize(model, group_size=32, bits=bits)
+    model.freeze()
+    attach_lora(model, rank=4, alpha=8, dropout=0.0, layers=2)
+    for layer in lora_layers(model):
+        layer.lora_b = mx.random.normal(layer.lora_b.shape) * 0.05
+    mx.eval(model.parameters())
+    batch = token_batch(PROMPTS, COMPLETIONS)
+    hidden = frozen_hidden(model, batch)
+    assert hidden is not None, "the fast path was not taken"
+    assert_matches(batch_logprobs(model, batch, hidden=hidden), plain_logprobs(model, PROMPTS, COMPLETIONS))

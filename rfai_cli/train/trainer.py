@@ -73,6 +73,7 @@ class Trainer:
 
         from ..engine.generation import seed_sampling
         from ..engine.loading import load_model
+        from ..engine.logprobs import shortcut_notice
         from ..engine.lora import attach_lora
         from ..runs import train_fingerprint
 
@@ -91,6 +92,9 @@ class Trainer:
             layers=training.lora_layers,
         )
         self._check_same_adapters()
+        slow = shortcut_notice(self.student.model)
+        if slow:
+            notice(slow)
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(training), weight_decay=training.weight_decay)
         self.prints = train_fingerprint(config)
         self.state = checkpoint.TrainState(fingerprint=self.prints)
