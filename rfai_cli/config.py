@@ -71,7 +71,7 @@ class TrainingSettings(_Section):
     kl_gain: float = Field(0.1, ge=0, le=10)
     distill_weight: float = Field(0.0, ge=0)
     # The teacher's answer as one more sample of a group (train/guidance.py).
-    teacher_in_group: Literal["never", "failing", "always"] = "failing"
+    teacher_in_group: Literal["never", "failing", "always"] = "always"  # docs/train.md: the experiment
     teacher_shaping_gamma: float = Field(0.1, gt=0)
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
