@@ -172,6 +172,12 @@ def test_a_run_with_the_teacher_in_every_group_writes_reports_and_learns_from_it
     kept = rfai("filter", "datasets/train.jsonl", "--sample-source", "student", "-o", "students.jsonl")
     assert kept.returncode == 0, kept.stderr
     assert {row["sample_source"] for row in rows(tmp_path / "students.jsonl")} == {"student"}
+    # pass@k is the student's: the teacher's passing answers are not samples of it, on either path
+    students = json.loads(rfai("stats", "students.jsonl", "--json").stdout)["pass_at_k"]
+    assert students["samples"] == 8
+    for careful in ([], ["--careful"]):
+        everything = json.loads(rfai("stats", "datasets/train.jsonl", "--json", *careful).stdout)
+        assert everything["pass_at_k"] == students and everything["rows"] == 12
 
 
 def test_never_writes_no_teacher_sample(rfai, tmp_path, tiny_model_dir):

@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..records import (
     FIELD_TYPES,
     SCORE_FIELDS,
+    TEACHER,
     Skip,
     SkipHandler,
     block_may_nest_too_deep,
@@ -53,6 +54,7 @@ MISSING = "(none)"
 DEFAULT_BY = ("language", "split")
 TEST_PARTS = ("student_passed", "student_total", "teacher_passed", "teacher_total")
 TASK = "task_id"  # pass@k is computed over the samples of each task
+SAMPLE_SOURCE = "sample_source"  # ... the student's: a teacher sample (train/guidance.py) is not one
 CORRECTNESS_SOURCE = "score_sources.student.correctness"  # tests, judge, measured or unassessed
 # Where tested rows' verdicts were decided: outside the sandbox (by value) or partly inside (weaker).
 VERDICT_SOURCE = "score_sources.student.verdicts"
@@ -304,7 +306,9 @@ class _Group:
 
     def _add_tasks(self, batch: "_Batch", index: np.ndarray | slice, tests: np.ndarray) -> None:
         codes, names = batch.labels[TASK]
-        tested = tests[:, 1] > 0  # NaN compares False: rows without test counts are not samples
+        sources, source_names = batch.labels[SAMPLE_SOURCE]
+        teacher = np.array([name == TEACHER for name in source_names], dtype=bool)[sources[index]]
+        tested = (tests[:, 1] > 0) & ~teacher  # NaN compares False: rows without test counts are not samples
         correct = tested & (tests[:, 0] == tests[:, 1])
         codes = codes[index]
         samples = np.bincount(codes[tested], minlength=len(names))
@@ -460,7 +464,7 @@ def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], defau
         teacher.field("passed"),
         teacher.field("total"),
     ]
-    labels = {name: table.column(name) for name in (*by, TASK)}
+    labels = {name: table.column(name) for name in (*by, TASK, SAMPLE_SOURCE)}
     sources = table.column("score_sources").combine_chunks()
     for label, key in STUDENT_SOURCES.items():
         labels[label] = pc.struct_field(sources, ["student", key])
@@ -545,7 +549,7 @@ def _rows_batch(rows: list[dict], by: Sequence[str], default_split: str | None) 
     values = {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64) for name in SCORE_FIELDS}
     tests = np.array([_test_counts(row) for row in rows], dtype=np.float64).reshape(len(rows), len(TEST_PARTS))
     labels = {}
-    for name in (*by, TASK, *STUDENT_SOURCES):
+    for name in dict.fromkeys((*by, TASK, SAMPLE_SOURCE, *STUDENT_SOURCES)):
         names: dict[str, int] = {}
         read = (
             (lambda row, key=STUDENT_SOURCES[name]: _student_source(row, key))
@@ -682,7 +686,7 @@ def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], defaul
     when the fast path cannot vouch for the careful path's answer."""
     columns = {name: columnar.score_column(name) for name in SCORE_FIELDS}
     columns.update(columnar.pass_count_columns())
-    labels = list(dict.fromkeys([*by, TASK]))
+    labels = list(dict.fromkeys([*by, TASK, SAMPLE_SOURCE]))
     columns.update({f"label {name}": columnar.label_expression(name) for name in labels})
     columns.update({f"label {label}": columnar.student_source_column(key) for label, key in STUDENT_SOURCES.items()})
     try:
