@@ -138,7 +138,7 @@ def _drop_reason(row: dict, spec: FilterSpec, default_split: str | None) -> str 
     # As in stats: the file's name (train.jsonl) says the split, else the row's field does.
     if spec.splits and (default_split or row.get("split")) not in spec.splits:
         return "by --split"
-    if spec.sources and row.get("sample_source", STUDENT) not in spec.sources:
+    if spec.sources and (row.get("sample_source") or STUDENT) not in spec.sources:  # absent or null: a student's
         return "by --sample-source"
     if spec.secrets == "drop" and has_secret(row):
         return "with secrets"

@@ -31,8 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-MODES = ("never", "failing", "always")
-
 
 @dataclass(frozen=True)
 class TeacherSample:
