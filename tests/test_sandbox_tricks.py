@@ -24,6 +24,7 @@ import pytest
 from rfai_cli.config import ScoringSettings
 from rfai_cli.scoring import ScoreItem, Scorer
 from rfai_cli.scoring.programs import Toolchains
+from rfai_cli.scoring.rubric import INSIDE_SHARE
 from rfai_cli.scoring.sandbox import RESULTS, Limits, Sandbox, read_bounded
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="containment is Linux's")
@@ -43,9 +44,11 @@ def scorer(mode):
 
 
 def passed(scorer: Scorer, language: str, code: str, tests: list[str], entry_point: str | None = None):
+    """(cases passed with their verdict decided outside the program's reach, the reason); a pass
+    decided inside earns a quarter of a case at most, and is checked where it matters."""
     row = {"prompt": "p", "language": language, "tests": tests, "entry_point": entry_point}
     student = scorer.score(ScoreItem(row, [code])).students[0]
-    return student.tests["passed"], student.tests.get("reason", "")
+    return student.tests["passed"] - student.tests.get("passed_inside", 0), student.tests.get("reason", "")
 
 
 def unconfined_python(code: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -198,15 +201,18 @@ def test_compiled_languages_cannot_fake_a_pass(language, trick, scorer, tmp_path
     assert passed(scorer, language, honest, tests)[0] == 1
 
 
-def test_unsplittable_tests_still_run_and_are_marked_weaker(scorer):
+def test_a_case_the_programs_own_object_decides_is_marked_weaker(scorer):
     row = {
         "prompt": "p",
         "language": "python",
-        "tests": ["assert solve() == sorted([3, 1, 2])", "assert solve() == [1, 2, 3]"],
+        "tests": ["assert solve() == sorted([3, 1, 2])", "b = Box(2)\nassert b == Box(2)"],
     }
-    student = scorer.score(ScoreItem(row, ["def solve():\n    return [1, 2, 3]\n"])).students[0]
-    assert student.tests["passed"] == 2
+    code = "def solve():\n    return [1, 2, 3]\nclass Box:\n    def __init__(self, v): self.v = v\n"
+    code += "    def __eq__(self, other): return self.v == other.v\n"
+    student = scorer.score(ScoreItem(row, [code])).students[0]
+    assert student.tests["passed"] == 2 and student.tests["passed_inside"] == 1
     assert student.sources["verdicts"] == "inside" and student.tests["decided_inside"] == 1
+    assert student.breakdown["correctness"] == (1 + INSIDE_SHARE) / 2
 
 
 # --- reading what is not its own ----------------------------------------------------------------

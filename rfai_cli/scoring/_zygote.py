@@ -47,6 +47,7 @@ import string  # noqa: E401,F401
 import struct
 import sys
 import time
+import types
 
 LINUX = sys.platform.startswith("linux")
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -795,12 +796,19 @@ class Zygote:
             self.expire()
 
 
+def _source(name: str) -> str:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as handle:
+        return handle.read()
+
+
 def main() -> None:
     global HARNESS
     # Started with -S (no site: faster); the client names the site-packages programs may import from.
     sys.path += [p for p in os.environ.pop("RFAI_SANDBOX_PATH", "").split(os.pathsep) if p]
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyharness.py")) as handle:
-        HARNESS = compile(handle.read(), "_pyharness.py", "exec")
+    HARNESS = compile(_source("_pyharness.py"), "_pyharness.py", "exec")
+    # The harness decodes values as rfai does: with rfai's own decoder (stdlib only), loaded by path.
+    values = sys.modules["rfai_values"] = types.ModuleType("rfai_values")
+    exec(compile(_source("values.py"), "values.py", "exec"), values.__dict__)
     # No parent-death signal here: it would follow the *thread* that started us. rfai's death
     # closes our stdin instead, and we exit; our children carry a parent-death signal.
     zygote = Zygote()

@@ -1,14 +1,17 @@
 """Turn (code, test cases) into sandboxed programs per language and read back passed/total.
 
-Verdicts are decided outside the box. Each case is split by `cases.py`: the program reports the
-values of the expressions under test on its results channel (fd 3), and the checks that hold
-the expected values (which never enter the box) judge them here; asserts that cannot be split
-run in the box and make the case `inside` (counted in `TestOutcome.inside`). Nothing is parsed
+Verdicts are decided where the program cannot reach them, on plain data. Nothing is parsed
 from output the program writes itself (stdout, stderr).
-
-The candidate is never pasted into harness code:
-- python: the trusted `_pyharness.py` loads `candidate.py` as its own module, then runs each
-  case in a fresh namespace whose builtins were taken before the candidate ran;
+- python: the box holds two processes (`_pyharness.py`). The program's loads `candidate.py` and
+  answers calls with values; the judge runs each case's own code, whole, against stand-ins
+  that make those calls, so every comparison is Python's own on plain data. A case that needs
+  the program's object to decide is re-run by the program and marked `inside`.
+- c++ and rust: each case is split by `cases.py`: the program reports the values of the
+  expressions under test on its results channel (fd 3), and the checks that hold the expected
+  values (which never enter the box) judge them here; asserts that cannot be split run in the
+  box and make the case `inside`.
+A pass decided inside earns less (`rubric.INSIDE_SHARE`). The candidate is never pasted into
+harness code:
 - c++: the candidate is its own translation unit (`candidate.cpp`, the value encoders included
   before it, the cases' observation code after it); the runner that calls the cases, catches
   their exceptions and reports them is another (`runner.cpp`);
@@ -21,6 +24,7 @@ the process dies (timeout, crash, limits), the cases it had not finished count a
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -29,8 +33,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .cases import SplitCase, split_cpp, split_python, split_rust
+from .cases import SplitCase, split_cpp, split_rust
 from .sandbox import RESULTS, Limits, RunResult, Sandbox, last_line, read_bounded
+from .static import parse_python
 from .values import MAX_EVENTS_BYTES, judge_case, read_events
 
 LANGUAGES = ("python", "cpp", "rust")
@@ -49,6 +54,7 @@ class TestOutcome:
     compiled: bool = True
     missing: str | None = None  # the toolchain that is not installed (nothing was run)
     inside: int = 0  # cases whose verdict was (partly) decided inside the box: weaker
+    passed_inside: int = 0  # ... of which passed (see `rubric.INSIDE_SHARE`)
 
     @property
     def all_passed(self) -> bool:
@@ -104,7 +110,7 @@ def run_tests(
     compile_limits: Limits,
 ) -> TestOutcome:
     if language == "python":
-        return _python_tests(sandbox, code, [split_python(case, entry_point) for case in cases], limits)
+        return _python_tests(sandbox, code, [python_case(case, entry_point) for case in cases], limits)
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, len(cases), reason=f"{name} is not installed: tests not run", missing=name)
@@ -163,11 +169,13 @@ def _outcome(
     report: str, splits: list[SplitCase], run: RunResult, warnings: int | None = None, load_matters: bool = False
 ) -> TestOutcome:
     reports, load = read_events(report, len(splits))
-    passed, first_failure = 0, None
+    passed, passed_inside, inside, first_failure = 0, 0, 0, None
     for index, (case_report, split) in enumerate(zip(reports, splits)):
         failure = judge_case(case_report, split.checks)
+        inside += split.inside or case_report.inside
         if failure is None:
             passed += 1
+            passed_inside += split.inside or case_report.inside
         elif first_failure is None:
             first_failure = f"case {index}: {failure}"
     if load_matters and load != {"load": "ok"}:
@@ -175,19 +183,30 @@ def _outcome(
     reason = first_failure
     if not run.ok:  # the process died: that is the dominant cause
         reason = run.describe() + (f" ({first_failure})" if first_failure else "")
-    inside = sum(1 for split in splits if split.inside)
-    return TestOutcome(passed, len(splits), run.cpu if run.ok else None, reason, warnings, inside=inside)
+    cpu = run.cpu if run.ok else None
+    return TestOutcome(passed, len(splits), cpu, reason, warnings, inside=inside, passed_inside=passed_inside)
 
 
 # --- python -------------------------------------------------------------------------------------
 
 
-def _python_tests(sandbox: Sandbox, code: str, splits: list[SplitCase], limits: Limits) -> TestOutcome:
+def python_case(case: str, entry_point: str | None) -> str:
+    """A case as the judge runs it: a HumanEval `check(candidate)` definition is called."""
+    try:
+        defines_check = any(
+            isinstance(node, ast.FunctionDef) and node.name == "check" for node in parse_python(case).body
+        )
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return case  # it fails in the box the same way
+    return f"{case}\ncheck({entry_point})" if entry_point and defines_check else case
+
+
+def _python_tests(sandbox: Sandbox, code: str, cases: list[str], limits: Limits) -> TestOutcome:
     with sandbox.directory() as box:
-        _write(box, {"candidate.py": code, "cases.json": json.dumps([split.source for split in splits])})
+        _write(box, {"candidate.py": code, "cases.json": json.dumps(cases)})
         run = sandbox.run(box, limits, python="tests")
         report = read_bounded(box / RESULTS, MAX_EVENTS_BYTES)
-    return _outcome(report, splits, run, load_matters=True)
+    return _outcome(report, [SplitCase(case) for case in cases], run, load_matters=True)
 
 
 # --- compiled languages -------------------------------------------------------------------------
@@ -316,7 +335,8 @@ def _compiled_tests(
         report = read_bounded(box / RESULTS, MAX_EVENTS_BYTES)
     if program.style == "main":
         reason = None if run.ok else run.describe()
-        return TestOutcome(int(run.ok), 1, run.cpu if run.ok else None, reason, warnings, inside=1)
+        cpu = run.cpu if run.ok else None
+        return TestOutcome(int(run.ok), 1, cpu, reason, warnings, inside=1, passed_inside=int(run.ok))
     return _outcome(report, program.splits, run, warnings)
 
 

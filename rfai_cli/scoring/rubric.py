@@ -4,13 +4,16 @@ How a program's correctness is known, and how much the other criteria may then c
 
 | correctness source | correctness | gate on quality, efficiency, documentation |
 |---|---|---|
-| tests        | passed / total                                  | 1 when every test passes, else 0 |
+| tests        | (passed outside + INSIDE_SHARE x passed inside) / total | 1 when every test passes outside, else 0 |
 | judge        | the judge's rating (0 if the code does not build) | the correctness itself |
 | measured     | at most MEASURED_CAP: builds/runs, defines the entry point (or some non-stub callable) | the correctness itself |
 | unassessed   | 0 (no runner or compiler for the tests, nothing else to go on) | 0 |
 
 So code that fails a test earns correctness only, and is never worth more than code passing one
-more test; code nobody could test scores at most MEASURED_CAP.
+more test; code nobody could test scores at most MEASURED_CAP. A case whose verdict the program's
+own code decided (inside the box: a C++ test with its own `main`, an assert rfai could not split,
+a Python case that needs the program's object to compare) is weaker evidence: its pass earns
+INSIDE_SHARE of a case, so no trick that fools such a verdict reaches half of correctness.
 
 A missing teacher score (the teacher gave no answer that could be scored: no model, an error, a
 degenerate answer) leaves the reward missing too: `compute_reward` returns None and the row's
@@ -31,14 +34,21 @@ CORRECTNESS_SOURCES = ("tests", "judge", "measured", "unassessed")
 MEASURED_CAP = 0.5
 MEASURED_BUILDS = 0.2  # python: parses and runs to its end as a module; c++/rust: compiles
 MEASURED_DEFINES = MEASURED_CAP - MEASURED_BUILDS  # ...and defines the entry point (or a non-stub callable)
+INSIDE_SHARE = 0.25  # what a pass decided inside the box is worth, against 1 for one decided outside
 # Below this many CPU seconds, run times are timer noise: both count as equally fast.
 TIMING_NOISE_S = 0.05
 # (largest student/teacher CPU-time ratio, efficiency) in order; slower than the last is 0.25.
 TIMING_BUCKETS = ((1.5, 1.0), (3.0, 0.75), (10.0, 0.5))
 
 
+def tests_correctness(passed: int, passed_inside: int, total: int) -> float:
+    """Correctness from test cases: a pass decided inside the box earns INSIDE_SHARE of one."""
+    return (passed - (1 - INSIDE_SHARE) * passed_inside) / total
+
+
 def correctness_gate(correctness: float, source: str, all_tests_passed: bool) -> float:
-    """The factor on the gated criteria (see the table above)."""
+    """The factor on the gated criteria (see the table above); `all_tests_passed` means every
+    case passed with its verdict decided outside."""
     if source == "tests":
         return 1.0 if all_tests_passed else 0.0
     if source == "unassessed":

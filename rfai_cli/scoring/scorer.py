@@ -33,6 +33,7 @@ from .rubric import (
     blend,
     compute_reward,
     correctness_gate,
+    tests_correctness,
     timing_efficiency,
     weighted_score,
 )
@@ -285,10 +286,11 @@ class Scorer:
             if ev.tests.cpu is not None:
                 tests["cpu_s"] = round(ev.tests.cpu, 3)
             if ev.tests.missing is None:
-                # Where the verdicts were decided: outside the box (by value), or partly inside it.
+                # Where the verdicts were decided: outside the program's reach (on plain data), or
+                # by its own code for some cases (weaker: see rubric.INSIDE_SHARE).
                 sources["verdicts"] = "outside" if not ev.tests.inside else "inside"
                 if ev.tests.inside:
-                    tests["decided_inside"] = ev.tests.inside
+                    tests.update(decided_inside=ev.tests.inside, passed_inside=ev.tests.passed_inside)
         else:
             tests.update(passed=0, total=0)
         if outcome is not None and outcome.reason:
@@ -317,13 +319,17 @@ class Scorer:
         values["documentation"] = blend(ev.static.documentation, judged("documentation"), self.settings.judge_weight)
         sources["documentation"] = "static" + ("+judge" if judged("documentation") is not None else "")
 
-        all_passed = ev.tests is not None and ev.tests.all_passed
+        all_passed = ev.tests is not None and ev.tests.all_passed and not ev.tests.passed_inside
         gate = correctness_gate(values["correctness"], sources["correctness"], all_passed)
         if gate < 1:
             notes.append(
                 f"quality, efficiency and documentation scaled by {gate:.2f}: "
                 + (
-                    "code that fails a test earns correctness only"
+                    (
+                        "code that fails a test earns correctness only"
+                        if not ev.tests.all_passed
+                        else "a pass decided inside the box earns correctness only"
+                    )
                     if sources["correctness"] == "tests"
                     else f"correctness is {sources['correctness']}"
                 )
@@ -344,7 +350,7 @@ class Scorer:
     def _correctness(ev: _Evaluation, judged) -> tuple[float, str, str | None]:
         """(value, source, a note saying why when it is not from tests)."""
         if ev.tests is not None and ev.tests.missing is None:
-            return ev.tests.passed / ev.tests.total, "tests", None
+            return tests_correctness(ev.tests.passed, ev.tests.passed_inside, ev.tests.total), "tests", None
         build = ev.build
         builds = ev.static.parses and (build is None or build.compiled) and (build is None or build.missing is None)
         if judged("correctness") is not None:

@@ -119,6 +119,7 @@ class CaseReport:
     done: bool = False
     error: str | None = None
     void: bool = False
+    inside: bool = False  # the program's own code decided it (python: see `_pyharness.py`)
 
 
 def read_events(text: str, total: int) -> tuple[list[CaseReport], dict | None]:
@@ -156,9 +157,11 @@ def read_events(text: str, total: int) -> tuple[list[CaseReport], dict | None]:
         elif event.get("done") is True:
             report.void |= report.done
             report.done = True
+            report.inside |= event.get("inside") is True
         elif "error" in event:
             report.void |= report.error is not None
             report.error = str(event["error"])[:200]
+            report.inside |= event.get("inside") is True
     return reports, load
 
 
