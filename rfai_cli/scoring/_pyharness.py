@@ -27,56 +27,21 @@ less (`{"inside": true}` on the case's event; see docs/sandbox.md).
 """
 
 import builtins
+import ctypes
 import json
 import os
 import signal
 import sys
 
-MAX_DEPTH = 64  # nesting of one value
-MAX_ITEMS = 100_000  # items in one value
 MAX_LINE = 16 << 20  # bytes of one message between the two processes, or of one event line
 BUILTINS = dict(vars(builtins))
 EXCEPTIONS = {
     name: value for name, value in BUILTINS.items() if isinstance(value, type) and issubclass(value, BaseException)
 }
 PR_SET_DUMPABLE = 4
-values = sys.modules["rfai_values"]  # rfai's own decoder (`values.py`), loaded by the zygote
-
-
-class Unencodable(Exception):
-    pass
-
-
-def encode(value):
-    """Plain data as JSON, tagged by exact type (see `values.decode_value`)."""
-    budget = [MAX_ITEMS]
-
-    def walk(item, depth):
-        budget[0] -= 1
-        if budget[0] < 0 or depth > MAX_DEPTH:
-            raise Unencodable("value too large or too deeply nested")
-        kind = type(item)
-        if item is None or kind is bool or kind is str:
-            return item
-        if kind is int:
-            return {"i": str(item)}
-        if kind is float:
-            return {"f": repr(item)}
-        if kind is complex:
-            return {"c": [repr(item.real), repr(item.imag)]}
-        if kind is bytes:
-            return {"y": item.hex()}
-        if kind is list:
-            return [walk(x, depth + 1) for x in item]
-        if kind is tuple:
-            return {"t": [walk(x, depth + 1) for x in item]}
-        if kind is set or kind is frozenset:
-            return {"s" if kind is set else "z": [walk(x, depth + 1) for x in item]}
-        if kind is dict:
-            return {"d": [[walk(k, depth + 1), walk(v, depth + 1)] for k, v in item.items()]}
-        raise Unencodable(f"a {kind.__name__!s:.40} is not plain data")
-
-    return walk(value, 0)
+# rfai's own value encoding (`wire.py`), loaded by the zygote
+encode, decode_value = sys.modules["rfai_wire"].encode, sys.modules["rfai_wire"].decode_value
+Unencodable, Undecodable = sys.modules["rfai_wire"].Unencodable, sys.modules["rfai_wire"].Undecodable
 
 
 def why(exc: BaseException) -> str:
@@ -87,6 +52,9 @@ def why(exc: BaseException) -> str:
     return text[:200].replace("\n", " ")
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
 class Pipe:
     """JSON lines over a pair of file descriptors, each line bounded."""
 
@@ -94,7 +62,7 @@ class Pipe:
         self.read_fd, self.write_fd, self.buffer = read_fd, write_fd, b""
 
     def send(self, message) -> None:
-        data = (json.dumps(message) + "\n").encode()
+        data = (_dumps(message) + "\n").encode()
         if len(data) > MAX_LINE:
             data = (json.dumps({"raised": "MemoryError", "why": "message too large"}) + "\n").encode()
         while data:
@@ -103,7 +71,7 @@ class Pipe:
     def receive(self):
         """The next message, or None when the other side closed or broke the protocol."""
         while b"\n" not in self.buffer:
-            chunk = os.read(self.read_fd, 1 << 16)
+            chunk = os.read(self.read_fd, 1 << 12)
             if not chunk or len(self.buffer) > MAX_LINE:
                 return None
             self.buffer += chunk
@@ -120,13 +88,19 @@ class Pipe:
 def serve_program(pipe: Pipe) -> None:
     """Load the candidate, then answer requests until the judge closes the pipe. Nothing here
     is trusted: the candidate may rewrite any of it, and can only change its own answers."""
-    if pipe.receive() != {"op": "go"}:
-        return
     with open("candidate.py", encoding="utf-8") as handle:
         source = handle.read()
     solution = {"__name__": "solution", "__builtins__": builtins}
     try:
-        exec(compile(source, "solution.py", "exec"), solution)
+        code = compile(source, "solution.py", "exec")  # compiling runs none of it: no need to wait
+    except BaseException as exc:
+        code, failure = None, exc
+    if pipe.receive() != {"op": "go"}:  # the cases are out of reach now
+        return
+    try:
+        if code is None:
+            raise failure
+        exec(code, solution)
     except BaseException as exc:
         pipe.send({"load": "fail", "why": why(exc)})
         return
@@ -140,10 +114,12 @@ def serve_program(pipe: Pipe) -> None:
             return {"r": len(objects) - 1}
 
     def into(wire):
-        return objects[wire["r"]] if "r" in wire else values.decode_value(wire["v"])
+        return objects[wire["r"]] if "r" in wire else decode_value(wire["v"])
 
     # A name that shadows a builtin is not exported: the tests' `len` is Python's.
-    exports = {name: out(value) for name, value in solution.items() if not name.startswith("__") and name not in BUILTINS}
+    exports = {
+        name: out(value) for name, value in solution.items() if not name.startswith("__") and name not in BUILTINS
+    }
     pipe.send({"load": "ok", "exports": exports})
     while (request := pipe.receive()) is not None:
         try:
@@ -255,11 +231,16 @@ class Remote:
     __int__ = __float__ = __complex__ = __round__ = __enter__ = __exit__ = _rfai_undecidable
 
 
+_SCALARS = (int, str, bool, type(None))
+
+
 class Judge:
     def __init__(self, pipe: Pipe) -> None:
         self.pipe, self.undecidable = pipe, False
 
     def wire(self, value) -> dict:
+        if type(value) in _SCALARS:  # the common case, without `encode`'s set-up
+            return {"v": value if type(value) is not int else {"i": str(value)}}
         if type(value) is Remote:
             return {"r": object.__getattribute__(value, "_rfai_handle")}
         try:
@@ -285,8 +266,8 @@ class Judge:
         if "r" in reply:
             return Remote(int(reply["r"]))
         try:
-            return values.decode_value(reply.get("v"))
-        except (values.Undecodable, RecursionError):
+            return decode_value(reply.get("v"))
+        except (Undecodable, RecursionError):
             raise ProgramGone("the program sent a value that is not plain data") from None
 
     def ask(self, op: str, target: Remote, **fields):
@@ -325,8 +306,13 @@ JUDGE: Judge = None  # type: ignore[assignment]  # the one judge of this process
 
 def judge_cases(emit) -> int:
     global JUDGE
-    try:  # not dumpable: the program (same uid) cannot read this process's memory or descriptors
-        __import__("ctypes").CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    try:
+        libc = ctypes.CDLL(None)
+        # Not dumpable: the program (same uid) cannot read this process's memory or descriptors.
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        # One CPU for both processes: each call is a ping-pong, and waking the other side on
+        # another CPU costs more than the call (an inter-processor interrupt, in a VM an exit).
+        os.sched_setaffinity(0, {libc.sched_getcpu()})
     except (OSError, AttributeError):
         pass
     requests_r, requests_w = os.pipe()  # judge -> program

@@ -621,9 +621,7 @@ def _run_python(mode: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     sys.argv = ["main.py"]
     sys.path = [p for p in sys.path if p] + [os.getcwd()]
-    namespace = {"__name__": "rfai_harness", "__builtins__": __builtins__}
-    exec(HARNESS, namespace)
-    code = namespace["main"](mode)
+    code = HARNESS.main(mode)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -796,19 +794,23 @@ class Zygote:
             self.expire()
 
 
-def _source(name: str) -> str:
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as handle:
-        return handle.read()
+def _load(name: str, filename: str) -> types.ModuleType:
+    """A module of rfai's read by path (this process imports nothing of rfai's by name)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)) as handle:
+        code = compile(handle.read(), filename, "exec")
+    module = sys.modules[name] = types.ModuleType(name)
+    exec(code, module.__dict__)
+    return module
 
 
 def main() -> None:
     global HARNESS
     # Started with -S (no site: faster); the client names the site-packages programs may import from.
     sys.path += [p for p in os.environ.pop("RFAI_SANDBOX_PATH", "").split(os.pathsep) if p]
-    HARNESS = compile(_source("_pyharness.py"), "_pyharness.py", "exec")
-    # The harness decodes values as rfai does: with rfai's own decoder (stdlib only), loaded by path.
-    values = sys.modules["rfai_values"] = types.ModuleType("rfai_values")
-    exec(compile(_source("values.py"), "values.py", "exec"), values.__dict__)
+    # Loaded here, once: a program's process then only runs them (setting them up in every
+    # child cost a thousand copied pages a process). The harness encodes values with `wire.py`.
+    _load("rfai_wire", "wire.py")
+    HARNESS = _load("rfai_harness", "_pyharness.py")
     # No parent-death signal here: it would follow the *thread* that started us. rfai's death
     # closes our stdin instead, and we exit; our children carry a parent-death signal.
     zygote = Zygote()

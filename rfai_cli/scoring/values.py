@@ -4,7 +4,7 @@ A program under test never decides a split assert: it reports the value of the e
 under test (`{"case": i, "obs": k, "value": ...}`, encoded by exact type by the harness of its
 language), and a `Check` built from the test's expected literal, which never entered the box,
 decides here. Decoding builds only plain Python data (and `Variant` for Rust's enums), so no
-code of the program's runs when values are compared.
+code of the program's runs when values are compared (the encoding: `wire.py`).
 """
 
 from __future__ import annotations
@@ -14,52 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .wire import Undecodable, Variant, decode_value
+
+__all__ = ["Check", "Variant", "decode_value", "judge_case", "read_events"]
+
 MAX_EVENTS_BYTES = 8 * 1024 * 1024  # of a results channel read back
-
-
-class Undecodable(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Variant:
-    """An enum value of a compiled language: Rust's Some(x), None, Ok(x), Err(e)."""
-
-    name: str
-    fields: tuple = ()
-
-
-def decode_value(data: Any) -> Any:
-    """The JSON a harness wrote -> plain Python data (tags: see `_pyharness.encode`)."""
-    if data is None or isinstance(data, (bool, str)):
-        return data
-    if isinstance(data, list):
-        return [decode_value(item) for item in data]
-    if not isinstance(data, dict) or len(data) != 1:
-        raise Undecodable("not an encoded value")
-    ((tag, body),) = data.items()
-    try:
-        if tag == "i":
-            return int(body)
-        if tag == "f":
-            return float(body)
-        if tag == "c":
-            return complex(float(body[0]), float(body[1]))
-        if tag == "y":
-            return bytes.fromhex(body)
-        if tag == "t":
-            return tuple(decode_value(item) for item in body)
-        if tag == "s":
-            return {decode_value(item) for item in body}
-        if tag == "z":
-            return frozenset(decode_value(item) for item in body)
-        if tag == "d":
-            return {decode_value(key): decode_value(value) for key, value in body}
-        if tag == "v":
-            return Variant(str(body[0]), tuple(decode_value(item) for item in body[1:]))
-    except (TypeError, ValueError, IndexError, OverflowError) as exc:
-        raise Undecodable(f"malformed {tag!r} value") from exc
-    raise Undecodable(f"{tag!r} is not plain data ({str(body)[:40]})")
 
 
 @dataclass(frozen=True)
