@@ -1,32 +1,30 @@
-"""Split each test case into what runs inside the box and what is decided outside it.
+"""Split each C++/Rust test case into what runs inside the box and what is decided outside it.
 
-An assert of the common shapes (`CALL == EXPECTED`, `!=`, `is None/True/False`, `<`, `in`,
-`abs(CALL - EXPECTED) < TOL`, a bare `CALL` or `not CALL`, and `and`-chains of those; in
-python also `try: CALL / except ValueError: pass / else: raise ...`) whose
+(Python needs no splitting: its judge process runs each case whole, see `_pyharness.py`.)
+
+An assert of the common shapes (`CALL == EXPECTED`, `!=`, `<`, `abs(CALL - EXPECTED) < TOL`, a
+bare `CALL` or `!CALL`, and `&&`-chains of those, with any redundant brackets around them) whose
 expected side is a literal becomes an observation: the box reports the value of `CALL`, and a
 `Check` holding `EXPECTED` decides here. The expected literal is removed from the code that
-enters the box. Anything else (a computed expected value, an assert in a loop, a HumanEval
-`check` kept whole, a C++ test with its own `main`) still runs, as an in-box verdict, and the
-case is marked `inside`: weaker, since the program could forge it, and reported as such.
+enters the box. Anything else (a computed expected value, an assert in a loop, a C++ test with
+its own `main`) still runs, as an in-box verdict, and the case is marked `inside`: weaker, since
+the program could forge it, and scored as such (`rubric.INSIDE_SHARE`).
 
-A bare condition (`CALL`, `not CALL`) is split only when it is a *primary* (a call, name,
-attribute or subscript, not an operator applied to program values), so the program cannot
-make its own comparison true; a compared expression may be anything, since the value it must
-equal is not in the box.
+A bare condition (`CALL`, `!CALL`) is split only when it is a *primary* (a call, name, member
+or index) with no comparison or logical operator anywhere in it, even in brackets (`all_of(...,
+[](int x) { return f(x) == x; })` compares with the program's own `operator==`), so the program
+cannot make its own comparison true; a compared expression may be anything, since the value it
+must equal is not in the box.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass, field
 
 from .literals import NotLiteral, cpp_literal, rust_literal
-from .static import blank_comments_and_strings, parse_python
+from .static import blank_comments_and_strings
 from .values import Check
-
-OBSERVE = "__rfai_observe__"  # the python harness's observation function
-RAISES = "__rfai_raises__"  # ... and its "what did calling this raise" observation
 
 
 @dataclass(frozen=True)
@@ -36,154 +34,6 @@ class SplitCase:
     source: str
     checks: list[Check] = field(default_factory=list)
     inside: bool = False  # some of the verdict is decided inside the box
-
-
-# --- python -------------------------------------------------------------------------------------
-
-_FLIP = {ast.Lt: "gt", ast.LtE: "ge", ast.Gt: "lt", ast.GtE: "le"}
-_ORDER = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge"}
-_PRIMARY = (ast.Call, ast.Name, ast.Attribute, ast.Subscript)
-
-
-def _literal(node: ast.AST):
-    try:
-        return True, ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
-
-
-def _python_check(test: ast.expr) -> tuple[ast.expr, Check] | None:
-    """(expression to observe, its check), or None when this condition cannot be split."""
-    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and isinstance(test.operand, _PRIMARY):
-        return test.operand, Check("falsy")
-    if isinstance(test, _PRIMARY):
-        return test, Check("truthy")
-    if not isinstance(test, ast.Compare) or len(test.ops) != 1:
-        return None
-    left, op, right = test.left, test.ops[0], test.comparators[0]
-    right_known, expected = _literal(right)
-    left_known, expected_left = _literal(left)
-    if isinstance(op, (ast.Eq, ast.NotEq)):
-        kind = "eq" if isinstance(op, ast.Eq) else "ne"
-        if right_known and not left_known:
-            return left, Check(kind, expected)
-        if left_known and not right_known:
-            return right, Check(kind, expected_left)
-        return None
-    if isinstance(op, (ast.Is, ast.IsNot)) and right_known and expected in (None, True, False) and not left_known:
-        return left, Check("is" if isinstance(op, ast.Is) else "is_not", expected)
-    if isinstance(op, (ast.In, ast.NotIn)) and right_known and not left_known:
-        return left, Check("in" if isinstance(op, ast.In) else "not_in", expected)
-    if type(op) in _ORDER and right_known and isinstance(expected, (int, float)):
-        close = _python_tolerance(left, expected, isinstance(op, ast.Lt), type(op))
-        if close:
-            return close
-        return left, Check(_ORDER[type(op)], expected)
-    if type(op) in _FLIP and left_known and isinstance(expected_left, (int, float)) and not right_known:
-        return right, Check(_FLIP[type(op)], expected_left)
-    return None
-
-
-def _python_tolerance(left: ast.expr, tolerance, strict: bool, op) -> tuple[ast.expr, Check] | None:
-    """`abs(X - L) < T` (or `abs(L - X)`): observe X, check its distance to L outside."""
-    if op not in (ast.Lt, ast.LtE) or not (
-        isinstance(left, ast.Call)
-        and isinstance(left.func, ast.Name)
-        and left.func.id == "abs"
-        and len(left.args) == 1
-        and not left.keywords
-    ):
-        return None
-    inner = left.args[0]
-    if not (isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Sub)):
-        return None
-    for observed, other in ((inner.left, inner.right), (inner.right, inner.left)):
-        known, target = _literal(other)
-        if known and isinstance(target, (int, float)) and isinstance(observed, _PRIMARY):
-            return observed, Check("close", target, float(tolerance), strict)
-    return None
-
-
-def _conjuncts(test: ast.expr) -> list[ast.expr]:
-    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
-        return [part for value in test.values for part in _conjuncts(value)]
-    return [test]
-
-
-def _python_raises(statement: ast.stmt) -> tuple[ast.expr, Check] | None:
-    """`try: CALL / except BuiltinError: pass / else: raise ...`: observe what CALL raises."""
-    if not (
-        isinstance(statement, ast.Try)
-        and len(statement.body) == 1
-        and len(statement.handlers) == 1
-        and not statement.finalbody
-        and len(statement.orelse) == 1
-    ):
-        return None
-    body, handler, orelse = statement.body[0], statement.handlers[0], statement.orelse[0]
-    call = body.value if isinstance(body, (ast.Expr, ast.Assign)) else None
-    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    if call is None or not all(isinstance(name, ast.Name) and _is_builtin_exception(name.id) for name in caught):
-        return None
-    if not all(isinstance(s, ast.Pass) for s in handler.body) or not isinstance(orelse, (ast.Raise, ast.Assert)):
-        return None
-    return ast.Lambda(ast.arguments([], [], None, [], [], None, []), call), Check(
-        "raises", frozenset(name.id for name in caught)
-    )
-
-
-def _is_builtin_exception(name: str) -> bool:
-    import builtins
-
-    value = getattr(builtins, name, None)
-    return isinstance(value, type) and issubclass(value, BaseException)
-
-
-def split_python(source: str, entry_point: str | None) -> SplitCase:
-    try:
-        tree = parse_python(source)
-        imported = {
-            (alias.asname or alias.name).split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.Import, ast.ImportFrom))
-            for alias in node.names
-        }
-        body: list[ast.stmt] = []
-        checks: list[Check] = []
-        inside = False
-        for statement in tree.body:
-            raises = _python_raises(statement)
-            if raises is not None:
-                call = ast.Call(ast.Name(RAISES, ast.Load()), [ast.Constant(len(checks)), raises[0]], [])
-                body.append(ast.Expr(call))
-                checks.append(
-                    raises[1].labelled(
-                        f"{ast.unparse(raises[0].body)} raises " + " or ".join(sorted(raises[1].expected))
-                    )
-                )
-                continue
-            if not isinstance(statement, ast.Assert):
-                inside |= any(isinstance(node, ast.Assert) for node in ast.walk(statement))
-                body.append(statement)
-                continue
-            for part in _conjuncts(statement.test):
-                split = _python_check(part)
-                if split is None or any(isinstance(n, ast.Name) and n.id in imported for n in ast.walk(split[0])):
-                    body.append(ast.Assert(test=part))  # a module the program may have patched: inside
-                    inside = True
-                    continue
-                call = ast.Call(ast.Name(OBSERVE, ast.Load()), [ast.Constant(len(checks)), split[0]], [])
-                body.append(ast.Expr(call))
-                checks.append(split[1].labelled(ast.unparse(part)))
-        defines_check = any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body)
-        if entry_point and defines_check:  # HumanEval kept whole: check(candidate) decides, inside
-            body.append(parse_python(f"check({entry_point})").body[0])
-            inside = True
-        if not checks:
-            inside = True  # only "ran without raising" says anything
-        return SplitCase(ast.unparse(ast.fix_missing_locations(ast.Module(body, []))), checks, inside)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
-        return SplitCase(source, [], True)  # it fails in the box the same way, or passes as in-box
 
 
 # --- brace languages: shared scanning -----------------------------------------------------------
@@ -225,13 +75,32 @@ def _split_top(text: str, bare: str, separator: str, angles: bool = False) -> li
     return pieces
 
 
+# An operator the program may define, or a block that can hold one, anywhere in a condition.
+_DECIDES = re.compile(r"==|!=|<=|>=|&&|\|\||(?<!\w)!(?!=)|\breturn\b|\|[^|]*\|")
+
+
 def _is_primary(bare: str) -> bool:
-    """No operator outside brackets (`::`, `.` and `->` are member access, not operators)."""
+    """No operator outside brackets (`::`, `.` and `->` are member access, not operators), no
+    comparison or logical operator inside them, and not a bracketed expression."""
     depths = _depths(bare)
     cleaned = bare.replace("::", "  ").replace("->", "  ")
-    return bool(bare.strip()) and not any(
-        char in "+-*/%<>=&|^?,!~" and depths[i] == 0 for i, char in enumerate(cleaned)
+    return (
+        bool(bare.strip())
+        and not bare.strip().startswith("(")
+        and not _DECIDES.search(bare)
+        and not any(char in "+-*/%<>=&|^?,!~" and depths[i] == 0 for i, char in enumerate(cleaned))
     )
+
+
+def _unwrapped(text: str, bare: str) -> tuple[str, str]:
+    """`text` without brackets around the whole of it: `((f() == 3))` -> `f() == 3`."""
+    while True:
+        stripped = bare.strip()
+        if not stripped.startswith("(") or _matching(stripped, 0) != len(stripped) - 1:
+            return text, bare
+        start = bare.index("(")
+        end = bare.rindex(")")
+        text, bare = text[start + 1 : end], bare[start + 1 : end]
 
 
 def _is_operand(bare: str) -> bool:
@@ -244,6 +113,7 @@ def _is_operand(bare: str) -> bool:
 
 def _comparison(text: str, bare: str, literal) -> tuple[str, Check] | None:
     """Split one condition of a brace language: (expression to observe, check) or None."""
+    text, bare = _unwrapped(text, bare)
     stripped = bare.strip()
     for operator, kind in (("==", "eq"), ("!=", "ne")):
         parts = _split_top(text, bare, operator)
@@ -360,6 +230,7 @@ def _matching(bare: str, opening: int) -> int | None:
 
 
 def _cpp_conditions(text: str, bare: str, _macro: str) -> list[tuple[str | None, Check | str]]:
+    text, bare = _unwrapped(text, bare)
     out = []
     for piece, piece_bare in _split_top(text, bare, "&&"):
         split = _cpp_tolerance(piece, piece_bare) or _comparison(piece, piece_bare, cpp_literal)
@@ -391,7 +262,7 @@ def _rust_conditions(text: str, bare: str, macro: str) -> list[tuple[str | None,
     if kind is None:
         first = _split_top(text, bare, ",", angles=True)[0]  # a message after the condition is dropped
         out = []
-        for piece, piece_bare in _split_top(first[0], first[1], "&&", angles=True):
+        for piece, piece_bare in _split_top(*_unwrapped(*first), "&&", angles=True):
             split = _rust_tolerance(piece, piece_bare) or _comparison(piece, piece_bare, rust_literal)
             out.append((split[0], split[1].labelled(" ".join(piece.split()))) if split else (None, piece))
         return out

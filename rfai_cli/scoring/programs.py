@@ -29,13 +29,14 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from .cases import SplitCase, split_cpp, split_rust
 from .sandbox import RESULTS, Limits, RunResult, Sandbox, last_line, read_bounded
-from .static import parse_python
+from .silencers import unsilenced
+from .static import blank_comments_and_strings, parse_python
 from .values import MAX_EVENTS_BYTES, judge_case, read_events
 
 LANGUAGES = ("python", "cpp", "rust")
@@ -114,8 +115,10 @@ def run_tests(
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, len(cases), reason=f"{name} is not installed: tests not run", missing=name)
+    code, silencers = unsilenced(code, language)
     build = _cpp_program if language == "cpp" else _rust_program
-    return _compiled_tests(sandbox, tools, language, build(code, cases), limits, compile_limits)
+    outcome = _compiled_tests(sandbox, tools, language, build(code, cases), limits, compile_limits)
+    return replace(outcome, warnings=(outcome.warnings or 0) + silencers)
 
 
 def build_check(
@@ -134,6 +137,7 @@ def build_check(
     compiler, name = tools.compiler(language)
     if compiler is None:
         return TestOutcome(0, 0, reason=f"{name} is not installed: not compiled", compiled=False, missing=name)
+    code, silencers = unsilenced(code, language)
     if language == "cpp":
         source, argv = "candidate.cpp", tools.compile_argv("cpp", "-fsyntax-only", "-Wall", "-Wextra", "candidate.cpp")
     else:
@@ -147,7 +151,7 @@ def build_check(
     with sandbox.directory() as box:
         _write(box, {source: code})
         run = sandbox.run(box, compile_limits, argv=argv, compiler=True)
-    warnings = _count_warnings(run.stderr, source, 1, code.count("\n") + 1)
+    warnings = _count_warnings(run.stderr, source, 1, code.count("\n") + 1) + silencers
     if not run.ok:
         return TestOutcome(0, 0, reason=_compile_error(language, run), warnings=warnings, compiled=False)
     return TestOutcome(0, 0, warnings=warnings)
@@ -230,7 +234,7 @@ def _cpp_program(code: str, cases: list[str]) -> _Program:
     lines = code.count("\n") + 1
     if len(cases) == 1 and re.search(r"\bint\s+main\s*\(", cases[0]):  # a whole test program: inside
         source = (
-            f'#define main rfai_candidate_main\n#line 1 "candidate.cpp"\n{code}\n#undef main\n'
+            f'#define main rfai_candidate_main\n#line 1 "candidate.cpp"\n{code}\n#undef main\n{_undefine(code)}'
             f'#line 1 "test.cpp"\n{cases[0]}\n'
         )
         return _Program(
@@ -248,7 +252,7 @@ def _cpp_program(code: str, cases: list[str]) -> _Program:
     )
     candidate = (
         f'#include "rfai_values.hpp"\n#define main rfai_candidate_main\n#line 1 "candidate.cpp"\n{code}\n'
-        f'#undef main\n#line 1 "rfai_cases.cpp"\n{functions}\n'
+        f'#undef main\n{_undefine(code)}#line 1 "rfai_cases.cpp"\n{functions}\n'
     )
     declarations = "".join(f"void rfai_case_{i}(rfai::Out&, int);\n" for i in range(len(splits)))
     calls = ", ".join(f"rfai_case_{i}" for i in range(len(splits))) or "nullptr"
@@ -267,6 +271,16 @@ def _cpp_program(code: str, cases: list[str]) -> _Program:
         "rfai_values.hpp": _harness_file("rfai_values.hpp"),
     }
     return _Program(files, ["candidate.cpp", "runner.cpp"], "candidate.cpp", lines, splits, "cases")
+
+
+_CPP_DEFINE = re.compile(r"^[ \t]*(?:#|%:)[ \t]*define[ \t]+([A-Za-z_]\w*)", re.M)
+
+
+def _undefine(code: str) -> str:
+    """`#undef` for every macro the candidate defines, so none reaches the cases or the
+    harness's calls in them (`#define check(x) check(true)`)."""
+    bare = blank_comments_and_strings(code.replace("\\\n", ""))
+    return "".join(f"#undef {name}\n" for name in dict.fromkeys(_CPP_DEFINE.findall(bare)))
 
 
 _RUST_TEST_FN = re.compile(r"#\[test\]\s*(?:pub\s+)?fn\s+(\w+)")

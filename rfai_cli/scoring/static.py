@@ -20,7 +20,37 @@ MAX_ANALYZED_CHARS = 1_000_000  # longer is not a program a model wrote for a ta
 MAX_COMPLEXITY = 10
 WARNING_PENALTY = 0.1
 # Deductions from a perfect 1.0 for python code quality.
-PENALTIES = {"undefined": 0.2, "bare_except": 0.15, "long_function": 0.1, "complex_function": 0.1, "star_import": 0.1}
+PENALTIES = {
+    "undefined": 0.2,
+    "bare_except": 0.15,
+    "long_function": 0.1,
+    "complex_function": 0.1,
+    "star_import": 0.1,
+    "dynamic_code": 0.5,
+}
+# Code built at run time, which static analysis cannot see: these names called or looked up,
+# named in a string (`getattr(builtins, "exec")`), the namespaces that reach them by a computed
+# name (`builtins`, `globals()`), and `compile`/`loads` where they build code.
+_DYNAMIC_NAMES = {
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "import_module",
+    "importlib",
+    "FunctionType",
+    "CodeType",
+    "__code__",
+    "__globals__",
+    "__subclasses__",
+    "builtins",
+    "__builtins__",
+    "globals",
+    "locals",
+    "vars",
+}
+_DYNAMIC_ATTRIBUTES = _DYNAMIC_NAMES - {"compile"}  # `re.compile` builds a pattern, not code
+_CODE_LOADERS = {"marshal", "pickle", "dill", "cloudpickle"}
 _MODULE_NAMES = {
     "__name__",
     "__file__",
@@ -114,12 +144,44 @@ def analyze_python(code: str) -> StaticReport:
                 notes.append(f"function '{node.name}' has complexity {complexity}")
     documentation = python_documentation(tree, code)
     efficiency = loop_depth_efficiency(python_loop_depth(tree))
+    hidden = dynamic_code(tree)
+    if hidden:  # scored as the worst it could be: what runs is not what was analysed
+        quality -= PENALTIES["dynamic_code"] * len(hidden)
+        documentation, efficiency = 0.0, loop_depth_efficiency(4)
+        notes += [f"code built at run time ({what}, line {line}): scored as unseen" for line, what in hidden[:3]]
     implemented = frozenset(
         node.name
         for node in tree.body
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not is_stub(node)
     )
     return StaticReport(True, clamp(quality), documentation, efficiency, notes, implemented)
+
+
+def dynamic_code(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for each place the program builds code at run time."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _DYNAMIC_NAMES:
+            found.append((node.lineno, node.id))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+            if any(module.split(".")[0] in _DYNAMIC_NAMES for module in modules):
+                found.append(
+                    (node.lineno, "import of " + next(m for m in modules if m.split(".")[0] in _DYNAMIC_NAMES))
+                )
+        elif isinstance(node, ast.Attribute) and (
+            node.attr in _DYNAMIC_ATTRIBUTES
+            or (
+                node.attr == "compile"
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("builtins", "__builtins__")
+            )
+            or (node.attr == "loads" and isinstance(node.value, ast.Name) and node.value.id in _CODE_LOADERS)
+        ):
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in _DYNAMIC_NAMES:
+            found.append((node.lineno, repr(node.value)))
+    return found
 
 
 def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
