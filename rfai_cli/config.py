@@ -108,7 +108,7 @@ class ScoringSettings(_Section):
     judge_weight: float = Field(0.5, ge=0, le=1)
     timeout: float = Field(10, gt=0, le=DAY)
     memory_mb: int = Field(1024, ge=64, le=MAX_MB)
-    workers: int | None = Field(None, ge=1, le=1024)
+    workers: int | None = Field(None, ge=1, le=256)
     compile_timeout: float = Field(60, gt=0, le=DAY)
     compile_memory_mb: int = Field(4096, ge=256, le=MAX_MB)
 

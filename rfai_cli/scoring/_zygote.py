@@ -34,6 +34,8 @@ from __future__ import annotations
 import array  # noqa: E401,F401
 import base64  # noqa: E401,F401
 import ctypes
+import errno
+import fcntl
 import functools  # noqa: E401,F401
 import gc
 import json
@@ -51,7 +53,8 @@ import types
 
 LINUX = sys.platform.startswith("linux")
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-UID_BASE = 61000  # per-slot sandbox uids when running as root: uid 61000 + slot
+UID_BASE = 61000  # as root, sandbox uids come in blocks from here: one block per rfai process,
+UID_BLOCK, UID_BLOCKS = 1024, 64  # one uid per slot (programs at once) within it
 OUT_FILES = (".stdout", ".stderr", ".rfai-results")  # fds 1, 2 and 3 of every program
 BOX = "/sandbox"  # the program's home and working directory inside its view
 COPY_LIMIT = 512 * 1024 * 1024  # bytes copied in or out per file, at most
@@ -82,6 +85,11 @@ KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 SYSCALLS = {"x86_64": {"pivot_root": 155, "keyctl": 250}, "aarch64": {"pivot_root": 41, "keyctl": 219}}.get(
     platform.machine(), {}
 )
+# seccomp: (audit arch, syscalls a program never gets: add_key, request_key, keyctl).
+KEYRING_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}.get(
+    platform.machine()
+)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every arch)
 
 # Landlock access rights (linux/landlock.h).
@@ -312,11 +320,76 @@ def _drop_privileges(uid: int | None, keep_read: bool = False) -> None:
     if SYSCALLS:  # after the uid change, so the keyrings touched are the program's own
         try:
             _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:  # (a kernel without keys has no keyring to reach either)
+                # Fail closed: the program would keep the keyring of the login that started rfai.
+                raise OSError(exc.errno, f"cannot join a fresh session keyring: {exc.strerror}") from None
+        if uid is not None:  # a slot uid's keyrings outlive its program (a user namespace's do not)
             for keyring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
-                # A slot uid's keyrings outlive its program (a user namespace's do not): empty them.
-                _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(keyring))
-        except OSError:
-            pass  # a kernel without keys has no keyring to reach either
+                try:
+                    _syscall(SYSCALLS["keyctl"], ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(keyring))
+                except OSError:
+                    pass
+
+
+def _deny_keyrings() -> None:
+    """A seccomp filter: add_key, request_key and keyctl fail with EPERM, so a program can neither
+    read a keyring nor leave a key behind (the persistent keyring outlives a process by days,
+    and filling a uid's key quota there would make the next program's fresh session keyring
+    fail). Requires no_new_privs, set before."""
+    arch, numbers = KEYRING_SYSCALLS
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    deny, allow, kill = 0x00050000 | errno.EPERM, 0x7FFF0000, 0x80000000
+    program = [
+        (ld, 0, 0, 4),  # the architecture
+        (jeq, 0, 3 + len(numbers) + 1, arch),  # another one (a 32-bit entry): kill
+        (ld, 0, 0, 0),  # the syscall number
+        (jge, len(numbers) + 1, 0, 0x40000000),  # x32 numbers: deny
+        *[(jeq, len(numbers) - i, 0, number) for i, number in enumerate(numbers)],
+        (ret, 0, 0, allow),
+        (ret, 0, 0, deny),
+        (ret, 0, 0, kill),
+    ]
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = ctypes.create_string_buffer(struct.pack("HxxxxxxP", len(program), ctypes.addressof(filters)))
+    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+
+
+def _keyrings_deniable() -> bool:
+    """Whether `_deny_keyrings` works here: a throwaway child applies it and asks for a keyring."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            _deny_keyrings()
+            _syscall(KEYRING_SYSCALLS[1][2], ctypes.c_int(0), ctypes.c_int(KEY_SPEC_USER_KEYRING), ctypes.c_int(0))
+            os._exit(1)  # KEYCTL_GET_KEYRING_ID answered: not denied
+        except OSError as exc:
+            os._exit(0 if exc.errno == errno.EPERM else 1)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _claim_uids() -> tuple[int, int]:
+    """As root: (first uid, lock fd) of a block of sandbox uids that no other rfai process holds,
+    so two rfai processes at once never share a uid (nor its keyrings or process budget). The
+    block is ours while this process holds an flock on its lock file."""
+    directory = "/run/rfai-sandbox" if os.path.isdir("/run") else "/var/lock/rfai-sandbox"
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise OSError(f"{directory} is not a directory only root may write")
+    for block in range(UID_BLOCKS):
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(f"{directory}/uids-{block}.lock", flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return UID_BASE + block * UID_BLOCK, fd
+    raise OSError(f"all {UID_BLOCKS} blocks of sandbox uids are held by other rfai processes")
 
 
 def _reachable_by_others(paths: list[str]) -> bool:
@@ -391,11 +464,13 @@ class Isolation:
 
     def __init__(self) -> None:
         self.uid, self.gid = os.getuid(), os.getgid()
+        self.uid_base, self._uid_lock = _claim_uids() if ROOT else (0, None)
         self.mountpoint = os.environ.get("RFAI_SANDBOX_MOUNT", "")
         self.read_paths = _readable_paths()
         self.job_flags = 0  # what each job unshares; 0: the fallback
         self.proc = False
         self.landlock = 0
+        self.seccomp = LINUX and KEYRING_SYSCALLS is not None and _keyrings_deniable()
         self.subreaper = False
         self.netns: dict[int, int] = {}  # slot -> fd of that slot's empty network namespace
         self.shared_template = ROOT  # built once in the zygote; per job in a user's own namespaces
@@ -456,12 +531,12 @@ class Isolation:
             try:
                 os.setsid()
                 _enter_namespaces(self, netns)
-                _build_view(self, {"fsize_mb": 1}, UID_BASE if ROOT else self.uid, None)
+                _build_view(self, {"fsize_mb": 1}, self.uid_base if ROOT else self.uid, None)
                 child = os.fork()
                 if child == 0:
                     try:
                         _enter_view(self)
-                        _drop_privileges(UID_BASE if ROOT else None)
+                        _drop_privileges(self.uid_base if ROOT else None)
                         os._exit(0 if os.getcwd() == BOX and not os.path.exists("/.old/proc") else 1)
                     except BaseException:
                         os._exit(1)
@@ -504,6 +579,8 @@ class Isolation:
                 names.append("nproc-limit")
         if ROOT:
             names.append("uid-drop")
+        if self.seccomp:
+            names.append("no-keyrings")
         return sorted(names)
 
 
@@ -578,7 +655,7 @@ def _become_program(job: dict, iso: Isolation, slot: int, outputs: list[int]) ->
             os.dup2(out, fd, inheritable=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        uid = UID_BASE + slot if ROOT else None
+        uid = iso.uid_base + slot if ROOT else None
         if iso.keep_read and job.get("compiler"):
             uid = None  # the fallback as root: a toolchain under /root is reachable as its owner, with no capability
         if iso.private_view:
@@ -591,6 +668,8 @@ def _become_program(job: dict, iso: Isolation, slot: int, outputs: list[int]) ->
         _drop_privileges(uid, keep_read=iso.keep_read and bool(job.get("python")))
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it: die with A, still
         _apply_rlimits(job, iso)
+        if iso.seccomp:
+            _deny_keyrings()
         if iso.landlock:
             _landlock(iso.landlock, iso.read_paths, job["dir"])
         os.closerange(4, 65536)
@@ -654,7 +733,9 @@ def _run_job(job: dict, iso: Isolation, slot: int, netns: int | None, zygote: in
             os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=workdir)
             for name in OUT_FILES
         ]
-        uid = UID_BASE + slot if ROOT else iso.uid
+        if ROOT and slot >= UID_BLOCK:
+            raise OSError(f"more than {UID_BLOCK} programs at once")
+        uid = iso.uid_base + slot if ROOT else iso.uid
         box = None
         if iso.private_view:
             _enter_namespaces(iso, netns)
