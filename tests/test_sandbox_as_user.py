@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["tests/test_sandbox_hostile.py", "tests/test_sandbox_tricks.py"]
+MODULES = ["tests/test_sandbox_hostile.py", "tests/test_sandbox_tricks.py", "tests/test_verdicts.py"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")]
 

@@ -306,7 +306,8 @@ def _rust_program(code: str, cases: list[str]) -> _Program:
     )
     calls = ", ".join(f"candidate::rfai_cases::case_{i}" for i in range(len(splits)))
     runner = (
-        '#![allow(unused)]\n#[path = "rfai.rs"]\npub mod rfai;\n#[path = "candidate.rs"]\npub mod candidate;\n'
+        # No crate-wide `allow`: it would silence the candidate's own warnings too.
+        '#[allow(unused)]\n#[path = "rfai.rs"]\npub mod rfai;\n#[path = "candidate.rs"]\npub mod candidate;\n'
         "fn main() {\n    let mut out = rfai::Out::open();\n"
         f"    let cases: [fn(&mut rfai::Out, usize); {len(splits)}] = [{calls}];\n"
         "    for (i, case) in cases.iter().enumerate() {\n"
