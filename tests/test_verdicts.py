@@ -360,16 +360,20 @@ def test_a_program_can_neither_make_nor_read_keys(tmp_path):
     assert "MADE 0 READ 0" in run.stdout, run.stdout + run.stderr
 
 
-@pytest.mark.skipif(not ROOT, reason="sandbox uids are root's: an ordinary user's programs get a user namespace each")
 def test_two_rfai_processes_never_share_a_sandbox_uid():
-    def uid_of(sandbox: Sandbox) -> str:
+    """As root each rfai process has its own block of uids; an ordinary user's programs each get
+    a user namespace of their own. Either way two programs at once share no user."""
+
+    def user_of(sandbox: Sandbox) -> str:
         with sandbox.directory() as box:
-            (box / "candidate.py").write_text("import os\nprint('UID', os.getuid())\n")
+            (box / "candidate.py").write_text(
+                "import os\nprint('USER', os.getuid(), os.readlink('/proc/self/ns/user'))\n"
+            )
             return sandbox.run(box, Limits(timeout=10), python="load").stdout
 
     with Sandbox() as first, Sandbox() as second:
-        one, two = uid_of(first), uid_of(second)
-    assert one.startswith("UID") and two.startswith("UID") and one != two
+        one, two = user_of(first), user_of(second)
+    assert one.startswith("USER") and two.startswith("USER") and one != two, (one, two)
 
 
 def refuse_joining(errno_value: int) -> None:
