@@ -31,13 +31,18 @@ Stdlib only, and no rfai imports: this runs before anything else and in every ch
 from __future__ import annotations
 
 # Imported here so a forked program finds them in sys.modules instead of loading them.
+# (`typing`: most generated Python starts `from typing import List`, and importing it cost each
+# program some 600 freshly written pages.)
 import array  # noqa: E401,F401
 import base64  # noqa: E401,F401
+import bisect  # noqa: E401,F401
 import ctypes
 import errno
 import fcntl
 import functools  # noqa: E401,F401
 import gc
+import heapq  # noqa: E401,F401
+import itertools  # noqa: E401,F401
 import json
 import os
 import platform
@@ -50,6 +55,7 @@ import struct
 import sys
 import time
 import types
+import typing  # noqa: E401,F401
 
 LINUX = sys.platform.startswith("linux")
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
