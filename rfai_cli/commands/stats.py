@@ -149,7 +149,7 @@ def _render(result: dict) -> None:
     if verdicts and verdicts.get("inside"):
         console.print(
             f"test verdicts: {verdicts.get('outside', 0)} rows decided outside the sandbox, "
-            f"{verdicts['inside']} partly inside it (weaker: tests rfai could not split)",
+            f"{verdicts['inside']} partly inside it (weaker: decided by the answer's own code)",
             highlight=False,
         )
     skipped = result["skipped"]

@@ -38,7 +38,7 @@ def reference_chat(prompt: str, language: str) -> Chat:
     ]
 
 
-# One assert per test, in the forms rfai's harness splits into outside verdicts (scoring/cases.py).
+# One assert per test, in forms rfai decides outside the box (docs/sandbox.md, "Verdicts from outside").
 TEST_FORMS = {
     "python": "assert function_name(arguments) == expected_value",
     "cpp": "assert(function_name(arguments) == expected_value);",
