@@ -1,5 +1,6 @@
-"""The trainer's shortcuts through the model give the plain forward pass's log-probs: the frozen
-blocks computed once, the head only at completion positions, micro-batches cut from a batch."""
+"""The trainer's shortcuts through the model give the plain forward pass's log-probs: each prompt
+once per group, the frozen blocks computed once, the head only at completion positions,
+micro-batches cut from a batch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 import rfai_cli.engine  # noqa: F401  (preloads OpenBLAS before mlx is imported)
 from rfai_cli.engine.loading import load_model
-from rfai_cli.engine.logprobs import batch_logprobs, frozen_hidden, shortcut_notice, token_batch
+from rfai_cli.engine.logprobs import SharedHidden, batch_logprobs, frozen_hidden, shortcut_notice, token_batch
 from rfai_cli.engine.lora import attach_lora, lora_disabled, lora_layers
 
 PROMPTS = [[5, 9, 11, 40], [7], [3, 3, 3, 3, 3, 3, 3]]
@@ -125,6 +126,8 @@ ARCHITECTURES = {
     "mistral": {},
     "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
     "phi3": {},
+    # a sliding window shorter than the sequences, every other block global
+    "gemma3_text": dict(sliding_window=4, sliding_window_pattern=2, query_pre_attn_scalar=16, head_dim=16),
 }
 
 
@@ -153,3 +156,109 @@ def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(archite
     hidden = frozen_hidden(model, batch)
     assert hidden is not None, "the fast path was not taken"
     assert_matches(batch_logprobs(model, batch, hidden=hidden), plain_logprobs(model, PROMPTS, COMPLETIONS))
+    grouped = token_batch(GROUPED_PROMPTS, GROUPED_COMPLETIONS)
+    hidden = frozen_hidden(model, grouped)
+    assert isinstance(hidden, SharedHidden), "each prompt was not run once per group"
+    assert_matches(
+        batch_logprobs(model, grouped, hidden=hidden), plain_logprobs(model, GROUPED_PROMPTS, GROUPED_COMPLETIONS)
+    )
+
+
+# --- each prompt once per group -------------------------------------------------------------------
+
+# Two groups of different prompt lengths (the second a group of two), completions of every length.
+GROUPED_PROMPTS = [[5, 9, 11, 40, 41], [5, 9, 11, 40, 41], [5, 9, 11, 40, 41], [7, 8], [7, 8]]
+GROUPED_COMPLETIONS = [[12, 13, 14], [50], [60, 61, 62, 63, 64], [70, 71], [80, 81, 82, 83]]
+
+
+def test_rows_that_share_a_prompt_run_it_once_and_get_the_full_pass(lora_model):
+    from rfai_cli.engine.logprobs import hidden_rows
+
+    batch = token_batch(GROUPED_PROMPTS, GROUPED_COMPLETIONS)
+    assert batch.shared and [rows for _, rows in batch.groups()] == [[0, 1, 2], [3, 4]]
+    hidden = frozen_hidden(lora_model, batch)
+    assert isinstance(hidden, SharedHidden) and len(hidden.prompts) == 2
+    expected = plain_logprobs(lora_model, GROUPED_PROMPTS, GROUPED_COMPLETIONS)
+    assert_matches(batch_logprobs(lora_model, batch, hidden=hidden), expected)
+    assert_matches(batch_logprobs(lora_model, batch), expected)  # from the embeddings
+    with lora_disabled(lora_model):
+        assert_matches(
+            batch_logprobs(lora_model, batch, hidden=hidden),
+            plain_logprobs(lora_model, GROUPED_PROMPTS, GROUPED_COMPLETIONS),
+        )
+    chunk = [4, 1, 2]  # a micro-batch that splits both groups
+    part = batch.rows(chunk)
+    assert_matches(
+        batch_logprobs(lora_model, part, hidden=hidden_rows(hidden, chunk, part)), [expected[i] for i in chunk]
+    )
+
+
+def assert_close_to_1e5(actual, desired, name: str) -> None:
+    """Equal to 1e-5 of the tensor's scale: float32 sums taken in another order differ by a few
+    ulps of their largest terms, not of each small element."""
+    scale = max(1.0, float(np.abs(desired).max()))
+    assert float(np.abs(actual - desired).max()) <= 1e-5 * scale, (name, float(np.abs(actual - desired).max()), scale)
+
+
+def test_one_prompt_per_group_leaves_the_loss_the_gradient_and_the_update_unchanged(lora_model):
+    """float32, padding, two prompt lengths, micro-batches, two iterations: the policy loss and
+    its gradient, and the parameters after `update_policy`, equal those of whole-row passes."""
+    import dataclasses
+
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten, tree_map
+
+    from rfai_cli.config import TrainingSettings
+    from rfai_cli.train.grpo import LossSettings
+    from rfai_cli.train.update import policy_value_and_grad, update_policy
+
+    shared = token_batch(GROUPED_PROMPTS, GROUPED_COMPLETIONS)
+    whole = dataclasses.replace(shared, shared=False)
+    settings = LossSettings(temperature=0.7)
+    advantages = mx.array([1.0, -0.5, 0.25, -1.0, 0.8])
+    weights = shared.mask
+    scale = float(shared.mask.sum())
+    start = tree_map(lambda x: x, lora_model.trainable_parameters())
+
+    def loss_and_grad(batch):
+        lora_model.update(start)
+        value_and_grad = policy_value_and_grad(lora_model, settings)
+        with lora_disabled(lora_model):
+            ref = mx.stop_gradient(batch_logprobs(lora_model, batch, settings.temperature))
+        (loss, _), grads = value_and_grad(
+            lora_model, batch, frozen_hidden(lora_model, batch), advantages, None, ref, weights, scale
+        )
+        mx.eval(loss, grads)
+        return loss, grads
+
+    (loss_a, grads_a), (loss_b, grads_b) = loss_and_grad(shared), loss_and_grad(whole)
+    np.testing.assert_allclose(loss_a.item(), loss_b.item(), rtol=1e-5, atol=1e-5)
+    flat_a, flat_b = dict(tree_flatten(grads_a)), dict(tree_flatten(grads_b))
+    assert flat_a.keys() == flat_b.keys() and any(float(mx.abs(g).max()) > 0 for g in flat_a.values())
+    for name, grad in flat_a.items():
+        assert_close_to_1e5(np.array(grad), np.array(flat_b[name]), name)
+
+    training = TrainingSettings(gradient_accumulation_steps=2, num_iterations=2, learning_rate=1e-2)
+
+    def updated(batch):
+        lora_model.update(start)
+        optimizer = optim.SGD(learning_rate=training.learning_rate)  # Adam would magnify float noise on ~0 gradients
+        metrics, _ = update_policy(
+            lora_model,
+            optimizer,
+            settings,
+            training,
+            batch,
+            frozen_hidden(lora_model, batch),
+            advantages,
+            weights,
+            scale,
+        )
+        return metrics, dict(tree_flatten(lora_model.trainable_parameters()))
+
+    (metrics_a, after_a), (metrics_b, after_b) = updated(shared), updated(whole)
+    np.testing.assert_allclose(metrics_a["loss"], metrics_b["loss"], rtol=1e-5, atol=1e-5)
+    for name, value in after_a.items():
+        assert_close_to_1e5(np.array(value), np.array(after_b[name]), name)
+    assert any(not np.allclose(np.array(v), np.array(dict(tree_flatten(start))[k])) for k, v in after_a.items())

@@ -6,15 +6,18 @@ needed. Only completion positions are read: the prompt is masked out. The functi
 MLX computations, so they can sit inside `mlx.nn.value_and_grad` (policy gradient) or run
 with LoRA disabled for the KL reference.
 
-Two savings make an RL step's several passes over one batch cheap (see docs/train.md):
+Three savings make an RL step's several passes over one batch cheap (see docs/train.md):
+- Each prompt runs once per group: when rows share a prompt (the G samples of a task), the
+  prompt goes through the blocks alone and the completions attend to its keys and values
+  (`prefix.PrefixCache`), instead of every row running prompt + completion.
 - The blocks before the first LoRA layer are frozen and compute the same with LoRA on or off,
   so `frozen_hidden` runs them once per batch and every later pass (policy, reference) starts
   from their output.
 - The output head, a [positions, vocabulary] matmul, runs only at completion positions: the
   hidden states are gathered there before the final norm and head.
-Both work by standing in for the model's blocks for the length of one call, so they need no
-per-architecture code; a model whose blocks cannot be stood in for (checked numerically, once)
-gets plain full passes.
+All work by standing in for the model's blocks for the length of one call, so they need no
+per-architecture code; a model that cannot take them (checked numerically, once) gets plain
+full passes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class TokenBatch:
     mask: Any  # [batch, steps]: 1.0 on completion tokens, 0.0 on padding
     widths: tuple[int, ...]  # each row's unpadded input length
     lengths: tuple[int, ...]  # each row's completion length
+    prompts: tuple[tuple[int, ...], ...] = ()  # each row's prompt ids
+    completions: tuple[tuple[int, ...], ...] = ()  # each row's completion ids
+    shared: bool = False  # some prompt is shared by several rows: each runs once per group
 
     def rows(self, index: Sequence[int]) -> "TokenBatch":
         """The sub-batch of rows `index` (a micro-batch), cut to its own longest sequence."""
@@ -49,7 +55,38 @@ class TokenBatch:
             self.mask[picked, :steps],
             tuple(self.widths[i] for i in index),
             tuple(self.lengths[i] for i in index),
+            tuple(self.prompts[i] for i in index),
+            tuple(self.completions[i] for i in index),
+            self.shared,
         )
+
+    def groups(self) -> list[tuple[tuple[int, ...], list[int]]]:
+        """(prompt ids, the rows that share it) per distinct prompt, in order of first appearance."""
+        rows: dict[tuple[int, ...], list[int]] = {}
+        for index, prompt in enumerate(self.prompts):
+            rows.setdefault(prompt, []).append(index)
+        return list(rows.items())
+
+
+@dataclass(frozen=True)
+class SharedHidden:
+    """`frozen_hidden` of a batch whose rows share prompts: each prompt's and each row's
+    completion inputs' hidden states after the frozen blocks."""
+
+    prompts: dict  # prompt ids -> [1, prompt length, dims]
+    completions: Any  # [rows, longest completion - 1, dims]
+
+
+def hidden_rows(hidden, index: Sequence[int], part: TokenBatch):
+    """`hidden` (of a whole batch) for its sub-batch `part` = `batch.rows(index)`."""
+    import mlx.core as mx
+
+    if hidden is None:
+        return None
+    picked = mx.array([int(i) for i in index])
+    if isinstance(hidden, SharedHidden):
+        return SharedHidden(hidden.prompts, hidden.completions[picked, : max(max(part.lengths) - 1, 0)])
+    return hidden[picked, : part.inputs.shape[1]]
 
 
 def token_batch(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> TokenBatch:
@@ -67,6 +104,7 @@ def token_batch(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Se
     positions = [[min(len(p) - 1 + t, width - 2) if width > 1 else 0 for t in range(steps)] for p in prompt_ids]
     targets = [list(c) + [0] * (steps - len(c)) for c in completion_ids]
     mask = [[1.0] * len(c) + [0.0] * (steps - len(c)) for c in completion_ids]
+    prompts = tuple(tuple(int(t) for t in p) for p in prompt_ids)
     return TokenBatch(
         mx.array([row[:-1] for row in padded]) if width > 1 else mx.zeros((len(padded), 0), dtype=mx.int32),
         mx.array(positions, dtype=mx.int32).reshape(len(sequences), steps),
@@ -74,29 +112,52 @@ def token_batch(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Se
         mx.array(mask).reshape(len(sequences), steps),
         tuple(max(len(s) - 1, 1) for s in sequences),
         tuple(len(c) for c in completion_ids),
+        prompts,
+        tuple(tuple(int(t) for t in c) for c in completion_ids),
+        len(set(prompts)) < len(prompts),
     )
 
 
 def frozen_hidden(model: Any, batch: TokenBatch):
     """The hidden states after the model's frozen leading blocks (those without trainable
-    parameters), to start later `batch_logprobs` passes from; None when there are none, or when
-    the model's blocks cannot be stood in for."""
+    parameters), to start later `batch_logprobs` passes from: an array, or a `SharedHidden` for a
+    batch whose rows share prompts; None when there are no frozen blocks, or when the model's
+    blocks cannot be stood in for."""
     import mlx.core as mx
 
     frozen = _frozen_blocks(model)
     if frozen == 0 or batch.inputs.shape[1] == 0 or not _stand_ins_work(model):
         return None
+    if _shares(model, batch):
+        prompts, completions, order = {}, [], []
+        width = max(max(batch.lengths) - 1, 0)
+        for prompt, rows in batch.groups():
+            caches = _caches(model)
+            prompts[prompt] = mx.stop_gradient(_frozen_output(model, mx.array([prompt]), frozen, caches))
+            _completions_follow(caches, len(prompt))
+            if width:
+                inputs = _completion_inputs(batch, rows, width)
+                completions.append(_frozen_output(model, inputs, frozen, caches))
+                order += rows
+        merged = _in_row_order(completions, order) if width else mx.zeros((len(batch.lengths), 0, 1))
+        return SharedHidden(prompts, mx.stop_gradient(merged))
+    return mx.stop_gradient(_frozen_output(model, batch.inputs, frozen))
+
+
+def _frozen_output(model: Any, inputs, frozen: int, cache=None):
+    """The output of the first `frozen` blocks (lazy: the rest is never computed)."""
     captured = []
 
     def capture(index, layer, h, *args, **kwargs):
-        h = layer(h, *args, **kwargs)
+        if index < frozen:
+            h = layer(h, *args, **kwargs)
         if index == frozen - 1:
             captured.append(h)
         return h
 
     with _blocks_standing_in(model, capture):
-        model(batch.inputs)  # lazy: only what leads to the captured state is ever computed
-    return mx.stop_gradient(captured[0])
+        model(inputs) if cache is None else model(inputs, cache=cache)
+    return captured[0]
 
 
 def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidden=None, stats: dict | None = None):
@@ -111,7 +172,9 @@ def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidd
 
     if batch.targets.shape[1] == 0:
         return mx.zeros(batch.targets.shape)
-    if _stand_ins_work(model):
+    if _shares(model, batch):
+        logits = _shared_logits(model, batch, hidden)
+    elif _stand_ins_work(model):
         logits = _completion_logits(model, batch, hidden)
     else:  # full pass, logits at every position, then the completion ones
         logits = mx.take_along_axis(model(batch.inputs), batch.positions[..., None], axis=1)
@@ -150,8 +213,15 @@ def completion_logprobs(
 
 
 def _completion_logits(model: Any, batch: TokenBatch, hidden):
-    """[batch, steps, vocab]: the blocks run from `hidden` (or from the embeddings), then the
-    last block's output is gathered at the completion positions before the norm and head."""
+    """[batch, steps, vocab]: each row's prompt + completion through the blocks, from `hidden`
+    (or from the embeddings), the output head at the completion positions only."""
+    return _logits_at(model, batch.inputs, batch.positions, hidden)
+
+
+def _logits_at(model: Any, inputs, positions, hidden, cache=None):
+    """[rows, positions, vocab]: the blocks run on `inputs` from `hidden` (or from the
+    embeddings), then the last block's output is gathered at `positions` before the norm and
+    head. With `cache` (one per block), attention goes through it."""
     import mlx.core as mx
 
     frozen = _frozen_blocks(model) if hidden is not None else 0
@@ -163,11 +233,76 @@ def _completion_logits(model: Any, batch: TokenBatch, hidden):
         if index >= frozen:
             h = layer(h, *args, **kwargs)
         if index == last:
-            h = mx.take_along_axis(h, batch.positions[..., None], axis=1)
+            h = mx.take_along_axis(h, positions[..., None], axis=1)
         return h
 
     with _blocks_standing_in(model, run):
-        return model(batch.inputs)
+        return model(inputs) if cache is None else model(inputs, cache=cache)
+
+
+def _shared_logits(model: Any, batch: TokenBatch, hidden):
+    """`_completion_logits` with each prompt run once for the rows that share it: the prompt's
+    last position predicts every row's first completion token, and the completions (all but
+    their last token) attend to the prompt's keys and values."""
+    import mlx.core as mx
+
+    steps = batch.targets.shape[1]
+    pieces, order = [], []
+    for prompt, rows in batch.groups():
+        caches = _caches(model)
+        start = None if hidden is None else hidden.prompts[prompt]
+        head = _logits_at(model, mx.array([prompt]), mx.array([[len(prompt) - 1]]), start, caches)
+        _completions_follow(caches, len(prompt))
+        parts = [mx.broadcast_to(head, (len(rows), 1, head.shape[-1]))]
+        width = max(max(batch.lengths[r] for r in rows) - 1, 0)
+        if width:
+            picked = mx.array(rows)
+            start = None if hidden is None else hidden.completions[picked, :width]
+            positions = mx.broadcast_to(mx.arange(width)[None], (len(rows), width))
+            parts.append(_logits_at(model, _completion_inputs(batch, rows, width), positions, start, caches))
+        logits = mx.concatenate(parts, axis=1)
+        if logits.shape[1] < steps:  # a shorter group: padding, masked out
+            logits = mx.pad(logits, [(0, 0), (0, steps - logits.shape[1]), (0, 0)])
+        pieces.append(logits[:, :steps])
+        order += rows
+    return _in_row_order(pieces, order)
+
+
+def _caches(model: Any) -> list:
+    from .prefix import PrefixCache
+
+    return [PrefixCache() for _ in model.layers]
+
+
+def _completions_follow(caches: list, prompt_length: int) -> None:
+    """After the prompt's pass: every block's next tokens sit after the prompt (blocks skipped by
+    a frozen-hidden start included, since the model reads the mask's offset from the first)."""
+    for cache in caches:
+        cache.offset = prompt_length
+
+
+def _completion_inputs(batch: TokenBatch, rows: list[int], width: int):
+    """[rows, width]: each row's completion but its last token (which predicts nothing), right-padded."""
+    import mlx.core as mx
+
+    tokens = [list(batch.completions[r][:-1])[:width] for r in rows]
+    return mx.array([t + [0] * (width - len(t)) for t in tokens], dtype=mx.int32)
+
+
+def _in_row_order(pieces: list, order: list[int]):
+    """Per-group arrays (rows of `order`, in that order) stacked back into the batch's row order."""
+    import mlx.core as mx
+
+    stacked = mx.concatenate(pieces, axis=0)
+    inverse = [0] * len(order)
+    for position, row in enumerate(order):
+        inverse[row] = position
+    return mx.take(stacked, mx.array(inverse), axis=0)
+
+
+def _shares(model: Any, batch: TokenBatch) -> bool:
+    """Whether `batch` runs each prompt once: its rows share prompts and the model takes it."""
+    return batch.shared and _stand_ins_work(model) and _sharing_works(model)
 
 
 def _frozen_blocks(model: Any) -> int:
@@ -238,23 +373,47 @@ def shortcut_notice(model: Any) -> str | None:
     )
 
 
-_CHECKED: dict[int, tuple[Any, bool]] = {}  # id(model) -> (a weak reference to it, the answer)
+_CHECKED: dict[tuple[str, int], tuple[Any, bool]] = {}  # (check, id(model)) -> (a weak reference, the answer)
+
+
+def _checked_once(name: str, model: Any, check: Callable[[], bool]) -> bool:
+    import weakref
+
+    known = _CHECKED.get((name, id(model)))
+    if known is None or known[0]() is not model:
+        try:
+            ok = check()
+        except Exception:  # noqa: BLE001 - an architecture the shortcut cannot take: full passes
+            ok = False
+        known = _CHECKED[(name, id(model))] = (weakref.ref(model), ok)
+    return known[1]
 
 
 def _stand_ins_work(model: Any) -> bool:
     """Whether standing in for the blocks reaches the model's forward pass and gives its logits,
     checked once per model on a short sequence; any other model gets plain full passes."""
-    import weakref
-
     import mlx.core as mx
 
-    known = _CHECKED.get(id(model))
-    if known is None or known[0]() is not model:
-        ok = _block_list(model) is not None
-        if ok:
-            inputs = mx.array([[1, 2, 3, 4, 5]])
-            batch = TokenBatch(inputs, mx.array([[2, 3]]), mx.array([[5, 6]]), mx.ones((1, 2)), (5,), (2,))
-            expected = model(inputs)[:, 2:4]
-            ok = bool(mx.allclose(_completion_logits(model, batch, None), expected, atol=1e-4).item())
-        known = _CHECKED[id(model)] = (weakref.ref(model), ok)
-    return known[1]
+    def check() -> bool:
+        if _block_list(model) is None:
+            return False
+        inputs = mx.array([[1, 2, 3, 4, 5]])
+        expected = model(inputs)[:, 2:4]
+        return bool(mx.allclose(_logits_at(model, inputs, mx.array([[2, 3]]), None), expected, atol=1e-4).item())
+
+    return _checked_once("stand-ins", model, check)
+
+
+def _sharing_works(model: Any) -> bool:
+    """Whether running a prompt once for its rows (`prefix.PrefixCache`) gives each row's own
+    logits, checked once per model; a model whose attention does not go through that cache
+    (state-space layers, a cache of its own kind) runs each row whole."""
+    import mlx.core as mx
+
+    def check() -> bool:
+        batch = token_batch([[1, 2, 3], [1, 2, 3]], [[4, 5, 6], [7, 8]])
+        mask = batch.mask[..., None]  # padding positions differ, and are never read
+        expected = _completion_logits(model, batch, None) * mask
+        return bool(mx.allclose(_shared_logits(model, batch, None) * mask, expected, atol=1e-4).item())
+
+    return _checked_once("sharing", model, check)

@@ -76,7 +76,7 @@ def _update_policy(
     import mlx.optimizers as optim
     from mlx.utils import tree_map
 
-    from ..engine.logprobs import batch_logprobs, frozen_hidden
+    from ..engine.logprobs import batch_logprobs, frozen_hidden, hidden_rows
     from ..engine.lora import lora_disabled
 
     value_and_grad = policy_value_and_grad(model, settings)
@@ -94,7 +94,7 @@ def _update_policy(
         for k, chunk in enumerate(chunks):
             part = batch.rows(chunk)
             index, steps = mx.array(chunk), part.targets.shape[1]
-            part_hidden = None if hidden is None else hidden[index, : part.inputs.shape[1]]
+            part_hidden = hidden_rows(hidden, chunk, part)
             if refs[k] is None:
                 with lora_disabled(model):
                     refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
