@@ -165,3 +165,21 @@ def test_missing_package_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(embedded, "PACKAGE", "rfai-no-such-package")
     with pytest.raises(RfaiError, match="needs the package rfai-no-such-package: install it with"):
         embedded.gguf_path()
+
+
+def test_training_passes_run_each_prompt_once_on_the_real_model(smollm):
+    """The sharing check holds at SmolLM2's logit scale (about 30; a fixed 1e-4 tolerance once
+    turned the shortcut off there while passing on tiny random models)."""
+    import dataclasses
+
+    import numpy as np
+
+    from rfai_cli.engine.logprobs import SharedHidden, batch_logprobs, frozen_hidden, token_batch
+
+    prompt = smollm.tokenizer.encode("Write a Python function that adds two numbers.")
+    completions = [smollm.tokenizer.encode(text) for text in ("def add(a, b):", "return a + b", "x")]
+    shared = token_batch([prompt] * 3, completions)
+    smollm.model.freeze()  # as for training: the blocks without adapters are frozen
+    assert isinstance(frozen_hidden(smollm.model, shared), SharedHidden)
+    whole = batch_logprobs(smollm.model, dataclasses.replace(shared, shared=False))
+    np.testing.assert_allclose(np.array(batch_logprobs(smollm.model, shared)), np.array(whole), atol=2e-4)

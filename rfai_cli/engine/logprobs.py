@@ -414,6 +414,8 @@ def _sharing_works(model: Any) -> bool:
         batch = token_batch([[1, 2, 3], [1, 2, 3]], [[4, 5, 6], [7, 8]])
         mask = batch.mask[..., None]  # padding positions differ, and are never read
         expected = _completion_logits(model, batch, None) * mask
-        return bool(mx.allclose(_shared_logits(model, batch, None) * mask, expected, atol=1e-4).item())
+        error = mx.abs(_shared_logits(model, batch, None) * mask - expected).max()
+        # float32 sums in another order: a few ulps of the logits' scale (30 on SmolLM2)
+        return bool((error <= 1e-4 * mx.maximum(mx.abs(expected).max(), 1.0)).item())
 
     return _checked_once("sharing", model, check)
