@@ -172,24 +172,37 @@ def batch_logprobs(model: Any, batch: TokenBatch, temperature: float = 1.0, hidd
 
     if batch.targets.shape[1] == 0:
         return mx.zeros(batch.targets.shape)
+    totals = [] if stats is not None else None
     if _shares(model, batch):
-        logits = _shared_logits(model, batch, hidden)
-    elif _stand_ins_work(model):
-        logits = _completion_logits(model, batch, hidden)
-    else:  # full pass, logits at every position, then the completion ones
-        logits = mx.take_along_axis(model(batch.inputs), batch.positions[..., None], axis=1)
+        logprobs = _shared_logprobs(model, batch, hidden, temperature, totals)
+    else:
+        if _stand_ins_work(model):
+            logits = _completion_logits(model, batch, hidden)
+        else:  # full pass, logits at every position, then the completion ones
+            logits = mx.take_along_axis(model(batch.inputs), batch.positions[..., None], axis=1)
+        logprobs = _scored(logits, batch.targets, batch.mask, temperature, totals)
+    if stats is not None:
+        stats["entropy"] = sum(totals) / mx.maximum(batch.mask.sum(), 1.0)
+    return logprobs
+
+
+def _scored(logits, targets, mask, temperature: float, entropies: list | None):
+    """[rows, steps] log p(target) under `logits` / `temperature`, 0.0 where `mask` is 0; with
+    `entropies`, the masked sum of the distribution's entropy (held constant) is appended."""
+    import mlx.core as mx
+
     if temperature != 1.0:
         logits = logits / temperature
     # log p(token) without a [batch, steps, vocab] log-softmax: the chosen logit minus the logsumexp.
-    chosen = mx.take_along_axis(logits, batch.targets[..., None], axis=-1).squeeze(-1)
+    chosen = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
     logits = logits.astype(mx.float32)
     normaliser = mx.logsumexp(logits, axis=-1)
-    if stats is not None:
+    if entropies is not None:
         held = mx.stop_gradient(logits)
         probabilities = mx.exp(held - mx.stop_gradient(normaliser)[..., None])
         entropy = mx.stop_gradient(normaliser) - (probabilities * held).sum(axis=-1)
-        stats["entropy"] = (entropy * batch.mask).sum() / mx.maximum(batch.mask.sum(), 1.0)
-    return (chosen.astype(mx.float32) - normaliser) * batch.mask
+        entropies.append((entropy * mask).sum())
+    return (chosen.astype(mx.float32) - normaliser) * mask
 
 
 def padded_completion_logprobs(
@@ -240,30 +253,34 @@ def _logits_at(model: Any, inputs, positions, hidden, cache=None):
         return model(inputs) if cache is None else model(inputs, cache=cache)
 
 
-def _shared_logits(model: Any, batch: TokenBatch, hidden):
-    """`_completion_logits` with each prompt run once for the rows that share it: the prompt's
-    last position predicts every row's first completion token, and the completions (all but
-    their last token) attend to the prompt's keys and values."""
+def _shared_logprobs(model: Any, batch: TokenBatch, hidden, temperature: float, entropies: list | None):
+    """`batch_logprobs` with each prompt run once for the rows that share it: the prompt's last
+    position predicts every row's first completion token, and the completions (all but their
+    last token) attend to the prompt's keys and values. Each group's logits are scored as they
+    come, so no [batch, steps, vocabulary] array is ever assembled."""
     import mlx.core as mx
 
     steps = batch.targets.shape[1]
     pieces, order = [], []
     for prompt, rows in batch.groups():
+        picked = mx.array(rows)
+        targets, mask = batch.targets[picked], batch.mask[picked]
         caches = _caches(model)
         start = None if hidden is None else hidden.prompts[prompt]
         head = _logits_at(model, mx.array([prompt]), mx.array([[len(prompt) - 1]]), start, caches)
         _completions_follow(caches, len(prompt))
-        parts = [mx.broadcast_to(head, (len(rows), 1, head.shape[-1]))]
-        width = max(max(batch.lengths[r] for r in rows) - 1, 0)
+        head = mx.broadcast_to(head, (len(rows), 1, head.shape[-1]))
+        parts = [_scored(head, targets[:, :1], mask[:, :1], temperature, entropies)]
+        width = min(max(max(batch.lengths[r] for r in rows) - 1, 0), steps - 1)
         if width:
-            picked = mx.array(rows)
             start = None if hidden is None else hidden.completions[picked, :width]
             positions = mx.broadcast_to(mx.arange(width)[None], (len(rows), width))
-            parts.append(_logits_at(model, _completion_inputs(batch, rows, width), positions, start, caches))
-        logits = mx.concatenate(parts, axis=1)
-        if logits.shape[1] < steps:  # a shorter group: padding, masked out
-            logits = mx.pad(logits, [(0, 0), (0, steps - logits.shape[1]), (0, 0)])
-        pieces.append(logits[:, :steps])
+            logits = _logits_at(model, _completion_inputs(batch, rows, width), positions, start, caches)
+            parts.append(_scored(logits, targets[:, 1 : width + 1], mask[:, 1 : width + 1], temperature, entropies))
+        scored = mx.concatenate(parts, axis=1)
+        if scored.shape[1] < steps:  # a shorter group: padding reads 0
+            scored = mx.pad(scored, [(0, 0), (0, steps - scored.shape[1])])
+        pieces.append(scored)
         order += rows
     return _in_row_order(pieces, order)
 
@@ -293,7 +310,9 @@ def _in_row_order(pieces: list, order: list[int]):
     """Per-group arrays (rows of `order`, in that order) stacked back into the batch's row order."""
     import mlx.core as mx
 
-    stacked = mx.concatenate(pieces, axis=0)
+    stacked = mx.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+    if order == sorted(order):  # groups already in row order (as a step's batch is)
+        return stacked
     inverse = [0] * len(order)
     for position, row in enumerate(order):
         inverse[row] = position
@@ -412,10 +431,9 @@ def _sharing_works(model: Any) -> bool:
 
     def check() -> bool:
         batch = token_batch([[1, 2, 3], [1, 2, 3]], [[4, 5, 6], [7, 8]])
-        mask = batch.mask[..., None]  # padding positions differ, and are never read
-        expected = _completion_logits(model, batch, None) * mask
-        error = mx.abs(_shared_logits(model, batch, None) * mask - expected).max()
-        # float32 sums in another order: a few ulps of the logits' scale (30 on SmolLM2)
+        expected = _scored(_completion_logits(model, batch, None), batch.targets, batch.mask, 1.0, None)
+        error = mx.abs(_shared_logprobs(model, batch, None, 1.0, None) - expected).max()
+        # float32 sums in another order: a few ulps of the values' scale
         return bool((error <= 1e-4 * mx.maximum(mx.abs(expected).max(), 1.0)).item())
 
     return _checked_once("sharing", model, check)
