@@ -13,8 +13,9 @@ OpenBLAS preloaded (rfai_cli.engine), so each one's peak RSS is its own.
   model, LoRA, group size, lengths and sampling, a second model copy as its reference (what it
   does), and a reward function that calls rfai's scorer, so both optimise the same reward.
 
-TRL's GRPOTrainer (torch on CPU) is not a leg yet (docs/train.md, "Not built yet"). Prints seconds per step, scored completions per minute and peak RSS per leg,
-and the ratios.
+TRL's GRPOTrainer (torch on CPU) is not a leg yet (docs/train.md, "Not built yet"). Prints seconds
+per step, scored completions per minute and peak RSS per leg, the ratios, and rfai's step in
+FLOPs (counted from the shapes, step_flops.py) against this machine's float32 matmul peak.
 
     .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer]
 """
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))  # step_flops, beside this file
 PROMPTS, GROUP, MAX_TOKENS = 8, 4, 128
 
 PEER = r"""
@@ -124,7 +126,36 @@ training:
         sys.exit(f"rfai train failed:\n{result.stderr[-2000:]}")
     metrics = [json.loads(line) for line in (work / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
     split = {k: sum(m[f"seconds_{k}"] for m in metrics) / len(metrics) for k in ("generate", "score", "train")}
-    return {"seconds_per_step": sum(split.values()), **split, "peak_rss_gib": peak}
+    return {
+        "seconds_per_step": sum(split.values()),
+        **split,
+        "peak_rss_gib": peak,
+        "flops": _flops(work, metrics, layers),
+    }
+
+
+def _flops(work: Path, metrics: list[dict], layers: int) -> dict:
+    """The step's mean FLOPs per half (step_flops.py), from the prompts it trained on (their
+    chat-formatted token counts) and its completion lengths."""
+    from step_flops import Shapes, step_flops
+
+    from rfai_cli.engine.embedded import embedded_model_dir
+    from rfai_cli.engine.generation import chat_prompt, encode_prompt
+    from rfai_cli.engine.loading import load_model
+
+    directory = embedded_model_dir()
+    tokenizer = load_model(str(directory)).tokenizer
+    rows = [json.loads(line) for path in (work / "datasets").glob("*.jsonl") for line in path.read_text().splitlines()]
+    totals = {"generate": 0.0, "train": 0.0}
+    for step in metrics:
+        mine = [r for r in rows if r.get("step") == step["step"]]
+        prompts = {(r["prompt"], r.get("language", "python")) for r in mine}
+        lengths = [len(encode_prompt(tokenizer, chat_prompt(tokenizer, p, lang))) for p, lang in prompts]
+        samples = len(mine)  # students and joined teachers
+        figures = step_flops(Shapes.of(directory), lengths, samples, step["completion_tokens_mean"], layers)
+        for half in totals:
+            totals[half] += figures[half] / len(metrics)
+    return totals
 
 
 def peer_leg(steps: int, layers: int, work: Path) -> dict:
@@ -163,13 +194,26 @@ def main() -> None:
         if not args.skip_peer:
             (Path(root) / "peer").mkdir()
             legs["mlx-lm-lora"] = peer_leg(args.steps, args.lora_layers, Path(root) / "peer")
+    from step_flops import matmul_peak
+
+    import rfai_cli.engine  # noqa: F401  (OpenBLAS, as the legs have it)
+
+    peak = matmul_peak()
     print(f"{PROMPTS} prompts x G={GROUP} x <= {MAX_TOKENS} tokens, LoRA rank 8 on the last {args.lora_layers} blocks")
+    print(f"  float32 1024^3 matmul peak here: {peak / 1e9:.0f} GFLOP/s")
     for name, leg in legs.items():
         per_minute = completions * 60 / leg["seconds_per_step"]
         split = " / ".join(f"{k} {leg[k]:.1f}s" for k in ("generate", "score", "train") if k in leg)
         print(
             f"  {name:12s} {leg['seconds_per_step']:6.1f} s/step  {per_minute:5.1f} completions/min  "
             f"peak RSS {leg['peak_rss_gib']:.2f} GiB  ({split})"
+        )
+    flops = legs["rfai"]["flops"]
+    for half in ("generate", "train"):
+        seconds = legs["rfai"][half]
+        print(
+            f"  rfai {half}: {flops[half] / 1e12:.2f} TFLOP in {seconds:.1f} s = {flops[half] / seconds / 1e9:.0f} GFLOP/s, "
+            f"{flops[half] / seconds / peak:.0%} of the matmul peak (at the peak: {flops[half] / peak:.1f} s)"
         )
     if "mlx-lm-lora" in legs:
         print(
