@@ -329,3 +329,16 @@ def test_in_a_pipe_nothing_is_cut(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0 and task in result.stdout and "…" not in result.stdout
+
+
+def test_grouping_by_a_field_no_row_has_is_an_error_not_one_none_group(tmp_path, rfai):
+    path = tmp_path / "rows.jsonl"
+    rows = [{"task_id": "t", "language": "python", "student_score": 0.5, "difficulty": "easy"}] * 2
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    typo = rfai("stats", path, "--by", "nosuchfield")
+    assert typo.returncode == 2 and "--by nosuchfield: no row has that field" in typo.stderr, typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    extra = rfai("stats", path, "--by", "difficulty")  # a field of the user's own rows groups as any other
+    assert extra.returncode == 0 and "easy" in extra.stdout
+    known = rfai("stats", path, "--by", "run_id")  # a record field these rows leave empty: one "(none)" group
+    assert known.returncode == 0 and "(none)" in known.stdout

@@ -58,10 +58,22 @@ def stats(
     skipped = result["skipped"]
     if not result["rows"] and skipped["total"]:
         raise InputError(f"no valid rows: {skipped['total']} lines skipped, the first: {skipped['examples'][0]}")
+    _check_fields(by or (), result)
     if json_output:
         print_json(result)
     elif not quiet:  # quiet: a check that the files read, its answer the exit status and the warnings
         _render(result)
+
+
+def _check_fields(by: List[str], result: dict) -> None:
+    """A `--by` field that no row has and that is not a record field is a typo, not a group:
+    say so instead of putting every row under "(none)"."""
+    from ..data.stats import MISSING
+    from ..records import FIELD_TYPES
+
+    for field in by:
+        if result["rows"] and set(result["by"].get(field, {})) <= {MISSING} and field not in FIELD_TYPES:
+            raise InputError(f"--by {field}: no row has that field (a record's fields: {', '.join(FIELD_TYPES)})")
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
