@@ -342,3 +342,25 @@ def test_grouping_by_a_field_no_row_has_is_an_error_not_one_none_group(tmp_path,
     assert extra.returncode == 0 and "easy" in extra.stdout
     known = rfai("stats", path, "--by", "run_id")  # a record field these rows leave empty: one "(none)" group
     assert known.returncode == 0 and "(none)" in known.stdout
+
+
+def test_each_group_shows_its_own_pass_at_k(tmp_path, rfai):
+    path = tmp_path / "steps.jsonl"
+    rows = [
+        {
+            "task_id": "t",
+            "step": step,
+            "language": "python",
+            "student_score": 0.1 + step,
+            "test_results": {"student": {"passed": 2 * step, "total": 2}},
+        }
+        for step in (0, 1)
+        for _ in range(2)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = rfai("stats", path, "--by", "step", "--pass-at", "1")
+    assert out.returncode == 0, out.stderr
+    table = out.stdout[out.stdout.index("By step") :]
+    assert "pass@1" in table
+    lines = {cells[0]: cells for cells in map(str.split, table.splitlines()) if cells and cells[0] in ("0", "1")}
+    assert lines["0"][-1] == "0.000" and lines["1"][-1] == "1.000", table  # pooled, it would be 0.5

@@ -125,12 +125,21 @@ def _render(result: dict) -> None:
         with_tests = any("tests" in group for group in groups.values())
         if with_tests:
             table.add_column("tests passed", justify="right")
+        # pass@k per group: pooled over groups (steps, runs), one figure would hide the difference
+        ks = (
+            [k for k in result.get("pass_at_k", {}) if k.isdigit()]
+            if any("pass_at_k" in g for g in groups.values())
+            else []
+        )
+        for k in ks:
+            table.add_column(f"pass@{k}", justify="right")
         for label, group in groups.items():
             cells = [label, str(group["rows"])] + [_fmt(group[name].get("mean")) for name in scored]
             if "reward" in scored:
                 cells.append(_fmt(group["reward"].get("median")))
             if with_tests:
                 cells.append(_fmt(group.get("tests", {}).get("student_pass_rate")))
+            cells += [_fmt(group.get("pass_at_k", {}).get(k)) for k in ks]
             table.add_row(*cells)
         console.print(table)
 
