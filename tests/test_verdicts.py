@@ -362,17 +362,21 @@ def test_a_program_can_neither_make_nor_read_keys(tmp_path):
 
 def test_two_rfai_processes_never_share_a_sandbox_uid():
     """As root each rfai process has its own block of uids; an ordinary user's programs each get
-    a user namespace of their own. Either way two programs at once share no user."""
+    a user namespace of their own. Either way two programs at once share no user. (At once: a
+    namespace's number is reused once it is gone.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    program = (
+        "import os, time\nprint('USER', os.getuid(), os.readlink('/proc/self/ns/user'), flush=True)\ntime.sleep(2)\n"
+    )
 
     def user_of(sandbox: Sandbox) -> str:
         with sandbox.directory() as box:
-            (box / "candidate.py").write_text(
-                "import os\nprint('USER', os.getuid(), os.readlink('/proc/self/ns/user'))\n"
-            )
-            return sandbox.run(box, Limits(timeout=10), python="load").stdout
+            (box / "candidate.py").write_text(program)
+            return sandbox.run(box, Limits(timeout=20), python="load").stdout
 
-    with Sandbox() as first, Sandbox() as second:
-        one, two = user_of(first), user_of(second)
+    with Sandbox() as first, Sandbox() as second, ThreadPoolExecutor(2) as pool:
+        one, two = pool.map(user_of, (first, second))
     assert one.startswith("USER") and two.startswith("USER") and one != two, (one, two)
 
 
