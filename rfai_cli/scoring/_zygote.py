@@ -381,7 +381,8 @@ def _claim_uids() -> tuple[int, int]:
     """As root: (first uid, lock fd) of a block of sandbox uids that no other rfai process holds,
     so two rfai processes at once never share a uid (nor its keyrings or process budget). The
     block is ours while this process holds an flock on its lock file."""
-    directory = "/run/rfai-sandbox" if os.path.isdir("/run") else "/var/lock/rfai-sandbox"
+    parent = next((path for path in ("/run", "/var/lock", "/tmp") if os.path.isdir(path)), "/")
+    directory = os.path.join(parent, "rfai-sandbox")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
