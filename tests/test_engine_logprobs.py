@@ -215,6 +215,7 @@ def test_one_prompt_per_group_leaves_the_loss_the_gradient_and_the_update_unchan
 
     shared = token_batch(GROUPED_PROMPTS, GROUPED_COMPLETIONS)
     whole = dataclasses.replace(shared, shared=False)
+    assert isinstance(frozen_hidden(lora_model, shared), SharedHidden)  # the shared path is the one compared
     settings = LossSettings(temperature=0.7)
     advantages = mx.array([1.0, -0.5, 0.25, -1.0, 0.8])
     weights = shared.mask

@@ -177,6 +177,13 @@ def test_an_exception_that_claims_another_class_is_judged_by_its_real_type(score
     assert scored(scorer, "python", real, [EXPECTS_VALUE_ERROR]).breakdown["correctness"] == 1.0
 
 
+def test_a_built_in_exception_with_its_own_constructor_comes_back_as_itself(scorer):
+    # UnicodeDecodeError takes five arguments: the judge must still raise one for `except` to catch
+    tests = ["try:\n    f(b'\\xff')\nexcept UnicodeDecodeError:\n    pass\nelse:\n    raise AssertionError"]
+    student = scored(scorer, "python", "def f(data):\n    return data.decode('ascii')\n", tests)
+    assert student.breakdown["correctness"] == 1.0 and student.sources["verdicts"] == "outside", student.tests
+
+
 def test_a_value_the_program_keeps_can_be_used_but_not_asked_for_a_verdict(scorer):
     code = (
         "class Stack:\n    def __init__(self):\n        self.items = []\n"
@@ -302,6 +309,8 @@ def test_code_built_at_run_time_scores_no_better_than_written_plainly():
     assert seen.quality < plain.quality and any("built at run time" in note for note in seen.notes)
     for disguise in ('import builtins\ngetattr(builtins, "ex" + "ec")(SRC)\n', "globals()['__builtins__'].eval('1')\n"):
         assert analyze(disguise, "python").quality < plain.quality, disguise
+    ordinary = 'import re\nPATTERN = re.compile("a+")\nMODE = "compile"\nNAMES = {"vars": 1, "eval": 2}\n'
+    assert analyze(ordinary, "python").notes == []  # words, and re.compile, build no code
 
 
 WARNED_CPP = "int add(int a, int b) {\n    int unused = 0;\n    unsigned n = 3;\n    for (int i = 0; i < n; ++i) {}\n    return a + b;\n}\n"

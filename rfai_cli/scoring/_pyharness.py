@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 
-MAX_LINE = 16 << 20  # bytes of one message between the two processes, or of one event line
+MAX_LINE = 16 << 20  # bytes of one message between the two processes
 BUILTINS = dict(vars(builtins))
 EXCEPTIONS = {
     name: value for name, value in BUILTINS.items() if isinstance(value, type) and issubclass(value, BaseException)
@@ -88,19 +88,11 @@ class Pipe:
 def serve_program(pipe: Pipe) -> None:
     """Load the candidate, then answer requests until the judge closes the pipe. Nothing here
     is trusted: the candidate may rewrite any of it, and can only change its own answers."""
-    with open("candidate.py", encoding="utf-8") as handle:
-        source = handle.read()
-    solution = {"__name__": "solution", "__builtins__": builtins}
-    try:
-        code = compile(source, "solution.py", "exec")  # compiling runs none of it: no need to wait
-    except BaseException as exc:
-        code, failure = None, exc
+    load = _compiled_candidate()  # compiling runs none of it: no need to wait for the go
     if pipe.receive() != {"op": "go"}:  # the cases are out of reach now
         return
     try:
-        if code is None:
-            raise failure
-        exec(code, solution)
+        solution = load()
     except BaseException as exc:
         pipe.send({"load": "fail", "why": why(exc)})
         return
@@ -128,6 +120,29 @@ def serve_program(pipe: Pipe) -> None:
             mro = type.__dict__["__mro__"].__get__(type(exc))
             nearest = next((k.__name__ for k in mro if EXCEPTIONS.get(k.__name__) is k), "BaseException")
             pipe.send({"raised": nearest, "why": why(exc)})
+
+
+def _compiled_candidate():
+    """`candidate.py` compiled now; returns the call that runs it as a module and returns its
+    namespace (raising what compiling or running it raised)."""
+    with open("candidate.py", encoding="utf-8") as handle:
+        source = handle.read()
+    try:
+        code = compile(source, "solution.py", "exec")
+    except BaseException as exc:  # noqa: B902 - reported when the module would have run
+        failure = exc
+
+        def load():
+            raise failure
+
+        return load
+
+    def load():
+        solution = {"__name__": "solution", "__builtins__": builtins}
+        exec(code, solution)
+        return solution
+
+    return load
 
 
 def _answer(request: dict, solution: dict, into, out) -> dict:
@@ -258,8 +273,7 @@ class Judge:
         if not isinstance(reply, dict):
             raise ProgramGone("the program ended or broke the protocol")
         if "raised" in reply:
-            cls = EXCEPTIONS.get(str(reply["raised"]), BaseException)
-            raise cls(str(reply.get("why", ""))[:200])
+            raise _built_in(str(reply["raised"]), str(reply.get("why", ""))[:200])
         return reply
 
     def value(self, reply: dict):
@@ -288,6 +302,18 @@ class Judge:
         for index, encoded in (reply.get("after") or {}).items():
             _apply_mutation(args[int(index)], self.value({"v": encoded}))
         return self.value(reply)
+
+
+def _built_in(name: str, message: str) -> BaseException:
+    """An instance of the built-in exception class `name` (some, like UnicodeDecodeError, take
+    more than a message: they are made without calling their constructor)."""
+    cls = EXCEPTIONS.get(name, BaseException)
+    try:
+        return cls(message)
+    except TypeError:
+        exc = cls.__new__(cls)
+        exc.args = (message,)
+        return exc
 
 
 def _apply_mutation(arg, now) -> None:
@@ -426,20 +452,13 @@ def _failure(exc: BaseException, source: str) -> str:
 
 
 def main(mode: str) -> int:
-    write, dumps = os.write, json.dumps
-
-    def emit(event: dict) -> None:
-        line = dumps(event)
-        if len(line) > MAX_LINE:
-            line = dumps({key: value for key, value in event.items() if key != "value"} | {"error": "value too large"})
-        write(3, (line + "\n").encode())
+    def emit(event: dict) -> None:  # every event is short: its texts are cut to 200 characters
+        os.write(3, (json.dumps(event) + "\n").encode())
 
     if mode == "tests":
         return judge_cases(emit)
-    with open("candidate.py", encoding="utf-8") as handle:
-        source = handle.read()
     try:
-        exec(compile(source, "solution.py", "exec"), {"__name__": "solution", "__builtins__": builtins})
+        _compiled_candidate()()
     except BaseException as exc:
         emit({"load": "fail", "why": why(exc)})
         return 0

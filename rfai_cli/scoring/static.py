@@ -28,16 +28,17 @@ PENALTIES = {
     "star_import": 0.1,
     "dynamic_code": 0.5,
 }
-# Code built at run time, which static analysis cannot see: these names called or looked up,
-# named in a string (`getattr(builtins, "exec")`), the namespaces that reach them by a computed
-# name (`builtins`, `globals()`), and `compile`/`loads` where they build code.
+# Code built at run time, which static analysis cannot see: these names called or looked up
+# (as a name or an attribute), the namespaces that reach them by a computed name (`builtins`,
+# `globals()`: `getattr(builtins, "exec")`), the modules that load code, and one of these
+# dunders named in a string. `re.compile` is a pattern, not code: `compile` counts only as a
+# bare name; "eval" as a dictionary key is a word.
 _DYNAMIC_NAMES = {
     "exec",
     "eval",
     "compile",
     "__import__",
     "import_module",
-    "importlib",
     "FunctionType",
     "CodeType",
     "__code__",
@@ -49,7 +50,9 @@ _DYNAMIC_NAMES = {
     "locals",
     "vars",
 }
-_DYNAMIC_ATTRIBUTES = _DYNAMIC_NAMES - {"compile"}  # `re.compile` builds a pattern, not code
+_DYNAMIC_ATTRIBUTES = _DYNAMIC_NAMES - {"compile"}
+_DYNAMIC_STRINGS = {"__import__", "__builtins__", "__code__", "__globals__", "__subclasses__"}
+_DYNAMIC_MODULES = {"builtins", "importlib"}
 _CODE_LOADERS = {"marshal", "pickle", "dill", "cloudpickle"}
 _MODULE_NAMES = {
     "__name__",
@@ -163,24 +166,16 @@ def dynamic_code(tree: ast.AST) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in _DYNAMIC_NAMES:
             found.append((node.lineno, node.id))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
-            if any(module.split(".")[0] in _DYNAMIC_NAMES for module in modules):
-                found.append(
-                    (node.lineno, "import of " + next(m for m in modules if m.split(".")[0] in _DYNAMIC_NAMES))
-                )
         elif isinstance(node, ast.Attribute) and (
             node.attr in _DYNAMIC_ATTRIBUTES
-            or (
-                node.attr == "compile"
-                and isinstance(node.value, ast.Name)
-                and node.value.id in ("builtins", "__builtins__")
-            )
             or (node.attr == "loads" and isinstance(node.value, ast.Name) and node.value.id in _CODE_LOADERS)
         ):
             found.append((node.lineno, node.attr))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in _DYNAMIC_NAMES:
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in _DYNAMIC_STRINGS:
             found.append((node.lineno, repr(node.value)))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+            found += [(node.lineno, f"import of {m}") for m in modules if m.split(".")[0] in _DYNAMIC_MODULES][:1]
     return found
 
 
