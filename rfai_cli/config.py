@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -161,11 +161,17 @@ class Config(_Section):
         return self._source
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `path` (default: ./config.yaml when present), apply dotted-key `overrides`, validate.
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    assignments: Sequence[str] = (),
+) -> Config:
+    """Read `path` (default: ./config.yaml when present), apply `--set KEY=VALUE` `assignments`,
+    then dotted-key `overrides` (a command's own flags), validate.
 
     Overrides whose value is None are ignored, so CLI options that were not given can be
-    passed straight through. Raises ConfigError with a one-line, file:line message.
+    passed straight through. Raises ConfigError with a one-line message that names the file and
+    line, or `--set`, where the bad key came from.
     """
     explicit = path is not None
     path = Path(path) if explicit else DEFAULT_CONFIG_FILE
@@ -174,15 +180,39 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     else:
         raw, lines = _read_yaml(path)
         source = path
+    for dotted, value in parse_assignments(assignments).items():
+        _set_dotted(raw, dotted, value)
+        lines[tuple(dotted.split("."))] = SET_OPTION
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, dotted, value)
+            lines[tuple(dotted.split("."))] = "command line"
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, lines, source, raw)) from None
     config._source = source
     return config
+
+
+SET_OPTION = "--set"  # where a key given on the command line is said to come from
+
+
+def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` options as dotted keys and values, each value read as YAML the way the
+    file's would be (`1`, `3e-5`, `true`, `[wandb]`, `null`); the last of a repeated key wins."""
+    parsed: dict[str, Any] = {}
+    for item in assignments:
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or not key or not all(part.strip() for part in key.split(".")):
+            raise ConfigError(f"{SET_OPTION} {item!r}: expected KEY=VALUE, e.g. training.batch_size=1")
+        try:
+            parsed[key] = yaml_input.load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or exc
+            raise ConfigError(f"{SET_OPTION} {key}: invalid YAML value: {problem}") from None
+    return parsed
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
@@ -264,7 +294,7 @@ RENAMED = {
 }
 
 
-def _describe(exc: ValidationError, lines: dict[tuple, int], source: Path | None, raw: dict | None = None) -> str:
+def _describe(exc: ValidationError, lines: dict[tuple, int | str], source: Path | None, raw: dict | None = None) -> str:
     """One line for everything wrong: every unknown key at once (so a config written for another
     tool takes one run to fix, not dozens), else pydantic's first error, as `file:line: key.path:
     what is wrong`."""
@@ -287,8 +317,9 @@ def _describe(exc: ValidationError, lines: dict[tuple, int], source: Path | None
     return f"{where}{key}: {message[0].lower()}{message[1:]}" if key else f"{where}{message}"
 
 
-def _line(loc: tuple, lines: dict[tuple, int]) -> str:
-    return f" (line {lines[loc]})" if loc in lines else ""
+def _line(loc: tuple, lines: dict[tuple, int | str]) -> str:
+    line = lines.get(loc)
+    return "" if line is None else f" (from {line})" if isinstance(line, str) else f" (line {line})"
 
 
 def _hint(loc: tuple, raw: dict | None) -> str:
@@ -304,13 +335,14 @@ def _hint(loc: tuple, raw: dict | None) -> str:
     return _suggestion(loc)
 
 
-def _where(loc: tuple, lines: dict[tuple, int], source: Path | None) -> str:
-    if source is None:
-        return ""
+def _where(loc: tuple, lines: dict[tuple, int | str], source: Path | None) -> str:
     for end in range(len(loc), 0, -1):
-        if loc[:end] in lines:
-            return f"{source}:{lines[loc[:end]]}: "
-    return f"{source}: "
+        line = lines.get(loc[:end])
+        if isinstance(line, str):  # given on the command line
+            return f"{line}: "
+        if line is not None and source is not None:
+            return f"{source}:{line}: "
+    return f"{source}: " if source is not None else ""
 
 
 def _suggestion(loc: tuple) -> str:

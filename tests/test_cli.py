@@ -230,3 +230,12 @@ def test_help_at_80_columns_folds_long_words_instead_of_cutting_them(rfai):
         text = rfai(name, "--help", env={"COLUMNS": "80"}).stdout
         assert "…" not in text, (name, [line for line in text.splitlines() if "…" in line])
         assert max(map(len, text.splitlines())) <= 80, name
+
+
+def test_a_bad_config_stops_nproc_once_before_any_rank_starts(rfai, tmp_path):
+    result = rfai("train", "--nproc", "2", "--set", "training.batch_size=x", "--learning-rate", "1e-4")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --set: training.batch_size: expected an integer, got 'x'"]
+    flags = rfai("train", "--lr", "0", "--nproc", "2")
+    assert flags.returncode == 2
+    assert flags.stderr.splitlines() == ["error: command line: training.learning_rate: input should be greater than 0"]

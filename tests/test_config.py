@@ -120,6 +120,43 @@ def test_override_is_validated_too(tmp_path):
         load_config(write(tmp_path, ""), {"training.max_steps": 0})
 
 
+def test_set_reads_values_as_yaml_between_the_file_and_the_flags(tmp_path):
+    path = write(tmp_path, "training:\n  batch_size: 4\n  eval_limit: 3\n  lora_rank: 16\n")
+    config = load_config(
+        path,
+        {"training.lora_rank": 32},
+        assignments=[
+            "training.batch_size=1",
+            "training.learning_rate=3e-5",
+            "training.report_to=[wandb, tensorboard]",
+            "training.eval_limit=null",  # null reaches the key: --set can undo a file's value
+            "training.lora_rank=4",  # the command's own flag wins
+            "huggingface.private=true",
+            "training.batch_size=2",  # the last of a repeated key wins
+        ],
+    )
+    assert config.training.batch_size == 2 and config.training.learning_rate == 3e-5
+    assert config.training.report_to == ["wandb", "tensorboard"] and config.training.eval_limit is None
+    assert config.training.lora_rank == 32 and config.huggingface.private is True
+
+
+@pytest.mark.parametrize(
+    "assignment, expected",
+    [
+        ("training.batch_size=x", "--set: training.batch_size: expected an integer, got 'x'"),
+        ("training.batchsize=2", "--set: unknown key 'training.batchsize' (did you mean 'batch_size'?)"),
+        ("training.batch_size", "--set 'training.batch_size': expected KEY=VALUE"),
+        ("training..x=1", "--set 'training..x=1': expected KEY=VALUE"),
+        ("training.report_to=[wandb", "--set training.report_to: invalid YAML value"),
+    ],
+)
+def test_set_errors_name_the_option_not_a_line_of_the_file(tmp_path, assignment, expected):
+    path = write(tmp_path, "training:\n  batch_size: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, assignments=[assignment])
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
 def test_bad_config_through_the_cli_is_one_line(rfai, tmp_path):
     (tmp_path / "config.yaml").write_text("training:\n  top_p: [\n")
     result = rfai("stats", "--config", "config.yaml", "x.jsonl")

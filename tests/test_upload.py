@@ -166,6 +166,19 @@ def test_private_repo_from_the_config(rfai, hub, dataset):
     assert len(hub.load(REPO, token=WRITE_TOKEN)["train"]) == COUNTS["train"]
 
 
+def test_set_reaches_the_command_and_a_bad_one_stops_it(rfai, hub, dataset):
+    """Any config key from the command line, through the real CLI: the repo id and privacy here."""
+    other = REPO + "-set"
+    result = rfai(
+        "upload", "--dataset-dir", "datasets", "--set", f"huggingface.dataset_repo_id={other}",
+        "--set", "huggingface.private=true", env=hub.env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert hub.repo(other).private
+    bad = rfai("upload", "--dataset-dir", "datasets", "--set", "huggingface.private=maybe", env=hub.env())
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --set: huggingface.private: expected true or false, got 'maybe'"
+
+
 def test_private_requested_but_repo_is_public(rfai, hub, dataset):
     assert upload(rfai, hub).returncode == 0
     result = upload(rfai, hub, "--private")

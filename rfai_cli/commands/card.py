@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ConfigOption, JsonOption, QuietOption, SkipWarnings
+from .common import ConfigOption, JsonOption, QuietOption, SetOption, SkipWarnings
 
 
 def card(
@@ -39,13 +39,14 @@ def card(
         ),
     ] = None,
     config: ConfigOption = None,
+    assignments: SetOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Write DIR/README.md, a Hugging Face dataset card."""
     from ..config import load_config
 
-    settings = load_config(config)
+    settings = load_config(config, assignments=assignments or ())
     from ..data.card import write_card
 
     warnings = SkipWarnings()

@@ -10,6 +10,7 @@ import typer
 
 from .. import console
 from .common import (
+    SetOption,
     AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
@@ -30,6 +31,7 @@ class Split(str, Enum):
 
 def collect(
     config_path: ConfigOption = None,
+    assignments: SetOption = None,
     prompts: Annotated[
         Optional[str],
         typer.Option(
@@ -96,6 +98,7 @@ def collect(
             "model.base_model": model,
             "model.adapter_path": adapter_path,
         },
+        assignments=assignments or (),
     )
     split_name, source = prompt_source(config, prompts, split.value if split else None)
     warnings = SkipWarnings()

@@ -12,6 +12,14 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="YAML config (default: ./config.yaml when present).", show_default=False),
 ]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        help="KEY=VALUE: set any config key, e.g. --set training.kl_beta=0.02 (repeatable; the value is read as YAML).",
+        show_default=False,
+    ),
+]
 DatasetDirOption = Annotated[
     Optional[Path],
     typer.Option(

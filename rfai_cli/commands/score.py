@@ -9,7 +9,7 @@ import typer
 from ..config import load_config
 from ..console import print_json, progress_enabled, stderr
 from ..records import STDIN
-from .common import ConfigOption, JsonOption, QuietOption, StrictOption
+from .common import ConfigOption, JsonOption, QuietOption, SetOption, StrictOption
 
 
 def score(
@@ -20,6 +20,7 @@ def score(
         str, typer.Option("--output", "-o", help="Where to write the scored rows (- for stdout); may be FILE itself.")
     ] = STDIN,
     config: ConfigOption = None,
+    assignments: SetOption = None,
     strict: StrictOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -43,7 +44,9 @@ def score(
     from ..scoring.rescore import rescore
     from ..teachers import build_teacher
 
-    settings = load_config(config, {"scoring.workers": workers, "scoring.timeout": timeout})
+    settings = load_config(
+        config, {"scoring.workers": workers, "scoring.timeout": timeout}, assignments=assignments or ()
+    )
     # The same judge as `collect` when teacher.judge is on; a missing key fails here, before any work.
     judge = build_teacher(settings) if settings.teacher.judge else None
     err = stderr()

@@ -13,6 +13,7 @@ import typer
 from .. import console
 from ..errors import InputError
 from .common import (
+    SetOption,
     AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
@@ -27,6 +28,7 @@ from .common import (
 
 def train(
     config_path: ConfigOption = None,
+    assignments: SetOption = None,
     prompts: Annotated[
         Optional[str],
         typer.Option(
@@ -39,6 +41,22 @@ def train(
         Optional[int],
         typer.Option(
             "--max-steps", min=1, help="Total GRPO steps, those of a resumed run included \\[training.max_steps]."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=1, help="Prompts per step \\[training.batch_size].")
+    ] = None,
+    learning_rate: Annotated[
+        Optional[float],
+        typer.Option("--learning-rate", "--lr", help="The optimizer's step size \\[training.learning_rate]."),
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Seed of sampling and the adapters' init \\[training.seed].")
+    ] = None,
+    checkpoint_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint-dir", help="Where adapters and resume state go \\[training.checkpoint_dir].", show_default=False
         ),
     ] = None,
     dataset_dir: DatasetDirOption = None,
@@ -63,6 +81,25 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Run the RLAIF loop: sample, score against the teacher, update LoRA adapters."""
+    from ..config import load_config
+
+    # Read before any rank starts: a bad config is one error, not one per rank.
+    config = load_config(
+        config_path,
+        {
+            "training.max_steps": max_steps,
+            "training.batch_size": batch_size,
+            "training.learning_rate": learning_rate,
+            "training.seed": seed,
+            "training.checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
+            "huggingface.dataset_output_dir": str(chosen)
+            if (chosen := dataset_dir_of(dataset_dir, output_dir))
+            else None,
+            "model.base_model": model,
+            "model.adapter_path": adapter_path,
+        },
+        assignments=assignments or (),
+    )
     if nproc > 1:
         from ..train.launch import launch_local
 
@@ -70,7 +107,6 @@ def train(
             raise InputError("--nproc starts ranks itself; drop it when launching with mlx.launch")
 
         raise typer.Exit(launch_local(_without_nproc(sys.argv[2:]), nproc))
-    from ..config import load_config
     from ..data.layout import dataset_lock
     from ..data.prompts import held_out_source, load_prompts, prompt_source
     from ..train.distributed import init_world
@@ -78,17 +114,6 @@ def train(
     from ..train.loop import run_train
 
     watch_launcher()
-    config = load_config(
-        config_path,
-        {
-            "training.max_steps": max_steps,
-            "huggingface.dataset_output_dir": str(chosen)
-            if (chosen := dataset_dir_of(dataset_dir, output_dir))
-            else None,
-            "model.base_model": model,
-            "model.adapter_path": adapter_path,
-        },
-    )
     warnings = SkipWarnings()
     source = prompt_source(config, prompts, "train")[1]
     tasks = load_prompts(source, "train", on_skip=warnings)

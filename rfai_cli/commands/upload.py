@@ -10,7 +10,7 @@ import typer
 from ..config import load_config
 from ..console import print_json, progress_enabled, stderr, stdout
 from ..errors import InputError
-from .common import ConfigOption, JsonOption, QuietOption
+from .common import ConfigOption, JsonOption, QuietOption, SetOption
 
 
 def upload(
@@ -78,6 +78,7 @@ def upload(
         bool, typer.Option("--dry-run", help="Show what would be uploaded, with sizes; send and change nothing.")
     ] = False,
     config: ConfigOption = None,
+    assignments: SetOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -86,7 +87,9 @@ def upload(
     from ..data.parquet import parse_size
 
     settings = load_config(
-        config, {"huggingface.dataset_repo_id": repo_id, "huggingface.private": True if private else None}
+        config,
+        {"huggingface.dataset_repo_id": repo_id, "huggingface.private": True if private else None},
+        assignments=assignments or (),
     )
     hf = settings.huggingface
     if not hf.dataset_repo_id:
