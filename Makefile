@@ -36,7 +36,7 @@ setup: system-deps $(BIN)/rfai
 demo: setup
 	rm -rf ./datasets ./checkpoints
 	$(BIN)/rfai train --config examples/demo.yaml
-	$(BIN)/rfai stats ./datasets/evaluation.jsonl --by step
+	$(BIN)/rfai stats ./datasets/evaluation.jsonl --compare step
 
 tour: demo
 	rm -rf ./best.jsonl ./sft ./humaneval

@@ -125,7 +125,7 @@ def run_collect(
         JsonlWriter(work.output, replace=work.overwrite) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="rfai-collect") as background,
     ):
-        models = {"student_model": rollout.student.name, "teacher_model": rollout.teacher.model}
+        models = {**rollout.student.provenance, "teacher_model": rollout.teacher.model}
         provenance = {"split": split, **models, "run_id": run_id}
         append_run(
             work.output.parent,

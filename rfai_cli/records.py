@@ -78,6 +78,7 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "epoch": (int,),
     "advantage": _NUMBER,
     "student_model": _TEXT,
+    "student_adapter": _TEXT,
     "teacher_model": _TEXT,
     "run_id": _TEXT,
     "schema_version": (int,),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -350,6 +351,14 @@ def test_collect_evaluates_a_trained_adapter_named_on_the_command_line(rfai, tmp
     assert adapted.returncode == 0, adapted.stderr
     (run,) = json.loads((tmp_path / "adapted" / "run.json").read_text())["runs"]
     assert run["fingerprint"]["adapters"] == "checkpoints"
+    # Each row says which adapter wrote it, so the base model and the adapter can be told apart.
+    weights = hashlib.sha256((tmp_path / "checkpoints" / "adapters.safetensors").read_bytes()).hexdigest()
+    (row,) = [json.loads(line) for line in (tmp_path / "adapted" / "train.jsonl").read_text().splitlines()]
+    assert row["student_adapter"] == f"checkpoints@{weights[:12]}"
+    assert rfai("collect", "--limit", "1", "--samples", "1", "-d", "base").returncode == 0
+    assert "student_adapter" not in json.loads((tmp_path / "base" / "train.jsonl").read_text())
+    groups = json.loads(rfai("stats", "base", "adapted", "--by", "model", "--json").stdout)["by"]["model"]
+    assert set(groups) == {row["student_model"], f"{row['student_model']} + checkpoints@{weights[:12]}"}
     missing = rfai("collect", "--adapter-path", "nowhere", "--limit", "1", "-d", "other")
     assert (
         missing.returncode != 0

@@ -364,3 +364,73 @@ def test_each_group_shows_its_own_pass_at_k(tmp_path, rfai):
     assert "pass@1" in table
     lines = {cells[0]: cells for cells in map(str.split, table.splitlines()) if cells and cells[0] in ("0", "1")}
     assert lines["0"][-1] == "0.000" and lines["1"][-1] == "1.000", table  # pooled, it would be 0.5
+
+
+def run_rows(rng: random.Random, tasks: int, samples: int, p_pass: dict[str, float], **extra) -> list[dict]:
+    """`samples` tested rows for each of `tasks` tasks; task t passes all its tests with probability p_pass[t]."""
+    return [
+        {
+            "task_id": f"t{t}",
+            "language": "python",
+            "student_score": 0.5,
+            "test_results": {"student": {"passed": int(rng.random() < p_pass[f"t{t}"]), "total": 1}},
+            "student_model": "base-model",
+            **extra,
+        }
+        for t in range(tasks)
+        for _ in range(samples)
+    ]
+
+
+def test_compare_is_the_paired_difference_over_shared_tasks_on_every_path(tmp_path):
+    rng = random.Random(5)
+    ease = {f"t{t}": rng.random() for t in range(40)}  # tasks differ far more than the runs do
+    base = run_rows(rng, 40, 4, ease)
+    adapted = run_rows(rng, 40, 4, {t: min(1.0, p + 0.2) for t, p in ease.items()}, student_adapter="a@123")
+    adapted.append(dict(adapted[0], task_id="only-here"))  # a task the base run has not: left out of the pairs
+    paths = [write_jsonl(tmp_path / "base.jsonl", base), write_jsonl(tmp_path / "adapted.jsonl", adapted)]
+
+    def per_task(rows):
+        counts = {}
+        for row in rows:
+            n_c = counts.setdefault(row["task_id"], [0, 0])
+            n_c[0] += 1
+            n_c[1] += row["test_results"]["student"]["passed"]
+        return counts
+
+    before, after = per_task(base), per_task(adapted)
+    shared = sorted(set(before) & set(after))
+    for k in (1, 2):
+        d = np.array([unbiased_pass_at(*after[t], k) - unbiased_pass_at(*before[t], k) for t in shared])
+        for careful, block in ((True, 2048), (False, 8 << 20)):
+            for field, labels in (
+                ("file", ("base.jsonl", "adapted.jsonl")),
+                ("model", ("base-model", "base-model + a@123")),
+            ):
+                result = compute_stats(paths, by=[], compare=field, pass_at=(1, 2), careful=careful, block_bytes=block)
+                compared = result["compare"]
+                assert compared["baseline"].endswith(labels[0]) and list(result["by"][field])[0].endswith(labels[0])
+                ((label, entry),) = compared["groups"].items()
+                assert label.endswith(labels[1]) and entry["tasks"] == 40
+                assert entry[str(k)]["difference"] == pytest.approx(d.mean(), abs=1e-6)
+                assert entry[str(k)]["standard_error"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), abs=1e-6)
+    # paired, the runs' difference stands out; as two independent means its error would be several times larger
+    independent = np.sqrt(np.var([unbiased_pass_at(*before[t], 1) for t in shared], ddof=1) / 40 * 2)
+    assert entry["1"]["standard_error"] < independent / 2
+
+
+def test_cli_compare_by_file_and_step_and_groups_in_order(rfai, tmp_path):
+    rng = random.Random(6)
+    ease = {f"t{t}": 0.3 for t in range(8)}
+    rows = [dict(row, step=step) for step in (0, 10, 2) for row in run_rows(rng, 8, 2, ease)]
+    path = write_jsonl(tmp_path / "evaluation.jsonl", rows)
+    out = rfai("stats", path, "--compare", "step", env={"COLUMNS": "120"})
+    assert out.returncode == 0, out.stderr
+    table = out.stdout[out.stdout.index("Against step 0, paired by task") :]
+    steps = [cells[0] for cells in map(str.split, table.splitlines()) if cells and cells[0].isdigit()]
+    assert steps == ["2", "10"], table  # by value, not as text ("10" < "2")
+    assert "Δ pass@1 ± s.e." in table
+    by_file = json.loads(rfai("stats", path, path, "--by", "file", "--json").stdout)
+    assert list(by_file["by"]["file"]) == [path] and by_file["by"]["file"][path]["rows"] == 2 * len(rows)
+    nothing = rfai("stats", path, "--compare", "language")
+    assert nothing.returncode == 0 and "nothing to compare" in nothing.stdout

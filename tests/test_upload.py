@@ -176,7 +176,10 @@ def test_set_reaches_the_command_and_a_bad_one_stops_it(rfai, hub, dataset):
     assert result.returncode == 0, result.stderr
     assert hub.repo(other).private
     bad = rfai("upload", "--dataset-dir", "datasets", "--set", "huggingface.private=maybe", env=hub.env())
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --set: huggingface.private: expected true or false, got 'maybe'"
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == "error: --set: huggingface.private: expected true or false, got 'maybe'"
+    )
 
 
 def test_private_requested_but_repo_is_public(rfai, hub, dataset):

@@ -10,7 +10,6 @@ import typer
 
 from .. import console
 from .common import (
-    SetOption,
     AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
@@ -18,6 +17,7 @@ from .common import (
     ModelOption,
     OldDatasetDirOption,
     QuietOption,
+    SetOption,
     SkipWarnings,
     dataset_dir_of,
 )

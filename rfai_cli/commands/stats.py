@@ -29,7 +29,8 @@ def stats(
         typer.Option(
             "--by",
             metavar="FIELD",
-            help="Group by this field (repeatable). Default: language and split.",
+            help="Group by a row field (step, split, language, run_id, ...), `file`, or `model` (base model"
+            " + adapter); repeatable. Default: language and split.",
             show_default=False,
         ),
     ] = None,
@@ -39,6 +40,16 @@ def stats(
             "--pass-at", metavar="K,K...", help="pass@k over each task's samples (unbiased estimator), e.g. 1,5,10."
         ),
     ] = "1",
+    compare: Annotated[
+        Optional[str],
+        typer.Option(
+            "--compare",
+            metavar="FIELD",
+            help="Compare the groups of FIELD (file, model, step, ...) with the first by the paired difference"
+            " of pass@k over the tasks both sampled, with its standard error.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
     strict: StrictOption = False,
@@ -53,12 +64,13 @@ def stats(
 
     ks = _parse_ks(pass_at)
     warnings = SkipWarnings()
-    result = compute_stats(files, by=by or DEFAULT_BY, strict=strict, on_skip=warnings, pass_at=ks, careful=careful)
+    by = by or ([] if compare else list(DEFAULT_BY))
+    result = compute_stats(files, by=by, strict=strict, on_skip=warnings, pass_at=ks, careful=careful, compare=compare)
     warnings.finish()
     skipped = result["skipped"]
     if not result["rows"] and skipped["total"]:
         raise InputError(f"no valid rows: {skipped['total']} lines skipped, the first: {skipped['examples'][0]}")
-    _check_fields(by or (), result)
+    _check_fields([*by, *([compare] if compare else [])], result)
     if json_output:
         print_json(result)
     elif not quiet:  # quiet: a check that the files read, its answer the exit status and the warnings
@@ -68,12 +80,15 @@ def stats(
 def _check_fields(by: List[str], result: dict) -> None:
     """A `--by` field that no row has and that is not a record field is a typo, not a group:
     say so instead of putting every row under "(none)"."""
-    from ..data.stats import MISSING
+    from ..data.stats import DERIVED_FIELDS, FILE, MISSING, MODEL
     from ..records import FIELD_TYPES
 
     for field in by:
         if result["rows"] and set(result["by"].get(field, {})) <= {MISSING} and field not in FIELD_TYPES:
-            raise InputError(f"--by {field}: no row has that field (a record's fields: {', '.join(FIELD_TYPES)})")
+            known = ", ".join([*DERIVED_FIELDS, *FIELD_TYPES])
+            raise InputError(
+                f"--by {field}: no row has that field (a record's fields, and {FILE} and {MODEL}: {known})"
+            )
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
@@ -90,6 +105,36 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 def _fmt(value: object) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _difference(figure: dict) -> str:
+    if figure["difference"] is None:
+        return "-"
+    spread = "" if figure["standard_error"] is None else f" ± {figure['standard_error']:.3f}"
+    return f"{figure['difference']:+.3f}{spread}"
+
+
+def _render_comparison(console, compared: dict) -> None:
+    from rich.box import SIMPLE_HEAVY
+    from rich.table import Table
+
+    field, groups = compared["field"], compared["groups"]
+    if not groups:
+        console.print(f"--compare {field}: fewer than two groups with tested samples: nothing to compare")
+        return
+    table = Table(
+        title=f"Against {field} {compared['baseline']}, paired by task",
+        title_justify="left",
+        box=SIMPLE_HEAVY,
+    )
+    table.add_column(field)
+    table.add_column("tasks", justify="right")
+    ks = [k for k in next(iter(groups.values())) if k.isdigit()]
+    for k in ks:
+        table.add_column(f"Δ pass@{k} ± s.e.", justify="right")
+    for label, entry in groups.items():
+        table.add_row(label, str(entry["tasks"]), *(_difference(entry[k]) for k in ks))
+    console.print(table)
 
 
 def _render(result: dict) -> None:
@@ -142,6 +187,9 @@ def _render(result: dict) -> None:
             cells += [_fmt(group.get("pass_at_k", {}).get(k)) for k in ks]
             table.add_row(*cells)
         console.print(table)
+
+    if "compare" in result:
+        _render_comparison(console, result["compare"])
 
     for name, histogram in result["histograms"].items():
         console.print(f"[bold]{name}[/bold] distribution")

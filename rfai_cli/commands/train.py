@@ -13,7 +13,6 @@ import typer
 from .. import console
 from ..errors import InputError
 from .common import (
-    SetOption,
     AdapterPathOption,
     ConfigOption,
     DatasetDirOption,
@@ -21,6 +20,7 @@ from .common import (
     ModelOption,
     OldDatasetDirOption,
     QuietOption,
+    SetOption,
     SkipWarnings,
     dataset_dir_of,
 )
@@ -56,7 +56,9 @@ def train(
     checkpoint_dir: Annotated[
         Optional[Path],
         typer.Option(
-            "--checkpoint-dir", help="Where adapters and resume state go \\[training.checkpoint_dir].", show_default=False
+            "--checkpoint-dir",
+            help="Where adapters and resume state go \\[training.checkpoint_dir].",
+            show_default=False,
         ),
     ] = None,
     dataset_dir: DatasetDirOption = None,
@@ -149,7 +151,7 @@ def train(
     elif not quiet:
         out = console.stdout()
         out.print(f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}")
-        out.print(f"next: rfai stats {directory}/evaluation.jsonl --by step", highlight=False)
+        out.print(f"next: rfai stats {directory}/evaluation.jsonl --compare step", highlight=False)
 
 
 def step_line(m: dict) -> str:

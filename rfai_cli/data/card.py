@@ -55,6 +55,8 @@ FIELD_DOCS = {
     "epoch": "training epoch that produced the row",
     "advantage": "the reward normalised within the prompt's group of samples (training rows)",
     "student_model": "the student model",
+    "student_adapter": "the LoRA adapters the student was loaded with: their path @ the first 12 hex digits of "
+    "their weights' SHA-256 (absent: the base model alone)",
     "teacher_model": "the teacher model",
     "run_id": "the run that produced the row",
     "schema_version": "version of the row schema",

@@ -61,6 +61,12 @@ VERDICT_SOURCE = "score_sources.student.verdicts"
 STUDENT_SOURCES = {CORRECTNESS_SOURCE: "correctness", VERDICT_SOURCE: "verdicts"}
 UNASSESSED = "unassessed"
 DEFAULT_PASS_AT = (1,)
+# Groups no single row field names: the file a row came from, and the student as base model plus
+# the adapter it was loaded with (two runs of one base model differ by their adapters).
+FILE = "file"
+MODEL = "model"
+MODEL_PARTS = ("student_model", "student_adapter")
+DERIVED_FIELDS = (FILE, MODEL)
 _SKIP_EXAMPLES = 10
 NUMBER_FIELDS = [name for name, types in FIELD_TYPES.items() if float in types]
 
@@ -571,6 +577,25 @@ def _student_source(row: dict, key: str) -> str | None:
 # ---------------------------------------------------------------- the pass over the files
 
 
+def _row_label_fields(by: Sequence[str]) -> list[str]:
+    """The row fields the parsers must label for the `by` groups."""
+    fields = [name for name in by if name not in DERIVED_FIELDS]
+    if MODEL in by:
+        fields += MODEL_PARTS
+    return list(dict.fromkeys(fields))
+
+
+def _model_labels(batch: "_Batch") -> tuple[np.ndarray, list[str]]:
+    """Each row's `model` group: its base model, then ` + adapter` when it was loaded with one."""
+    (base_codes, base_names), (adapter_codes, adapter_names) = (batch.labels[name] for name in MODEL_PARTS)
+    pairs, codes = np.unique(base_codes * len(adapter_names) + adapter_codes, return_inverse=True)
+    names = []
+    for pair in pairs.tolist():
+        base, adapter = base_names[pair // len(adapter_names)], adapter_names[pair % len(adapter_names)]
+        names.append(base if adapter == MISSING else f"{base} + {adapter}")
+    return codes.reshape(-1), names
+
+
 @dataclass
 class _Skips:
     total: int = 0
@@ -601,21 +626,24 @@ def compute_stats(
     block_bytes: int = BLOCK_BYTES,
     pass_at: Sequence[int] = DEFAULT_PASS_AT,
     careful: bool = False,
+    compare: str | None = None,
 ) -> dict[str, Any]:
     """Statistics of dataset files (JSONL, Parquet shards, or dataset directories) as a plain
     JSON-ready dict (see README for its keys).
 
     Malformed lines are counted and passed to `on_skip`, or end the pass with an InputError
     under `strict`. `careful` reads every file block by block even where DuckDB could (the same
-    figures, slower: the fast path's check).
+    figures, slower: the fast path's check). `compare` names a `by` field whose groups are
+    compared, each with the first, by the paired difference of pass@k on the tasks both have.
     """
-    by = list(dict.fromkeys(by))
+    by = list(dict.fromkeys([*by, *([compare] if compare else [])]))
     for name in by:
         if dict in FIELD_TYPES.get(name, ()):
             raise InputError(f"cannot group by '{name}': it holds an object")
     if any(k < 1 for k in pass_at):
         raise InputError(f"pass@k needs k >= 1, got {min(pass_at)}")
-    schema = _schema(by)
+    label_fields = _row_label_fields(by)
+    schema = _schema(label_fields)
     totals = _Totals(by, pass_at)
     skips = _Skips()
     files = []
@@ -632,27 +660,32 @@ def compute_stats(
         found = _Totals(by, pass_at)
         if is_parquet(source):
             for rows, first_row in parquet_rows(source):
-                found.add(_rows_batch(_valid_rows(rows, first_row, name, skip_line), by, default_split))
-        elif careful or not columnar.eligible(source) or not _columnar_pass(source, found, by, default_split):
+                found.add(_rows_batch(_valid_rows(rows, first_row, name, skip_line), label_fields, default_split))
+        elif careful or not columnar.eligible(source) or not _columnar_pass(source, found, label_fields, default_split):
             found = _Totals(by, pass_at)
             first_line = 1
             for block in iter_blocks(source, block_bytes):
                 ends = _line_ends(block)
-                batch = _fast_batch(block, ends, schema, by, default_split)
+                batch = _fast_batch(block, ends, schema, label_fields, default_split)
                 if batch is None:
-                    batch = _slow_batch(block, first_line, name, by, default_split, skip_line)
+                    batch = _slow_batch(block, first_line, name, label_fields, default_split, skip_line)
                 first_line += len(ends)
                 found.add(batch)
+        if FILE in by:
+            found.groups[FILE][name] = found.overall
         totals.merge(found)
         files.append({"path": name, "rows": found.overall.rows, "skipped": skips.total - file_skips})
 
     overall = totals.overall
     result = {"files": files, **overall.summary()}
     result["skipped"] = {"total": skips.total, "reasons": skips.reasons, "examples": skips.examples}
+    ordered = {field_name: _in_order(field_name, found) for field_name, found in totals.groups.items()}
     result["by"] = {
-        field_name: {label: group.summary() for label, group in sorted(found.items())}
-        for field_name, found in totals.groups.items()
+        field_name: {label: group.summary() for label, group in groups.items()}
+        for field_name, groups in ordered.items()
     }
+    if compare:
+        result["compare"] = {"field": compare, **paired_pass_at_k(ordered[compare], pass_at)}
     result["histograms"] = {name: column.histogram() for name, column in overall.columns.items() if column.moments.n}
     result["quantile_resolution"] = {name: 1 / column.grid.scale for name, column in overall.columns.items()}
     return result
@@ -671,7 +704,9 @@ class _Totals:
             return
         self.overall.add(batch, slice(None))
         for field_name in self.by:
-            codes, names = batch.labels[field_name]
+            if field_name == FILE:  # the whole file is one group: compute_stats adds it
+                continue
+            codes, names = _model_labels(batch) if field_name == MODEL else batch.labels[field_name]
             _add_by_group(self.groups[field_name], batch, codes, names, self.pass_at)
 
     def merge(self, other: "_Totals") -> None:
@@ -679,6 +714,48 @@ class _Totals:
         for field_name, found in other.groups.items():
             for label, group in found.items():
                 self.groups[field_name].setdefault(label, _Group(self.pass_at)).merge(group)
+
+
+def _in_order(field_name: str, groups: dict[str, _Group]) -> dict[str, _Group]:
+    """Files in the order given; numbers (steps, epochs) by value; other labels alphabetically;
+    rows without the field last."""
+    if field_name == FILE:
+        return groups
+
+    def key(label: str) -> tuple:
+        try:
+            return (label == MISSING, 0, float(label), label)
+        except ValueError:
+            return (label == MISSING, 1, 0.0, label)
+
+    return {label: groups[label] for label in sorted(groups, key=key)}
+
+
+def paired_pass_at_k(groups: dict[str, _Group], ks: Sequence[int]) -> dict[str, Any]:
+    """Each group against the first, on the tasks both sampled: the mean over those tasks of the
+    difference of their pass@k estimates, with its standard error (the differences' sample std
+    over the square root of their number). Pairing by task removes the spread between easy and
+    hard tasks, which two independent means would carry."""
+    labels = [label for label in groups if label != MISSING and groups[label].tasks]
+    out: dict[str, Any] = {"baseline": labels[0] if labels else None, "groups": {}}
+    if not labels:
+        return out
+    base = groups[labels[0]].tasks
+    for label in labels[1:]:
+        other = groups[label].tasks
+        shared = [task for task in base if task in other]
+        entry: dict[str, Any] = {"tasks": len(shared)}
+        for k in ks:
+            pairs = [(base[task], other[task]) for task in shared if min(base[task][0], other[task][0]) >= k]
+            differences = np.array([_pass_at(*after, k) - _pass_at(*before, k) for before, after in pairs])
+            n = len(differences)
+            entry[str(k)] = {
+                "tasks": n,
+                "difference": _tidy(differences.mean()) if n else None,
+                "standard_error": _tidy(differences.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+            }
+        out["groups"][label] = entry
+    return out
 
 
 def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], default_split: str | None) -> bool:

@@ -5,6 +5,7 @@ Weights are then fitted to the device (`device.fit_to_device`: float32 on CPU, a
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,12 @@ class LoadedModel:
     tokenizer: Any  # mlx_lm.tokenizer_utils.TokenizerWrapper
     name: str  # what records call the model: the configured id/path, or the embedded model's name
     path: Path  # the local model directory
+    adapter: str | None = None  # what records call the adapters it was loaded with (adapter_label)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """The row fields that say which student wrote a row (no adapter field without adapters)."""
+        return {"student_model": self.name, **({"student_adapter": self.adapter} if self.adapter else {})}
 
 
 def load_model(base_model: str | None, adapter_path: str | None = None) -> LoadedModel:
@@ -48,12 +55,24 @@ def load_model(base_model: str | None, adapter_path: str | None = None) -> Loade
     except (OSError, ValueError, KeyError) as exc:
         raise RfaiError(f"model {name!r}: cannot load {path}: {first_line(exc)}") from None
     fit_to_device(model)
+    adapter = None
     if adapter_path is not None:
         apply_adapters(model, adapter_path)
         fit_to_device(model)
+        adapter = adapter_label(adapter_path)
     mx.eval(model.parameters())
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path, adapter=adapter)
+
+
+def adapter_label(adapter_path: str) -> str:
+    """`PATH@HASH`: the adapter directory as given, and the first 12 hex digits of its weights'
+    SHA-256, so two adapters saved to one path (a later checkpoint) are told apart."""
+    digest = hashlib.sha256()
+    with open(Path(adapter_path).expanduser() / "adapters.safetensors", "rb") as weights:
+        for chunk in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{adapter_path}@{digest.hexdigest()[:12]}"
 
 
 def resolve_model_path(base_model: str) -> Path:

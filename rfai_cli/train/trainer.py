@@ -164,7 +164,7 @@ class Trainer:
             self.rollout = stack.enter_context(
                 open_rollout(self.config, student=self.student, tasks=everything, on_notice=self.notice)
             )
-            self.models = {"student_model": self.student.name, "teacher_model": self.rollout.teacher.model}
+            self.models = {**self.student.provenance, "teacher_model": self.rollout.teacher.model}
             self.writers, self.reporters = {}, None
             if world.is_main:
                 for split in SPLITS:
