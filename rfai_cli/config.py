@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from . import yaml_input
 from .errors import ConfigError
@@ -93,6 +93,14 @@ class TrainingSettings(_Section):
     eval_limit: int | None = Field(None, ge=1)
     seed: int = 0
 
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_sink_or_a_list(cls, value: Any) -> Any:
+        # As TRL's report_to: one name, or "none"; a list stays a list.
+        if isinstance(value, str):
+            return [] if value == "none" else [value]
+        return value
+
 
 class RubricWeights(_Section):
     correctness: float = Field(0.3, ge=0, le=1)
@@ -144,6 +152,15 @@ class HuggingFaceSettings(_Section):
         if problem:
             raise ValueError(problem)
         return repo_id
+
+    @model_validator(mode="after")
+    def _an_upload_names_its_repo(self) -> "HuggingFaceSettings":
+        if self.upload_datasets and not self.dataset_repo_id:
+            raise ValueError(
+                "upload_datasets is true but dataset_repo_id is not set: name the repo (OWNER/NAME) or set "
+                "upload_datasets: false"
+            )
+        return self
 
 
 class Config(_Section):

@@ -85,6 +85,7 @@ def collect(
     from ..config import load_config
     from ..data.layout import dataset_lock, split_path
     from ..data.prompts import load_prompts, prompt_source
+    from ..publish import check_publishing, publish, upload_summary
 
     config = load_config(
         config_path,
@@ -100,6 +101,7 @@ def collect(
         },
         assignments=assignments or (),
     )
+    check_publishing(config)
     split_name, source = prompt_source(config, prompts, split.value if split else None)
     warnings = SkipWarnings()
     tasks = load_prompts(source, split_name, limit, on_skip=warnings)
@@ -128,8 +130,11 @@ def collect(
                 )
         else:
             summary = CollectSummary(work.output, len(tasks), work.already_done)
+        uploaded = publish(config, directory)
     if as_json or not quiet:
-        _report(summarize(summary, tasks=len(tasks)), as_json)
+        report = summarize(summary, tasks=len(tasks))
+        report["upload"] = uploaded and upload_summary(uploaded)
+        _report(report, as_json)
 
 
 class _progress:
@@ -206,8 +211,11 @@ def _report(summary: dict, as_json: bool) -> None:
                 f"{unrewarded} of {dataset['rows']} rows have no reward: the teacher gave no answer that could "
                 "be scored (see score_sources.teacher); train does not train on them"
             )
-    directory = Path(summary["output"]).parent
-    out.print(f"next: rfai card {directory}; rfai upload --repo-id ID --dataset-dir {directory}", highlight=False)
+    if summary["upload"]:
+        out.print(summary["upload"], highlight=False)
+    else:
+        directory = Path(summary["output"]).parent
+        out.print(f"next: rfai stats {directory}; rfai upload --repo-id ID --dataset-dir {directory}", highlight=False)
 
 
 def _table(output: str, dataset: dict):

@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from .. import console
-from ..errors import InputError
+from ..errors import InputError, RfaiError
 from .common import (
     AdapterPathOption,
     ConfigOption,
@@ -145,13 +145,28 @@ def train(
         )
     if not world.is_main:
         return
-    result = {"steps": summary.steps, "rows_written": summary.rows_written, "checkpoint": summary.checkpoint}
+    result = {
+        "steps": summary.steps,
+        "ended": summary.ended,
+        "rows_written": summary.rows_written,
+        "checkpoint": summary.checkpoint,
+        "upload": summary.upload,
+        "upload_error": summary.upload_error,
+    }
     if as_json:
         console.print_json(result)
     elif not quiet:
         out = console.stdout()
-        out.print(f"{summary.steps} steps; {summary.rows_written} rows written; checkpoint {summary.checkpoint}")
+        out.print(
+            f"{summary.steps} steps ({summary.ended}); {summary.rows_written} rows written; "
+            f"checkpoint {summary.checkpoint}",
+            highlight=False,
+        )
+        if summary.upload:
+            out.print(summary.upload, highlight=False)
         out.print(f"next: rfai stats {directory}/evaluation.jsonl --compare step", highlight=False)
+    if summary.upload_error:
+        raise RfaiError(summary.upload_error)
 
 
 def step_line(m: dict) -> str:

@@ -166,6 +166,12 @@ def _render(result) -> None:
     if result.tag:
         out.print(f"tagged {result.tag}", markup=False)
     out.print(f'load it with: datasets.load_dataset("{result.repo_id}")', markup=False)
+    if result.private:
+        out.print(
+            "(a private repo: datasets reads the token from HF_TOKEN, not HUGGINGFACE_TOKEN, or from `hf auth login`;"
+            ' or pass token="hf_...")',
+            markup=False,
+        )
 
 
 class _Bars:

@@ -193,6 +193,7 @@ def write_card(
         evaluation_by_step=_by_step(files.get("evaluation"), on_skip),
         curves=CURVES_FILE if (directory / CURVES_FILE).is_file() else None,
         guidance=teacher_in_group(files["train"]) if trained else None,
+        private=bool(config and config.huggingface.private),
     )
     write_text(card_path, text)  # beside and renamed: a crash or a full disk never leaves half a card
     return card_path
@@ -261,6 +262,7 @@ def render_card(
     evaluation_by_step: dict | None = None,
     curves: str | None = None,
     guidance: dict | None = None,
+    private: bool = False,
 ) -> str:
     languages = [name for name in stats["by"]["language"] if name != MISSING]
     metadata = {
@@ -294,7 +296,7 @@ def render_card(
         _splits_section(files, stats),
         _fields_section(features),
         _stats_section(stats),
-        _usage_section(load_call, files),
+        _usage_section(load_call, files, private=private and bool(repo_id)),
     ]
     if run is not None:
         sections.append(_training_section(run, evaluation_by_step, curves, guidance))
@@ -387,14 +389,21 @@ def _correctness_note(stats: dict) -> str:
     return ("### Correctness\n\n" + "\n\n".join(lines) + "\n") if lines else ""
 
 
-def _usage_section(load_call: str, files: dict[str, Path]) -> str:
+# datasets reads HF_TOKEN, never the HUGGINGFACE_TOKEN the seed guide (and rfai upload) also take.
+PRIVATE_LOAD_NOTE = (
+    "# A private repo: datasets reads your token from HF_TOKEN (not HUGGINGFACE_TOKEN) or from\n"
+    '# `hf auth login`; or pass it, as in load_dataset(..., token="hf_...").\n'
+)
+
+
+def _usage_section(load_call: str, files: dict[str, Path], private: bool = False) -> str:
     first = next(iter(files))
     return f"""## Usage
 
 ```python
 from datasets import load_dataset
 
-dataset = {load_call}
+{PRIVATE_LOAD_NOTE if private else ""}dataset = {load_call}
 print(dataset)  # splits: {", ".join(files)}
 for example in dataset["{first}"].select(range(3)):
     print(example["prompt"], example["student_score"], example["teacher_score"], example["reward"])

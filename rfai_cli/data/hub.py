@@ -80,6 +80,7 @@ class UploadResult:
     token_source: str
     files: list[UploadFile]
     dry_run: bool = False
+    private: bool | None = None  # the repo's visibility after the upload (None: a dry run of a new repo)
     created: bool = False  # the repo did not exist before
     changed: bool = False  # a new commit was made
     commit: str | None = None
@@ -418,14 +419,10 @@ def _push(
     if info is None:
         notify(f"creating dataset repo {repo_id} ({'private' if private else 'public'})")
         result.url = str(api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
-        result.created = True
+        result.created, result.private = True, private
     else:
-        if private and not info.private:
-            raise RfaiError(
-                f"{repo_id} exists and is public, but a private upload was asked for (--private or huggingface.private); "
-                "make the repo private on the Hub first, or upload elsewhere"
-            )
-        result.url = f"{api.endpoint}/datasets/{repo_id}"
+        _check_visibility(repo_id, info, private)
+        result.url, result.private = f"{api.endpoint}/datasets/{repo_id}", bool(info.private)
     if (new_branch or result.created) and revision != "main" and not revision.startswith("refs/") and not create_pr:
         api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
 
@@ -461,6 +458,48 @@ def _push(
         result.deleted = []
     if result.tag:
         _tag(api, repo_id, result.tag, commit.oid)
+
+
+def _check_visibility(repo_id: str, info: Any, private: bool) -> None:
+    if private and not info.private:
+        raise RfaiError(
+            f"{repo_id} exists and is public, but a private upload was asked for (--private or huggingface.private); "
+            "make the repo private on the Hub first, or upload elsewhere"
+        )
+
+
+def check_write_access(repo_id: str, *, private: bool = False, token: str | None = None) -> Token:
+    """What an upload at the end of a long run needs, asked before the run starts: a token the
+    Hub accepts, with write access, under the repo's namespace, and (for a repo that exists) the
+    visibility asked for. Sends nothing; RfaiError (one line, without the token) otherwise."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    check_repo_id(repo_id)
+    tok = resolve_token(token)
+    if tok.value is None:
+        raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
+    api, namespace = _api(tok), repo_id.split("/")[0]
+    result = UploadResult(repo_id, "", "main", tok.source, [])
+    try:
+        me = api.whoami()
+        role = (me.get("auth") or {}).get("accessToken", {}).get("role")
+        if role == "read":
+            raise RfaiError(f"the token from {tok.source} is read-only: uploading to {repo_id} needs a write token")
+        names = {me.get("name"), *(org.get("name") for org in me.get("orgs") or [])}
+        if namespace not in names:
+            raise RfaiError(
+                f"the token from {tok.source} belongs to '{me.get('name')}', who may not write under '{namespace}' "
+                f"(its namespaces: {', '.join(sorted(n for n in names if n))})"
+            )
+        try:
+            _check_visibility(repo_id, api.repo_info(repo_id, repo_type="dataset"), private)
+        except RepositoryNotFoundError:
+            pass  # the upload creates it
+    except RfaiError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, result, tok) from None
+    return tok
 
 
 def _is_shard_of(path: str, splits: set[str]) -> bool:

@@ -88,10 +88,17 @@ def _steps(trainer: Trainer, on_step) -> None:
             trainer.stop_requested = True
             return
         picked = next_batch(state, len(trainer.tasks), training)
-        if picked is None:  # the last epoch is done
+        if picked is None:
+            trainer.summary.ended = (
+                f"the last epoch ended: {training.epochs} epoch(s) of {len(trainer.tasks)} prompts, "
+                f"{training.batch_size} a step, before training.max_steps ({training.max_steps}); "
+                "raise training.epochs to go on"
+            )
             break
         record = train_step(trainer, [trainer.tasks[i] for i in picked[world.rank :: world.size]])
         trainer.after_step(record, on_step)
+    else:
+        trainer.summary.ended = f"training.max_steps ({training.max_steps}) reached"
     if state.step > trainer.saved_at:  # the last step, whether max_steps or the epochs ended it
         trainer.save()
 

@@ -3,22 +3,26 @@
 TensorBoard event files are written by tensorboardX (a maintained writer that needs neither
 TensorFlow nor torch) under `checkpoint_dir/runs/`; wandb logs through its own client, which
 honours WANDB_MODE (offline in tests). Both are optional installs: asking for one that is not
-installed is a one-line error before the run starts.
+installed, or for wandb online without a login, is a one-line error before the model loads
+(wandb itself would stop the run with a traceback at its first step).
 """
 
 from __future__ import annotations
 
+import netrc
+import os
 from numbers import Real
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ..errors import InputError
 
 INSTALL = {"tensorboard": ("tensorboardX", "rfai[tensorboard]"), "wandb": ("wandb", "wandb")}
 
 
-def check_installed(report_to: list[str]) -> None:
-    """A one-line InputError for a sink whose library is not installed."""
+def check_sinks(report_to: list[str]) -> None:
+    """A one-line InputError for a sink whose library is not installed, or wandb without a login."""
     for name in report_to:
         module, package = INSTALL[name]
         try:
@@ -27,6 +31,25 @@ def check_installed(report_to: list[str]) -> None:
             raise InputError(
                 f"training.report_to: {name} needs the {module} package (pip install '{package}')"
             ) from None
+    if "wandb" in report_to and not _wandb_can_log():
+        raise InputError(
+            "training.report_to: wandb has no login: run `wandb login`, set WANDB_API_KEY, "
+            "or set WANDB_MODE=offline to log to local files"
+        )
+
+
+def _wandb_can_log() -> bool:
+    """Offline or disabled, an API key in the environment, or one `wandb login` saved in netrc."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 class Reporters:
@@ -34,7 +57,7 @@ class Reporters:
 
     def __init__(self, report_to: list[str], log_dir: Path, run_name: str, config: dict):
         self._sinks: list[Any] = []
-        check_installed(report_to)
+        check_sinks(report_to)
         if "tensorboard" in report_to:
             from tensorboardX import SummaryWriter
 

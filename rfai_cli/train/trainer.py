@@ -16,6 +16,7 @@ from typing import Callable
 from ..config import Config
 from ..data.layout import CURVES_FILE
 from ..errors import InputError, RfaiError
+from ..publish import check_publishing, publish, upload_summary
 from ..records import SPLITS
 from . import checkpoint
 from .curves import write_curves
@@ -23,7 +24,7 @@ from .distributed import World
 from .grpo import LossSettings
 from .metrics import MetricsLog
 from .plan import learning_rate_schedule, rank_seed, step_seed
-from .reporting import Reporters, check_installed
+from .reporting import Reporters, check_sinks
 from .resume import resume_decision
 
 
@@ -33,6 +34,9 @@ class TrainSummary:
     rows_written: int
     checkpoint: str | None
     metrics: list[dict] = field(default_factory=list)
+    ended: str = ""  # why the run stopped where it did
+    upload: str | None = None  # where the data went, when the config uploads it
+    upload_error: str | None = None  # ... or why it did not
 
 
 def check_settings(config: Config, tasks: list, world: World) -> None:
@@ -40,7 +44,9 @@ def check_settings(config: Config, tasks: list, world: World) -> None:
     training = config.training
     if training.target_kl is not None and training.kl_beta == 0:
         raise InputError("training.target_kl: the adaptive KL controller scales kl_beta, which is 0; set kl_beta > 0")
-    check_installed(training.report_to)
+    check_sinks(training.report_to)
+    if world.is_main:  # rank 0 uploads at the end; its token and access are checked now
+        check_publishing(config)
     if not tasks:
         raise InputError("no training prompts")
     if training.batch_size > len(tasks):
@@ -256,14 +262,17 @@ class Trainer:
 
     def finish(self) -> TrainSummary:
         """The curves, the card and the upload (rank 0), after the last evaluation."""
-        from ..publish import publish
-
         self.summary.steps = self.state.step
         if self.world.is_main:
             curves = write_curves(self.metrics.read(), self.output_dir / CURVES_FILE)
             if curves is not None:
                 shutil.copyfile(curves, self.dataset_dir / CURVES_FILE)
-            publish(self.config, self.dataset_dir, self.notice)
+            try:
+                uploaded = publish(self.config, self.dataset_dir)
+            except RfaiError as exc:  # the run itself is done: the command reports it, then fails
+                self.summary.upload_error = str(exc)
+            else:
+                self.summary.upload = uploaded and upload_summary(uploaded)
         return self.summary
 
     def split_path(self, split: str) -> Path:
