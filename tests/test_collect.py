@@ -339,7 +339,8 @@ def test_on_a_terminal_collect_shows_its_phase_an_eta_and_the_next_command(rfai,
     piped = rfai("collect", "--limit", "2", "--samples", "1", "-o", "more")
     assert piped.returncode == 0, piped.stderr
     last = piped.stdout.strip().splitlines()[-1]  # the summary ends with what to run next
-    assert last == "next: rfai card more; rfai upload --repo-id ID --dataset-dir more", piped.stdout
+    assert last == "next: rfai stats more; rfai upload --repo-id ID --dataset-dir more", piped.stdout
+    assert (tmp_path / "more" / "README.md").is_file()  # the card is written by collect itself
 
 
 def test_collect_evaluates_a_trained_adapter_named_on_the_command_line(rfai, tmp_path, tiny_model_dir):
