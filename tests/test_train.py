@@ -291,6 +291,33 @@ def test_report_to_tensorboard_and_wandb_and_the_curves_in_the_card(rfai, tmp_pa
     assert "| lora | rank 8, alpha 16 (scale 2)" in card and "AdamW, lr 0.001" in card
 
 
+def test_wandb_without_a_login_is_one_line_before_the_model_loads(rfai, tmp_path, tiny_model_dir):
+    """wandb.init online without a key used to end the run in a traceback, after the model had loaded."""
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 1, "  report_to: wandb\n"))  # one name, as TRL
+    no_login = {"HOME": str(tmp_path), "NETRC": str(tmp_path / "no-netrc"), "WANDB_MODE": "", "WANDB_API_KEY": ""}
+    result = rfai("train", env=no_login)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: training.report_to: wandb has no login: run `wandb login`, set WANDB_API_KEY, "
+        "or set WANDB_MODE=offline to log to local files"
+    ]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_wandb_login_is_the_key_in_the_environment_or_netrc(tmp_path, monkeypatch):
+    from rfai_cli.train.reporting import _wandb_can_log
+
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert not _wandb_can_log()
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "0" * 40 + "\n")
+    assert _wandb_can_log()  # what `wandb login` saves
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert not _wandb_can_log()  # a login for another server
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert _wandb_can_log()
+
+
 def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path, tiny_model_dir):
     import os
 
