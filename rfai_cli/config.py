@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -40,7 +41,7 @@ class TeacherSettings(_Section):
     provider: Literal["auto", "reference", "mlx", "openai", "anthropic"] = "auto"
     model_name: str | None = None
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: str | None = None  # the NAME of the variable that holds the key
     max_concurrency: int = Field(4, ge=1, le=1024)
     timeout: float = Field(120, gt=0, le=DAY)
     max_retries: int = Field(3, ge=0, le=100)
@@ -50,6 +51,28 @@ class TeacherSettings(_Section):
     judge: bool = False
     write_tests: bool = True  # a prompt without tests gets the teacher's (scoring/written_tests.py)
     cache_dir: str | None = None
+
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name_not_a_key(cls, name: str | None) -> str | None:
+        # A key pasted here would be echoed by "variable ... is not set" into terminals and CI logs.
+        if name is not None and _looks_like_a_key(name):
+            raise ValueError(
+                "takes the name of the environment variable that holds the key (such as OPENAI_API_KEY), and this "
+                "value looks like a key itself (not shown): put the key in the environment, and rotate it if this "
+                "file was shared"
+            )
+        return name
+
+
+def _looks_like_a_key(text: str) -> bool:
+    """Not a variable name, a credential the secret scan knows, or long random-looking letters and digits."""
+    from .data.secrets import find_secrets
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) or find_secrets(text):
+        return True
+    return len(text) >= 20 and any(c.isdigit() for c in text) and any(c.islower() for c in text)
 
 
 class TrainingSettings(_Section):

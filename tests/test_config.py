@@ -184,3 +184,25 @@ def test_a_config_for_the_original_project_is_reported_in_one_line(tmp_path):
         "'logging' (line 4)",
     ):
         assert expected in message, message
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    ["sk-proj-abcdefghijklmnopqrstuvwxyz0123456789", "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "a1b2c3d4e5f6a7b8c9d0e1f2"],
+)
+def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(tmp_path, rfai, monkeypatch, pasted):
+    from rfai_cli.config import TeacherSettings
+    from rfai_cli.teachers.build import _api_key
+    from rfai_cli.teachers.errors import TeacherError
+
+    # Unchecked, the missing-variable message would print the key into the terminal and CI logs.
+    monkeypatch.delenv(pasted, raising=False)
+    with pytest.raises(TeacherError) as naive:
+        _api_key(TeacherSettings.model_construct(provider="openai", api_key_env=pasted))
+    assert pasted in str(naive.value)
+    (tmp_path / "config.yaml").write_text(f"teacher:\n  provider: openai\n  api_key_env: {pasted}\n")
+    for args in (("collect",), ("collect", "--config", "/dev/null", "--set", f"teacher.api_key_env={pasted}")):
+        result = rfai(*args)
+        assert result.returncode == 2 and "looks like a key itself (not shown)" in result.stderr
+        assert pasted not in result.stderr + result.stdout
+    assert load_config(write(tmp_path, "teacher:\n  api_key_env: MY_TEAM_OPENAI_KEY\n")).teacher.api_key_env
