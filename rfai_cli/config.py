@@ -176,6 +176,17 @@ class HuggingFaceSettings(_Section):
             raise ValueError(problem)
         return repo_id
 
+    @field_validator("save_datasets_locally")
+    @classmethod
+    def _rows_stay_on_disk(cls, keep: bool) -> bool:
+        # The seed guide's key, kept so its configs load; there is no run without local rows.
+        if not keep:
+            raise ValueError(
+                "false is not supported: the local splits are what resume continues from and what the upload "
+                "sends; to keep nothing locally, upload, then delete huggingface.dataset_output_dir"
+            )
+        return keep
+
     @model_validator(mode="after")
     def _an_upload_names_its_repo(self) -> "HuggingFaceSettings":
         if self.upload_datasets and not self.dataset_repo_id:

@@ -206,3 +206,38 @@ def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(tmp_path,
         assert result.returncode == 2 and "looks like a key itself (not shown)" in result.stderr
         assert pasted not in result.stderr + result.stdout
     assert load_config(write(tmp_path, "teacher:\n  api_key_env: MY_TEAM_OPENAI_KEY\n")).teacher.api_key_env
+
+
+# Keys read through a computed name: prompts.py reads data.<split>_prompts.
+READ_BY_COMPUTED_NAME = {"data.validation_prompts", "data.evaluation_prompts"}
+# Keys no code reads, because every value but the default is refused (with the reason) when the config loads.
+REFUSED_UNLESS_DEFAULT = {"huggingface.save_datasets_locally": False}
+
+
+def _leaf_keys(model=Config, prefix=()):
+    from pydantic import BaseModel
+
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            yield from _leaf_keys(info.annotation, (*prefix, name))
+        else:
+            yield ".".join((*prefix, name))
+
+
+def test_every_config_key_is_read_by_some_code_or_refused_when_changed(tmp_path):
+    """A key that is accepted and then ignored (save_datasets_locally: false was) misleads its user."""
+    import re
+
+    from conftest import REPO
+
+    sources = [p.read_text() for p in (REPO / "rfai_cli").rglob("*.py") if p.name != "config.py"]
+    for key in _leaf_keys():
+        name = key.rsplit(".", 1)[-1]
+        read = any(re.search(rf"\.{name}\b|[\"']{name}[\"']", text) for text in sources)
+        if key in REFUSED_UNLESS_DEFAULT:
+            assert not read, f"{key} is read now: drop it from REFUSED_UNLESS_DEFAULT"
+            section, leaf = key.split(".")
+            with pytest.raises(ConfigError, match=rf"{key}: .*not supported"):
+                load_config(write(tmp_path, f"{section}:\n  {leaf}: {str(REFUSED_UNLESS_DEFAULT[key]).lower()}\n"))
+        else:
+            assert read or key in READ_BY_COMPUTED_NAME, f"no code reads {key}"
