@@ -52,7 +52,6 @@ class TeacherSettings(_Section):
     write_tests: bool = True  # a prompt without tests gets the teacher's (scoring/written_tests.py)
     cache_dir: str | None = None
 
-
     @field_validator("api_key_env")
     @classmethod
     def _a_variable_name_not_a_key(cls, name: str | None) -> str | None:
@@ -82,10 +81,10 @@ class TrainingSettings(_Section):
     top_p: float = Field(0.95, gt=0, le=1)
     top_k: int = Field(0, ge=0)
     max_new_tokens: int = Field(256, ge=1)
-    learning_rate: float = Field(1e-5, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)  # what learns on the starter curriculum (docs/train.md)
     warmup_steps: int = Field(10, ge=0)
     max_steps: int = Field(100, ge=1)
-    epochs: int = Field(1, ge=1)
+    epochs: int = Field(10, ge=1)  # enough that max_steps, not the data, ends a default run
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -153,7 +152,7 @@ class ScoringSettings(_Section):
 
 
 class DataSettings(_Section):
-    train_prompts: str | None = "builtin"
+    train_prompts: str | None = "starter"
     validation_prompts: str | None = None
     evaluation_prompts: str | None = None
 

@@ -14,15 +14,22 @@ def _width(stream) -> int | None:
     return None if stream.isatty() else PIPE_WIDTH
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 here; a reader that has had enough (`| head`) is not a failure: cli.main exits 0.
+        self.quiet = True
+        raise BrokenPipeError
+
+
 @lru_cache(maxsize=None)
 def stdout() -> Console:
     # rich already drops colour and animation when the stream is not a terminal, and honours NO_COLOR.
-    return Console(soft_wrap=False, width=_width(sys.stdout))
+    return _Console(soft_wrap=False, width=_width(sys.stdout))
 
 
 @lru_cache(maxsize=None)
 def stderr() -> Console:
-    return Console(stderr=True, width=_width(sys.stderr))
+    return _Console(stderr=True, width=_width(sys.stderr))
 
 
 def progress_enabled() -> bool:

@@ -1,3 +1,5 @@
+import pytest
+
 COMMANDS = ("train", "collect", "card", "upload", "stats", "filter", "score")
 
 
@@ -239,3 +241,28 @@ def test_a_bad_config_stops_nproc_once_before_any_rank_starts(rfai, tmp_path):
     flags = rfai("train", "--lr", "0", "--nproc", "2")
     assert flags.returncode == 2
     assert flags.stderr.splitlines() == ["error: command line: training.learning_rate: input should be greater than 0"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_reader_that_stops_early_is_not_a_failure(tmp_path, as_json):
+    """`rfai stats f | head -1`: rich's own broken-pipe handling exits 1; rfai exits 0, silently."""
+    import json
+    import os
+    import subprocess
+
+    from conftest import REPO, RFAI
+
+    rows = "".join(
+        json.dumps({"task_id": f"t{i}", "language": "python", "student_score": 0.5}) + "\n" for i in range(3000)
+    )
+    (tmp_path / "rows.jsonl").write_text(rows)
+    process = subprocess.Popen(
+        [*RFAI, "stats", "rows.jsonl", "--by", "task_id", *(["--json"] if as_json else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    process.stdout.read(10)  # the table is far larger than the pipe's buffer: the writer meets a closed pipe
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""

@@ -188,7 +188,11 @@ def test_a_config_for_the_original_project_is_reported_in_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "pasted",
-    ["sk-proj-abcdefghijklmnopqrstuvwxyz0123456789", "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "a1b2c3d4e5f6a7b8c9d0e1f2"],
+    [
+        "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+        "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+        "a1b2c3d4e5f6a7b8c9d0e1f2",
+    ],
 )
 def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(tmp_path, rfai, monkeypatch, pasted):
     from rfai_cli.config import TeacherSettings

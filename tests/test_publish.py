@@ -22,15 +22,15 @@ def uploading(tiny_model_dir, repo_id: str | None = REPO, steps: int = 1) -> str
 
 def test_an_upload_that_cannot_happen_stops_the_run_before_the_model_loads(rfai, hub, tmp_path, tiny_model_dir):
     (tmp_path / "config.yaml").write_text(uploading(tiny_model_dir))
-    for token, expected in (
-        (None, "error: no Hugging Face token found"),
-        (READ_TOKEN, "is read-only: uploading to alice/trained-rows needs a write token"),
-        (BOB_TOKEN, "belongs to 'bob', who may not write under 'alice'"),
-        ("hf_unknownToken0123456789abcdefghijkl", "authentication failed: the Hub rejected the token"),
+    for token, code, expected in (
+        (None, 2, "error: no Hugging Face token found"),
+        (READ_TOKEN, 1, "is read-only: uploading to alice/trained-rows needs a write token"),
+        (BOB_TOKEN, 1, "belongs to 'bob', who may not write under 'alice'"),
+        ("hf_unknownToken0123456789abcdefghijkl", 1, "authentication failed: the Hub rejected the token"),
     ):
         started = time.monotonic()
         result = rfai("train", env=hub.env(token=token))
-        assert result.returncode == 1 and expected in result.stderr, (token, result.stderr)
+        assert result.returncode == code and expected in result.stderr, (token, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "hf_" not in result.stderr
         assert time.monotonic() - started < 30
         assert not (tmp_path / "checkpoints").exists() and not list((tmp_path / "datasets").glob("*.jsonl"))

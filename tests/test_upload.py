@@ -290,7 +290,7 @@ def test_token_order_and_saved_login(rfai, hub, dataset):
 
     (hub.home / "token").unlink()
     none = upload(rfai, hub, token=None)
-    assert none.returncode == 1 and "no Hugging Face token" in none.stderr
+    assert none.returncode == 2 and "no Hugging Face token" in none.stderr  # missing input, as a missing file
 
 
 def test_bad_token_leaves_nothing_behind(rfai, hub, dataset):

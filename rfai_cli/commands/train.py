@@ -176,7 +176,7 @@ def step_line(m: dict) -> str:
     teacher = f", teacher joined {m['teacher_joined_fraction']:.0%}" if m.get("teacher_joined_fraction") else ""
     unrewarded = f", no reward {m['unrewarded_fraction']:.0%}" if m.get("unrewarded_fraction") else ""
     return (
-        f"step {m['step']}: reward {reward}, pass {passed}, kl {m['kl']:.4f}, loss {m['loss']:.4f}, "
+        f"step {m['step']}: reward {reward}, pass {passed}, kl {m['kl']:.3g}, loss {m['loss']:.3g}, "
         f"zero-variance groups {m['zero_variance_fraction']:.0%}{teacher}{unrewarded}; "
         f"generate {m['seconds_generate']:.0f}s / score {m['seconds_score']:.0f}s / train {m['seconds_train']:.0f}s"
     )

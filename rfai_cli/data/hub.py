@@ -146,7 +146,7 @@ def upload_dataset(
     tok = resolve_token(token)
     notify(f"token: from {tok.source}" if tok.value else "token: none found")
     if tok.value is None and not dry_run:
-        raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
+        raise InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
     with _staging(directory) as stage:
         files = _stage(
             stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress
@@ -477,7 +477,7 @@ def check_write_access(repo_id: str, *, private: bool = False, token: str | None
     check_repo_id(repo_id)
     tok = resolve_token(token)
     if tok.value is None:
-        raise RfaiError(f"no Hugging Face token found: {_TOKEN_HELP}")
+        raise InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
     api, namespace = _api(tok), repo_id.split("/")[0]
     result = UploadResult(repo_id, "", "main", tok.source, [])
     try:

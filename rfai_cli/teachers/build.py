@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from urllib.parse import urlparse
 
 from ..config import Config, TeacherSettings
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..scoring.extract import extract_code
 from .base import Backend, Sampling
 from .cache import AnswerCache, default_cache_dir
@@ -109,6 +109,7 @@ def _api_key(settings: TeacherSettings) -> str | None:
     if not value:
         raise TeacherError(
             f"teacher provider '{settings.provider}' needs an API key: the environment variable {name} "
-            f"is not set (set it, or name another variable in teacher.api_key_env)"
+            f"is not set (set it, or name another variable in teacher.api_key_env)",
+            exit_code=InputError.exit_code,  # something the user must supply, like a missing file
         )
     return value
