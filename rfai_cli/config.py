@@ -110,6 +110,7 @@ class TrainingSettings(_Section):
     checkpoint_every: int = Field(10, ge=1)
     save_total_limit: int | None = Field(3, ge=1)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    log_completions: int = Field(0, ge=0, le=64)  # samples shown each step (terminal, TensorBoard, wandb)
     eval_steps: int = Field(10, ge=0)
     eval_samples: int = Field(2, ge=1)
     eval_limit: int | None = Field(None, ge=1)

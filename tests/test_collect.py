@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -325,17 +326,27 @@ def test_reference_solutions_teach_and_a_failing_one_is_reported_once(rfai, tmp_
 
 def test_on_a_terminal_collect_shows_its_phase_an_eta_and_the_next_command(rfai, tmp_path, tiny_model_dir):
     from conftest import RFAI
-    from support.terminal import run_on_terminal
+    from support.terminal import run_on_terminal, screen_lines
 
     config_file(tmp_path, tiny_model_dir)
     code, text = run_on_terminal(
         [*RFAI, "collect", "--limit", "6", "--samples", "2"], tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}
     )
     assert code == 0, text
-    text = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves
-    assert "generation, batch 1 of 3" in text and "scoring batch 3 of 3" in text
-    last_frame = [frame for frame in text.split("\r") if "prompts scored" in frame][-1]
-    assert "6/6 prompts scored" in last_frame and "-:--:--" not in last_frame  # the ETA has a value
+    plain = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves
+    assert "generation, batch 1 of 3" in plain and "scoring batch 3 of 3" in plain
+    for columns in (60, 80, 120):  # the counts and the ETA hold on one line at every width
+        code, text = run_on_terminal(
+            [*RFAI, "collect", "--limit", "6", "--samples", "2", "-d", f"at{columns}"],
+            tmp_path,
+            {**os.environ, "PYTHONPATH": str(REPO)},
+            columns=columns,
+        )
+        shown = screen_lines(text, columns)
+        (bar,) = [line for line in shown if line.startswith("collect ")]
+        assert re.search(r" 6/6 prompts \d+:\d\d:\d\d \d+:\d\d:\d\d$", bar), (columns, shown)  # the ETA has a value
+        detail = shown[shown.index(bar) + 1]
+        assert detail.startswith(("0.", "1.", "2.", "3.")) and " samples/s, mean reward " in detail, shown
     piped = rfai("collect", "--limit", "2", "--samples", "1", "-o", "more")
     assert piped.returncode == 0, piped.stderr
     last = piped.stdout.strip().splitlines()[-1]  # the summary ends with what to run next

@@ -113,6 +113,35 @@ def test_conversion_is_cached(smollm, cache):
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_the_cache_is_keyed_on_the_file_and_old_conversions_go(smollm, cache):
+    """Every fresh install used to add a 540 MB conversion (keyed on the GGUF's mtime), never removed."""
+    import hashlib
+    import os
+    import time
+
+    current = embedded.embedded_model_dir()
+    digest = hashlib.sha256(embedded.gguf_path().read_bytes()).hexdigest()
+    assert current.name.endswith(f"-v{embedded.FORMAT_VERSION}-{digest[:12]}")  # the content, not the install
+    models, old = current.parent, time.time() - 3 * 24 * 3600
+    stale, recent, other_variant = (
+        models / name
+        for name in (
+            "smollm2-135m-instruct-f32-v0-aaa",
+            "smollm2-135m-instruct-f32-v1-bbb",
+            "smollm2-135m-instruct-q4-v1-ccc",
+        )
+    )
+    for directory in (stale, recent, other_variant):
+        directory.mkdir()
+        (directory / "model.safetensors").write_bytes(b"x")
+    for directory in (stale, other_variant):
+        os.utime(directory, (old, old))
+    os.utime(current, (old, old))  # its own age does not matter: it is in use
+    assert embedded.embedded_model_dir() == current
+    assert not stale.exists() and recent.is_dir() and other_variant.is_dir() and current.is_dir()
+    assert time.time() - (current / embedded.USED_MARK).stat().st_mtime < 60
+
+
 def test_quantized_variant_for_gpus_loads_and_matches(smollm, tmp_path):
     """The GPU variant keeps the GGUF's quantization (8-bit embedding, 4-bit elsewhere)."""
     import mlx.core as mx

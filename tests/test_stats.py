@@ -434,3 +434,34 @@ def test_cli_compare_by_file_and_step_and_groups_in_order(rfai, tmp_path):
     assert list(by_file["by"]["file"]) == [path] and by_file["by"]["file"][path]["rows"] == 2 * len(rows)
     nothing = rfai("stats", path, "--compare", "language")
     assert nothing.returncode == 0 and "nothing to compare" in nothing.stdout
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_on_a_terminal_of_any_width_no_number_is_cut(tmp_path, columns):
+    """At 60 columns the nine-column scores table used to show `0.7…`."""
+    import os
+
+    from conftest import REPO, RFAI
+    from support.terminal import run_on_terminal, screen_lines
+
+    rng = random.Random(7)
+    rows = [dict(scored_row(i, rng), step=i % 3) for i in range(300)]
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    command = [*RFAI, "stats", path, "--by", "step", "--by", "language", "--pass-at", "1,2", "--compare", "step"]
+    code, drawn = run_on_terminal(
+        command, tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}, columns=columns, stdout_too=True
+    )
+    assert code == 0, drawn
+    shown = "\n".join(screen_lines(drawn, columns))
+    assert "…" not in shown, shown
+    figures = json.loads(
+        __import__("subprocess")
+        .run([*command, "--json"], capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        .stdout
+    )
+    for name in ("student_score", "teacher_score", "reward"):
+        for figure in ("mean", "p90", "max"):
+            assert f"{figures[name][figure]:.3f}" in shown, (name, figure, shown)
+    for group in figures["by"]["step"].values():
+        assert f"{group['pass_at_k']['2']:.3f}" in shown
+    assert f"{figures['compare']['groups']['2']['1']['difference']:+.3f}" in shown

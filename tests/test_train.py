@@ -4,6 +4,7 @@ reward, leaves the adapters alone when there is nothing to learn, and resumes ex
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -193,10 +194,13 @@ def test_train_writes_rows_metrics_and_checkpoints_in_mlx_lm_format(rfai, tmp_pa
         text=True,
     )
     assert load.returncode == 0, load.stderr
-    # ... and mlx_lm.generate with --adapter-path, and mlx_lm.fuse into a standalone model
+    # ... and mlx_lm.generate with --adapter-path, and mlx_lm.fuse into a standalone model, each with the
+    # base model named in adapter_config.json, as mlx_lm.lora names it
+    base = json.loads((tmp_path / "checkpoints" / "adapter_config.json").read_text())["model"]
+    assert base == str(tiny_model_dir)
     for command in (
-        ["generate", "--model", str(tiny_model_dir), "--adapter-path", "checkpoints", "--prompt", "hi", "-m", "4"],
-        ["fuse", "--model", str(tiny_model_dir), "--adapter-path", "checkpoints", "--save-path", "fused"],
+        ["generate", "--model", base, "--adapter-path", "checkpoints", "--prompt", "hi", "-m", "4"],
+        ["fuse", "--model", base, "--adapter-path", "checkpoints", "--save-path", "fused"],
     ):
         ran = subprocess.run([sys.executable, "-m", "mlx_lm", *command], cwd=tmp_path, capture_output=True, text=True)
         assert ran.returncode == 0, ran.stderr[-2000:]
@@ -272,17 +276,30 @@ def test_adaptive_kl_save_total_limit_and_distillation_in_a_run(rfai, tmp_path, 
 def test_report_to_tensorboard_and_wandb_and_the_curves_in_the_card(rfai, tmp_path, tiny_model_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  report_to: [tensorboard, wandb]\n"))
+    extra = "  report_to: [tensorboard, wandb]\n  log_completions: 2\n"
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, extra))
     result = rfai("train", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert result.returncode == 0, result.stderr
+    shown = result.stderr.splitlines()
+    for step in (1, 2):  # each step's line, then its two samples: task, reward, tests, prompt and code heads
+        at = next(i for i, line in enumerate(shown) if line.startswith(f"step {step}:"))
+        assert all(
+            re.match(r"  \S+: reward (-|\d\.\d{3}), tests (-|\d+/\d+) \| .+ \| ", line)
+            for line in shown[at + 1 : at + 3]
+        )
     (run,) = (tmp_path / "checkpoints" / "runs").iterdir()
     events = EventAccumulator(str(run))
     events.Reload()
     assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2]
+    texts = events.Tensors("completions/text_summary")
+    assert [e.step for e in texts] == [1, 2]
+    table = texts[0].tensor_proto.string_val[0].decode()
+    assert table.startswith("| task | reward | tests | prompt | code |") and len(table.splitlines()) == 4
     metrics = [json.loads(line) for line in (tmp_path / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([m["loss"] for m in metrics])
     (offline,) = (tmp_path / "checkpoints" / "wandb").glob("offline-run-*")
-    assert b"reward_mean" in next(offline.glob("*.wandb")).read_bytes()
+    logged = next(offline.glob("*.wandb")).read_bytes()
+    assert b"reward_mean" in logged and b"completions" in logged
     # the curves: a PNG beside the metrics and in the dataset, embedded in the card
     for png in (tmp_path / "checkpoints" / "training_curves.png", tmp_path / "datasets" / "training_curves.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -321,7 +338,7 @@ def test_a_wandb_login_is_the_key_in_the_environment_or_netrc(tmp_path, monkeypa
 def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path, tiny_model_dir):
     import os
 
-    from support.terminal import run_on_terminal
+    from support.terminal import run_on_terminal, screen_lines
 
     (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2, "  eval_steps: 0\n"))
     piped = rfai("train")
@@ -329,12 +346,20 @@ def test_a_terminal_gets_a_live_view_and_a_pipe_gets_plain_lines(rfai, tmp_path,
     lines = [line for line in piped.stderr.splitlines() if line.startswith("step ")]
     assert len(lines) == 2 and "reward" in lines[0] and "generate" in lines[0] and "\x1b" not in piped.stderr
 
-    __import__("shutil").rmtree(tmp_path / "checkpoints")
-    code, text = run_on_terminal(
-        [*RFAI, "train", "--output-dir", "live"], tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}
-    )
-    assert code == 0, text
-    assert "training" in text and "2/2" in text and "step 2: reward" in text and "\x1b[" in text
+    for columns in (60, 80, 120):
+        __import__("shutil").rmtree(tmp_path / "checkpoints")
+        code, text = run_on_terminal(
+            [*RFAI, "train", "--output-dir", f"live{columns}"],
+            tmp_path,
+            {**os.environ, "PYTHONPATH": str(REPO)},
+            columns=columns,
+        )
+        assert code == 0, text
+        shown = screen_lines(text, columns)
+        # Every step's line stays in the scrollback, above the bar (a live text column overwrote them).
+        assert [line.split(":")[0] for line in shown if line.startswith("step ")] == ["step 1", "step 2"], shown
+        (bar,) = [line for line in shown if line.startswith("training")]
+        assert bar.rstrip().endswith(("2/2 0:00:00", "2/2 -:--:--")), (columns, bar)  # counts and ETA fit
 
 
 def test_a_missing_report_library_is_one_line_before_training(rfai, tmp_path, tiny_model_dir):
@@ -588,3 +613,23 @@ def test_a_temperature_in_the_shells_temp_variable_does_not_break_mlx(rfai, tmp_
     (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 1))
     result = rfai("train", env={variable: "1.0"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_sample_shown_on_the_terminal_cannot_drive_it():
+    """Generated code is untrusted: a terminal escape in it (retitle the window, clear the screen)
+    is shown as text, never sent to the user's terminal."""
+    from rfai_cli.commands.train import completion_lines
+
+    attack = "def f():\n    return 1  # \x1b]0;pwned\x07\x1b[2J\x1b[31m"
+    naive = " ".join(attack.split())  # the heads with only whitespace folded: the escapes go through
+    assert "\x1b" in naive and "\x07" in naive
+    sample = {
+        "task_id": "t",
+        "prompt": "Write f.\x1b[2J",
+        "code": attack,
+        "reward": 0.5,
+        "tests": {"passed": 1, "total": 2},
+    }
+    (line,) = completion_lines({"completions": [sample]}, head=200)
+    assert line.isprintable() and "\\x1b]0;pwned\\x07" in line
+    assert line.startswith("  t: reward 0.500, tests 1/2 | Write f.\\x1b[2J | def f(): return 1")

@@ -138,51 +138,50 @@ def collect(
 
 
 class _progress:
-    """A rich progress bar on a terminal (prompts, samples/s, mean reward, ETA); nothing in a pipe."""
+    """A rich progress display on a terminal, nothing in a pipe: the bar, prompts scored and the
+    ETA on one line (they fit any width), samples/s, the mean reward and the phase on the next."""
 
     def __init__(self, total_tasks: int, enabled: bool = True):
         self.total_tasks, self.enabled = total_tasks, enabled
         self.rewards: list[float] = []
         self.samples_done = 0
+        self.rate, self.reward, self.current = 0.0, "-", "starting"
 
     def __enter__(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.bar = Progress(
+        from ..progress import ProgressWithDetail
+
+        self.bar = ProgressWithDetail(
             TextColumn("collect"),
-            BarColumn(),
+            BarColumn(bar_width=None),
             MofNCompleteColumn(),
-            TextColumn("prompts scored"),
-            TextColumn("{task.fields[rate]:.2f} samples/s"),
-            TextColumn("mean reward {task.fields[reward]}"),
+            TextColumn("prompts"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[phase]}"),
             console=console.stderr(),
+            expand=True,
             disable=not (self.enabled and console.progress_enabled()),
             # A batch can take minutes: the ETA comes from the whole run, not rich's last 30 s.
             speed_estimate_period=24 * 3600,
         )
         self.bar.__enter__()
-        self.task = self.bar.add_task("collect", total=self.total_tasks, rate=0.0, reward="-", phase="starting")
+        self.task = self.bar.add_task("collect", total=self.total_tasks, detail=self._detail())
         return self
 
+    def _detail(self) -> str:
+        return f"{self.rate:.2f} samples/s, mean reward {self.reward}, {self.current}"
+
     def phase(self, text: str) -> None:
-        self.bar.update(self.task, phase=text)
+        self.current = text
+        self.bar.update(self.task, detail=self._detail())
 
     def update(self, report) -> None:
         self.samples_done += len(report.rows)
         self.rewards.extend(row["reward"] for row in report.rows if isinstance(row.get("reward"), (int, float)))
-        elapsed = self.bar.tasks[0].elapsed or 1e-9
-        reward = f"{sum(self.rewards) / len(self.rewards):.3f}" if self.rewards else "-"
-        self.bar.update(self.task, advance=report.tasks, rate=self.samples_done / elapsed, reward=reward)
+        self.rate = self.samples_done / (self.bar.tasks[0].elapsed or 1e-9)
+        self.reward = f"{sum(self.rewards) / len(self.rewards):.3f}" if self.rewards else "-"
+        self.bar.update(self.task, advance=report.tasks, detail=self._detail())
 
     def __exit__(self, *exc_info):
         self.bar.__exit__(*exc_info)

@@ -114,33 +114,42 @@ def _difference(figure: dict) -> str:
     return f"{figure['difference']:+.3f}{spread}"
 
 
-def _render_comparison(console, compared: dict) -> None:
+def _show(console, title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """A table where it fits the terminal; else each row on its own line(s) as `label: header
+    value, ...`, so a number is never cut short (a 60-column terminal cut 0.750 to `0.7…`)."""
     from rich.box import SIMPLE_HEAVY
+    from rich.measure import Measurement
     from rich.table import Table
 
+    table = Table(title=title, title_justify="left", box=SIMPLE_HEAVY, pad_edge=False)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    if Measurement.get(console, console.options.update_width(1 << 16), table).maximum <= console.width:  # uncut width
+        console.print(table)
+        return
+    console.print(title, highlight=False, markup=False)
+    for label, *cells in rows:
+        pairs = ", ".join(f"{header.replace(chr(10), ' ')} {cell}" for header, cell in zip(headers[1:], cells))
+        console.print(f"  {label}: {pairs}", highlight=False, markup=False)
+
+
+def _render_comparison(console, compared: dict) -> None:
     field, groups = compared["field"], compared["groups"]
     if not groups:
         console.print(f"--compare {field}: fewer than two groups with tested samples: nothing to compare")
         return
-    table = Table(
-        title=f"Against {field} {compared['baseline']}, paired by task",
-        title_justify="left",
-        box=SIMPLE_HEAVY,
-    )
-    table.add_column(field)
-    table.add_column("tasks", justify="right")
     ks = [k for k in next(iter(groups.values())) if k.isdigit()]
-    for k in ks:
-        table.add_column(f"Δ pass@{k} ± s.e.", justify="right")
-    for label, entry in groups.items():
-        table.add_row(label, str(entry["tasks"]), *(_difference(entry[k]) for k in ks))
-    console.print(table)
+    _show(
+        console,
+        f"Against {field} {compared['baseline']}, paired by task",
+        [field, "tasks", *(f"Δ pass@{k}\n± s.e." for k in ks)],
+        [[label, str(entry["tasks"]), *(_difference(entry[k]) for k in ks)] for label, entry in groups.items()],
+    )
 
 
 def _render(result: dict) -> None:
-    from rich.box import SIMPLE_HEAVY
-    from rich.table import Table
-
     from ..console import stdout
 
     console = stdout()
@@ -148,45 +157,34 @@ def _render(result: dict) -> None:
     console.print(f"[bold]{result['rows']}[/bold] rows in {files}")
     scored = [name for name in _SCORES if result[name]["count"]]
     if scored:
-        # A light box keeps all nine columns readable in an 80-column terminal.
-        table = Table(title="Scores", title_justify="left", box=SIMPLE_HEAVY, pad_edge=False)
-        table.add_column("field", no_wrap=True)
-        for figure in _FIGURES:
-            table.add_column(figure, justify="right", no_wrap=True)
-        for name in scored:
-            table.add_row(_SHORT[name], *(_fmt(result[name].get(figure)) for figure in _FIGURES))
-        console.print(table)
+        rows = [[_SHORT[name], *(_fmt(result[name].get(figure)) for figure in _FIGURES)] for name in scored]
+        _show(console, "Scores", ["field", *_FIGURES], rows)
     elif result["rows"]:
         console.print("no scores in these rows (a prompt file?): counts only")
 
     for field, groups in result["by"].items():
-        table = Table(title=f"By {field}", title_justify="left", box=SIMPLE_HEAVY)
-        table.add_column(field)
-        table.add_column("rows", justify="right")
-        for name in scored:
-            table.add_column(f"mean {_SHORT[name]}", justify="right")
+        headers = [field, "rows", *(f"mean\n{_SHORT[name]}" for name in scored)]
         if "reward" in scored:
-            table.add_column("median reward", justify="right")
+            headers.append("median\nreward")
         with_tests = any("tests" in group for group in groups.values())
         if with_tests:
-            table.add_column("tests passed", justify="right")
+            headers.append("tests\npassed")
         # pass@k per group: pooled over groups (steps, runs), one figure would hide the difference
         ks = (
             [k for k in result.get("pass_at_k", {}) if k.isdigit()]
             if any("pass_at_k" in g for g in groups.values())
             else []
         )
-        for k in ks:
-            table.add_column(f"pass@{k}", justify="right")
+        headers += [f"pass@{k}" for k in ks]
+        rows = []
         for label, group in groups.items():
             cells = [label, str(group["rows"])] + [_fmt(group[name].get("mean")) for name in scored]
             if "reward" in scored:
                 cells.append(_fmt(group["reward"].get("median")))
             if with_tests:
                 cells.append(_fmt(group.get("tests", {}).get("student_pass_rate")))
-            cells += [_fmt(group.get("pass_at_k", {}).get(k)) for k in ks]
-            table.add_row(*cells)
-        console.print(table)
+            rows.append(cells + [_fmt(group.get("pass_at_k", {}).get(k)) for k in ks])
+        _show(console, f"By {field}", headers, rows)
 
     if "compare" in result:
         _render_comparison(console, result["compare"])

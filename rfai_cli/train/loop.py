@@ -29,7 +29,7 @@ from ..config import Config
 from .batch import StepBatch, step_batch
 from .distributed import World, init_world, lost_peer
 from .grpo import adaptive_kl_beta, normaliser
-from .metrics import local_facts, step_record
+from .metrics import completion_samples, local_facts, step_record
 from .plan import next_batch, rank_seed, step_seed
 from .trainer import Trainer, TrainSummary, stop_on_sigint
 from .update import distillation_batch, update_policy
@@ -123,7 +123,10 @@ def train_step(trainer: Trainer, mine: list) -> dict | None:
     _advance(trainer, update)
     seconds = {"generate": generated - started, "score": score_done - generated}
     seconds["train"] = time.perf_counter() - score_done
-    return _report(trainer, batch, old, update, seconds)
+    record = _report(trainer, batch, old, update, seconds)
+    if record is not None and training.log_completions:
+        record["completions"] = completion_samples(batch.rows, training.log_completions)
+    return record
 
 
 def _learn(trainer: Trainer, batch: StepBatch, sampled) -> tuple[dict, list]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import JsonlWriter, read_rows
+from ..records import TEACHER, JsonlWriter, read_rows
 from ..scoring.rubric import trains_on
 from .grpo import zero_variance_fraction
 from .guidance import guidance_metrics
@@ -96,6 +96,23 @@ class MetricsLog:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def completion_samples(rows: list[dict], n: int) -> list[dict]:
+    """`n` of a step's student rows, spread over its groups: what a person reads to see what the
+    model writes (TRL's completions table). Whole prompt and code; each sink cuts what it shows."""
+    students = [row for row in rows if row.get("sample_source") != TEACHER]
+    picked = [students[i * len(students) // n] for i in range(min(n, len(students)))] if n else []
+    return [
+        {
+            "task_id": row.get("task_id"),
+            "prompt": row.get("prompt") or "",
+            "code": row.get("student_code") or "",
+            "reward": row.get("reward"),
+            "tests": (row.get("test_results") or {}).get("student"),
+        }
+        for row in picked
+    ]
 
 
 def _criterion_means(breakdowns: list[dict]) -> dict[str, float]:

@@ -72,6 +72,11 @@ class Reporters:
         for sink in self._sinks:
             sink.log(numbers, step)
 
+    def log_completions(self, completions: list[dict], step: int) -> None:
+        if completions:
+            for sink in self._sinks:
+                sink.log_completions(completions, step)
+
     def close(self) -> None:
         for sink in self._sinks:
             sink.close()
@@ -93,6 +98,15 @@ class _TensorBoard:
             self.writer.add_scalar(f"train/{key}", value, step)
         self.writer.flush()
 
+    def log_completions(self, completions: list[dict], step: int) -> None:
+        # TensorBoard's text tab renders markdown: one table row per sample.
+        lines = ["| task | reward | tests | prompt | code |", "|---|---|---|---|---|"]
+        for sample in completions:
+            cells = [sample["task_id"], sample["reward"], tests_text(sample["tests"]), sample["prompt"], sample["code"]]
+            lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+        self.writer.add_text("completions", "\n".join(lines), step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -104,5 +118,24 @@ class _Wandb:
     def log(self, numbers: dict, step: int) -> None:
         self.run.log(numbers, step=step)
 
+    def log_completions(self, completions: list[dict], step: int) -> None:
+        import wandb
+
+        columns = ["task_id", "reward", "tests", "prompt", "code"]
+        data = [[c["task_id"], c["reward"], tests_text(c["tests"]), c["prompt"], c["code"]] for c in completions]
+        self.run.log({"completions": wandb.Table(columns=columns, data=data)}, step=step)
+
     def close(self) -> None:
         self.run.finish()
+
+
+def tests_text(tests: dict | None) -> str:
+    """`3/4` tests passed, or `-` for a sample without tests."""
+    if not isinstance(tests, dict) or tests.get("total") is None:
+        return "-"
+    return f"{tests.get('passed', 0)}/{tests['total']}"
+
+
+def _markdown_cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return "<br>".join(line.replace("\\", "\\\\").replace("|", "\\|") for line in text.splitlines())

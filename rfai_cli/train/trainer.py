@@ -90,13 +90,17 @@ class Trainer:
         self.metrics = MetricsLog(self.output_dir)
         self.student = load_model(config.model.base_model, config.model.adapter_path)
         seed_sampling(training.seed)  # the adapters' initial weights come from the seed too
-        self.adapter_config = attach_lora(
-            self.student.model,
-            rank=training.lora_rank,
-            alpha=training.lora_alpha,
-            dropout=training.lora_dropout,
-            layers=training.lora_layers,
-        )
+        self.adapter_config = {
+            # The base model as mlx_lm.lora names it, so `mlx_lm.generate --model` can be read off the file.
+            "model": config.model.base_model or str(self.student.path),
+            **attach_lora(
+                self.student.model,
+                rank=training.lora_rank,
+                alpha=training.lora_alpha,
+                dropout=training.lora_dropout,
+                layers=training.lora_layers,
+            ),
+        }
         self._check_same_adapters()
         slow = shortcut_notice(self.student.model)
         if slow:
@@ -228,11 +232,13 @@ class Trainer:
         """Log the step's record (rank 0), then the validation pass and the checkpoint when due."""
         training, step = self.training, self.state.step
         if record is not None:
+            completions = record.pop("completions", [])  # shown, not kept in metrics.jsonl (the rows are)
             self.metrics.append(record)
             self.reporters.log(record, step)
+            self.reporters.log_completions(completions, step)
             self.summary.metrics.append(record)
             if on_step:
-                on_step(record)
+                on_step({**record, "completions": completions})
         if training.eval_steps and step % training.eval_steps == 0:
             self.evaluate("validation")
         self.completed = self.file_sizes()
