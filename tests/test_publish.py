@@ -86,3 +86,70 @@ def test_collect_writes_the_card_and_uploads_when_configured(rfai, hub, tmp_path
     assert "evaluation" in hub.load(REPO, token=WRITE_TOKEN)  # the card's configs name the split
     refused = rfai("collect", "--limit", "1", "--samples", "1", env=hub.env(token=READ_TOKEN))
     assert refused.returncode == 1 and "read-only" in refused.stderr
+
+
+def test_upload_adapters_makes_a_model_repo_that_mlx_lm_loads(rfai, hub, tmp_path, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    config = config_text(tiny_model_dir, 1) + "huggingface:\n  dataset_repo_id: alice/trained-rows\n"
+    (tmp_path / "config.yaml").write_text(config)
+    assert rfai("train").returncode == 0
+    env = hub.env(HF_HUB_DISABLE_XET="1")  # the LFS batch protocol, which the test server speaks
+    result = rfai("upload", "--adapters", "checkpoints", "--repo-id", "alice/tiny-lora", env=env)
+    assert result.returncode == 0, result.stderr
+    repo = hub.state.repo("model", "alice/tiny-lora")
+    files = repo.head().files
+    assert set(files) >= {"adapters.safetensors", "adapter_config.json", "README.md"}
+    assert files["adapters.safetensors"].data == (tmp_path / "checkpoints" / "adapters.safetensors").read_bytes()
+    card = files["README.md"].data.decode()
+    assert "datasets:\n- alice/trained-rows\n" in card and "library_name: mlx" in card
+    assert f"uploaded 3 file(s) to {hub.url}/alice/tiny-lora (commit " in result.stdout
+    assert (
+        f"hf download alice/tiny-lora --local-dir adapters; mlx_lm.generate --model {tiny_model_dir}" in result.stdout
+    )
+    assert "%|" not in result.stderr  # no progress bars in a pipe
+    # What a user does with it: download the repo, load the base model named in it with the adapters.
+    script = (
+        "import json, sys; from huggingface_hub import snapshot_download; from mlx_lm.utils import load\n"
+        "path = snapshot_download('alice/tiny-lora')\n"
+        "load(json.load(open(path + '/adapter_config.json'))['model'], adapter_path=path)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env}, cwd=tmp_path
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+
+    fused = rfai("upload", "--adapters", "checkpoints", "--repo-id", "alice/tiny-fused", "--fuse", env=env)
+    assert fused.returncode == 0, fused.stderr
+    files = hub.state.repo("model", "alice/tiny-fused").head().files
+    assert {"config.json", "adapters/adapters.safetensors", "adapters/adapter_config.json"} <= set(files)
+    assert any(name.endswith(".safetensors") and "/" not in name for name in files)
+
+    for args, expected in (
+        (("--adapters", "checkpoints"), "--adapters needs --repo-id"),
+        (
+            ("--adapters", "checkpoints", "--repo-id", "alice/x", "--format", "parquet"),
+            "--format: for a dataset upload",
+        ),
+        (("--adapters", "datasets", "--repo-id", "alice/x"), "adapters.safetensors not found"),
+        (("--fuse",), "--fuse goes with --adapters"),
+    ):
+        refused = rfai("upload", *args, env=hub.env())
+        assert refused.returncode == 2 and expected in refused.stderr, (args, refused.stderr)
+
+
+def test_the_base_model_a_card_names_is_one_others_can_load(tmp_path, monkeypatch):
+    from rfai_cli.data.model_repo import published_base_model
+    from rfai_cli.engine import embedded
+
+    monkeypatch.setenv("RFAI_CACHE", str(tmp_path))
+    converted = tmp_path / "models" / "smollm2-135m-instruct-f32-v1-0123456789ab"
+    converted.mkdir(parents=True)
+    assert published_base_model(str(converted)) == embedded.HUB_ID  # the embedded model: its original on the Hub
+    assert (
+        published_base_model("mlx-community/Qwen2.5-Coder-0.5B-Instruct-4bit")
+        == "mlx-community/Qwen2.5-Coder-0.5B-Instruct-4bit"
+    )
+    assert published_base_model(str(tmp_path)) is None  # a local model has no Hub id to name

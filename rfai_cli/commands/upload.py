@@ -77,6 +77,18 @@ def upload(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be uploaded, with sizes; send and change nothing.")
     ] = False,
+    adapters: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--adapters",
+            metavar="DIR",
+            help="Publish these LoRA adapters (e.g. checkpoints) as the MODEL repo --repo-id, with a model card.",
+            show_default=False,
+        ),
+    ] = None,
+    fuse: Annotated[
+        bool, typer.Option("--fuse", help="With --adapters: upload the fused model too (mlx_lm.fuse).")
+    ] = False,
     config: ConfigOption = None,
     assignments: SetOption = None,
     as_json: JsonOption = False,
@@ -88,10 +100,29 @@ def upload(
 
     settings = load_config(
         config,
-        {"huggingface.dataset_repo_id": repo_id, "huggingface.private": True if private else None},
+        # With --adapters, --repo-id names the model repo; the config's dataset repo is linked from its card.
+        {
+            "huggingface.dataset_repo_id": None if adapters else repo_id,
+            "huggingface.private": True if private else None,
+        },
         assignments=assignments or (),
     )
     hf = settings.huggingface
+    if adapters is not None:
+        dataset_only = {
+            "--dataset-dir": dataset_dir, "--revision": revision, "--tag": tag, "--create-pr": create_pr,
+            "--overwrite": overwrite, "--format": fmt != "jsonl", "--allow-secrets": allow_secrets, "--no-card": no_card,
+        }  # fmt: skip
+        given = [name for name, value in dataset_only.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: for a dataset upload, not with --adapters")
+        if not repo_id:
+            raise InputError("--adapters needs --repo-id OWNER/NAME: the model repo to create or update")
+        return _upload_adapters(
+            adapters, repo_id, token, hf.private, hf.dataset_repo_id, fuse, commit_message, dry_run, as_json, quiet
+        )
+    if fuse:
+        raise InputError("--fuse goes with --adapters DIR")
     if not hf.dataset_repo_id:
         raise InputError("no repository: pass --repo-id OWNER/NAME or set huggingface.dataset_repo_id in the config")
     err = stderr()
@@ -125,6 +156,28 @@ def upload(
         )
     finally:
         bars.stop()
+    if as_json:
+        print_json(result.to_json())
+    elif not quiet:
+        _render(result)
+
+
+def _upload_adapters(adapters, repo_id, token, private, dataset_repo_id, fuse, commit_message, dry_run, as_json, quiet):
+    from ..data.model_repo import upload_adapters
+
+    err = stderr()
+    result = upload_adapters(
+        adapters,
+        repo_id,
+        token=token,
+        private=private,
+        dataset_repo_id=dataset_repo_id,
+        fuse=fuse,
+        commit_message=commit_message,
+        dry_run=dry_run,
+        progress_bars=progress_enabled() and not quiet,
+        notify=lambda message: quiet or err.print(message, markup=False, highlight=False),
+    )
     if as_json:
         print_json(result.to_json())
     elif not quiet:
@@ -165,7 +218,7 @@ def _render(result) -> None:
         out.print(f"pull request: {result.pr_url}", markup=False)
     if result.tag:
         out.print(f"tagged {result.tag}", markup=False)
-    out.print(f'load it with: datasets.load_dataset("{result.repo_id}")', markup=False)
+    out.print(result.usage, markup=False)
     if result.private:
         out.print(
             "(a private repo: datasets reads the token from HF_TOKEN, not HUGGINGFACE_TOKEN, or from `hf auth login`;"

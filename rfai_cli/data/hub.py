@@ -81,6 +81,8 @@ class UploadResult:
     files: list[UploadFile]
     dry_run: bool = False
     private: bool | None = None  # the repo's visibility after the upload (None: a dry run of a new repo)
+    repo_type: str = "dataset"  # or "model" (model_repo.py: adapters)
+    usage: str = ""  # one line on how to use what was uploaded
     created: bool = False  # the repo did not exist before
     changed: bool = False  # a new commit was made
     commit: str | None = None
@@ -162,8 +164,9 @@ def upload_dataset(
                 f"warning: no {CARD_FILE}: without the card's split list, datasets will call evaluation.jsonl 'test'"
             )
         result = UploadResult(
-            repo_id, "", revision or "main", tok.source, files, dry_run=dry_run, tag=tag, secrets=secrets
-        )
+            repo_id, "", revision or "main", tok.source, files, dry_run=dry_run, tag=tag, secrets=secrets,
+            usage=f'load it with: datasets.load_dataset("{repo_id}")',
+        )  # fmt: skip
         if dry_run:
             result.deleted = _dry_run_deletions(repo_id, tok, revision, files) if overwrite else []
             return result
@@ -173,7 +176,7 @@ def upload_dataset(
         except RfaiError:
             raise
         except Exception as exc:  # every library/HTTP failure becomes one line without the token
-            raise _translate(exc, result, tok) from None
+            raise hub_error(exc, result, tok) from None
     return result
 
 
@@ -363,7 +366,18 @@ def _default_message(checks: list[SplitCheck], fmt: str) -> str:
 # ---------------------------------------------------------------------------- talking to the Hub
 
 
-def _api(tok: Token) -> "HfApi":
+def quiet_hub_client(progress_bars: bool) -> None:
+    """huggingface_hub's own output: its bars only where asked for (a terminal), its log never
+    (rfai reports outcomes itself)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
+
+    if not progress_bars:
+        disable_progress_bars()
+    hf_logging.set_verbosity_error()
+
+
+def hub_api(tok: Token) -> "HfApi":
     from huggingface_hub import HfApi
 
     from .. import __version__
@@ -374,7 +388,7 @@ def _api(tok: Token) -> "HfApi":
 def _dry_run_deletions(repo_id: str, tok: Token, revision: str | None, files: list[UploadFile]) -> list[str] | None:
     """Which remote files --overwrite would delete: a read-only listing; None when it cannot be known."""
     try:
-        remote = _api(tok).list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        remote = hub_api(tok).list_repo_files(repo_id, repo_type="dataset", revision=revision)
     except Exception:
         return None
     return _stale(remote, files)
@@ -399,13 +413,9 @@ def _push(
     notify: Notify,
 ) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.utils import disable_progress_bars
-    from huggingface_hub.utils import logging as hf_logging
 
-    if not progress_bars:
-        disable_progress_bars()
-    hf_logging.set_verbosity_error()  # we report outcomes ourselves
-    api = _api(tok)
+    quiet_hub_client(progress_bars)
+    api = hub_api(tok)
     repo_id, revision = result.repo_id, result.revision
     base = "main" if create_pr else revision
     new_branch = False
@@ -478,7 +488,7 @@ def check_write_access(repo_id: str, *, private: bool = False, token: str | None
     tok = resolve_token(token)
     if tok.value is None:
         raise InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
-    api, namespace = _api(tok), repo_id.split("/")[0]
+    api, namespace = hub_api(tok), repo_id.split("/")[0]
     result = UploadResult(repo_id, "", "main", tok.source, [])
     try:
         me = api.whoami()
@@ -498,7 +508,7 @@ def check_write_access(repo_id: str, *, private: bool = False, token: str | None
     except RfaiError:
         raise
     except Exception as exc:
-        raise _translate(exc, result, tok) from None
+        raise hub_error(exc, result, tok) from None
     return tok
 
 
@@ -531,7 +541,7 @@ def human_size(size: float) -> str:
     return f"{size:.1f} GB"  # pragma: no cover
 
 
-def _translate(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
+def hub_error(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
     """One line for each failure the seed's troubleshooting lists, and a plain one for the rest."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -540,7 +550,7 @@ def _translate(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, RepositoryNotFoundError):
         message = (
-            f"{repo_id}: dataset repo not found, or the token from {tok.source} has no access to it "
+            f"{repo_id}: {result.repo_type} repo not found, or the token from {tok.source} has no access to it "
             f"(check the name, and that you may write under '{namespace}')"
         )
     elif isinstance(exc, RevisionNotFoundError):

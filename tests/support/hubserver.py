@@ -265,8 +265,10 @@ class _HubHandler(BaseHTTPRequestHandler):
             if oid not in self.hub.lfs_objects:
                 raise HubError(404, f"LFS object {oid} was never uploaded")
             return self._json(200, {"success": True})
-        if len(s) >= 3 and s[0] in REPO_PREFIXES:
-            kind, ns, name, rest = REPO_PREFIXES[s[0]], s[1], s[2], s[3:]
+        # Dataset and space repos live under their prefix, model repos at the top: /OWNER/NAME/...
+        kind, path = (REPO_PREFIXES[s[0]], s[1:]) if s and s[0] in REPO_PREFIXES else ("model", s)
+        if len(path) >= 2:
+            ns, name, *rest = path
             if name.endswith(".git") and rest == ["info", "lfs", "objects", "batch"] and method == "POST":
                 return self._lfs_batch(kind, f"{ns}/{name[:-4]}")
             if rest[:1] == ["resolve"] and len(rest) >= 3 and method in ("GET", "HEAD"):

@@ -56,6 +56,7 @@ def main() -> int:
             "HF_HOME": home,
             "HF_TOKEN": TOKEN,
             "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",  # adapters are LFS files: the LFS batch protocol, which the server speaks
         }
         env.pop("HUGGINGFACE_TOKEN", None)
         result = subprocess.run(["bash", "-c", tour_script(lines)], cwd=readme.parent, env=env)
