@@ -249,6 +249,18 @@ def test_the_starter_curriculum_has_its_own_splits_and_training_on_it_holds_out_
     assert len(ids) == len(set(ids)) == len(load_prompts("starter"))
     assert all(0.05 <= task.extras["base_pass_rate"] <= 0.8 for task in load_prompts("starter"))
     config = SimpleNamespace(data=SimpleNamespace(validation_prompts=None, evaluation_prompts="mine.jsonl"))
-    assert held_out_source(config, "starter", "validation") == "starter"
-    assert held_out_source(config, "starter", "evaluation") == "mine.jsonl"
-    assert held_out_source(config, "tasks.jsonl", "validation") == "builtin"
+    assert held_out_source(config, "starter", "validation")[0] == "starter"
+    assert held_out_source(config, "starter", "evaluation")[0] == "mine.jsonl"
+    assert held_out_source(config, "tasks.jsonl", "validation")[0] == "builtin"
+
+
+def test_a_missing_prompt_file_names_the_key_or_option_that_named_it(rfai, tmp_path):
+    (tmp_path / "config.yaml").write_text("data:\n  train_prompts: mine.jsonl\n  evaluation_prompts: held.jsonl\n")
+    for args, expected in (
+        (("collect", "--limit", "1"), "error: data.train_prompts: mine.jsonl: no such file"),
+        (("collect", "--split", "evaluation"), "error: data.evaluation_prompts: held.jsonl: no such file"),
+        (("collect", "--prompts", "other.jsonl"), "error: --prompts: other.jsonl: no such file"),
+        (("train",), "error: data.train_prompts: mine.jsonl: no such file"),
+    ):
+        result = rfai(*args)
+        assert result.returncode == 2 and result.stderr.strip() == expected, (args, result.stderr)

@@ -102,9 +102,9 @@ def collect(
         assignments=assignments or (),
     )
     check_publishing(config)
-    split_name, source = prompt_source(config, prompts, split.value if split else None)
+    split_name, source, named_by = prompt_source(config, prompts, split.value if split else None)
     warnings = SkipWarnings()
-    tasks = load_prompts(source, split_name, limit, on_skip=warnings)
+    tasks = load_prompts(source, split_name, limit, on_skip=warnings, named_by=named_by)
     warnings.finish()
     if not tasks:
         raise typer.BadParameter(f"no prompts in {source} for split {split_name}", param_hint="--prompts")

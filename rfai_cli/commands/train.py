@@ -117,12 +117,12 @@ def train(
 
     watch_launcher()
     warnings = SkipWarnings()
-    source = prompt_source(config, prompts, "train")[1]
-    tasks = load_prompts(source, "train", on_skip=warnings)
-    held_out = {
-        split: load_prompts(held_out_source(config, source, split), split, on_skip=warnings)
-        for split in ("validation", "evaluation")
-    }
+    _, source, named_by = prompt_source(config, prompts, "train")
+    tasks = load_prompts(source, "train", on_skip=warnings, named_by=named_by)
+    held_out = {}
+    for split in ("validation", "evaluation"):
+        held_out_from, key = held_out_source(config, source, split)
+        held_out[split] = load_prompts(held_out_from, split, on_skip=warnings, named_by=key)
     warnings.finish()
     err = console.stderr()
     world = init_world()

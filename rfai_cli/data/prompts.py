@@ -61,17 +61,21 @@ class PromptTask:
     extras: dict = field(default_factory=dict)  # the source row's other fields, untouched
 
 
-def prompt_source(config: Any, source: str | None, split: str | None) -> tuple[str, str]:
-    """(split, source) of a run: the split asked for (default: train; evaluation for HumanEval,
-    which is all evaluation) and the source asked for, else `data.<split>_prompts`, else builtin."""
+def prompt_source(config: Any, source: str | None, split: str | None) -> tuple[str, str, str]:
+    """(split, source, where it was named) of a run: the split asked for (default: train;
+    evaluation for HumanEval, which is all evaluation) and the source asked for (`--prompts`),
+    else `data.<split>_prompts`, else builtin."""
     split = split or ("evaluation" if source == HUMANEVAL else "train")
-    return split, source or getattr(config.data, f"{split}_prompts") or BUILTIN
+    key = f"data.{split}_prompts"
+    return split, source or getattr(config.data, f"{split}_prompts") or BUILTIN, "--prompts" if source else key
 
 
-def held_out_source(config: Any, train_source: str, split: str) -> str:
-    """Where a training run's `split` (validation, evaluation) prompts come from:
-    `data.<split>_prompts`, else the train source's own split when it is a packaged set, else builtin."""
-    return getattr(config.data, f"{split}_prompts") or (train_source if train_source in PACKAGED else BUILTIN)
+def held_out_source(config: Any, train_source: str, split: str) -> tuple[str, str]:
+    """Where a training run's `split` (validation, evaluation) prompts come from, and the key that
+    named it: `data.<split>_prompts`, else the train source's own split when it is a packaged set,
+    else builtin."""
+    key = f"data.{split}_prompts"
+    return getattr(config.data, f"{split}_prompts") or (train_source if train_source in PACKAGED else BUILTIN), key
 
 
 def load_prompts(
@@ -81,11 +85,24 @@ def load_prompts(
     *,
     strict: bool = False,
     on_skip: SkipHandler | None = None,
+    named_by: str | None = None,
 ) -> list[PromptTask]:
     """The tasks of `source` (`builtin`, `humaneval`, a JSONL path or `-`), optionally one split, at most `limit`.
 
-    Bad rows go to `on_skip`, or raise InputError with `strict`.
+    Bad rows go to `on_skip`, or raise InputError with `strict`; its message starts with
+    `named_by` (the option or config key that named the source) when given.
     """
+    try:
+        return _load(source, split, limit, strict=strict, on_skip=on_skip)
+    except InputError as exc:
+        if named_by is None:
+            raise
+        raise InputError(f"{named_by}: {exc}") from None
+
+
+def _load(
+    source: str | Path, split: str | None, limit: int | None, *, strict: bool, on_skip: SkipHandler | None
+) -> list[PromptTask]:
     if split is not None and split not in SPLITS:
         raise InputError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
     if limit is not None and limit < 0:
