@@ -409,3 +409,17 @@ def test_parse_size():
     assert parse_size(123) == 123
     with pytest.raises(InputError):
         parse_size("0")
+
+
+def test_stats_reads_a_dataset_on_the_hub(rfai, hub, dataset):
+    """`rfai stats hf://datasets/OWNER/NAME`, as pandas and DuckDB spell a Hub dataset."""
+    assert upload(rfai, hub).returncode == 0
+    remote = rfai("stats", f"hf://datasets/{REPO}", "--json", env=hub.env())
+    assert remote.returncode == 0, remote.stderr
+    local = json.loads(rfai("stats", "datasets", "--json").stdout)
+    figures = json.loads(remote.stdout)
+    assert figures["rows"] == sum(COUNTS.values()) and figures["reward"] == local["reward"]
+    assert figures["by"]["split"].keys() == local["by"]["split"].keys()
+    missing = rfai("stats", "hf://datasets/alice/no-such-data", env=hub.env())
+    assert missing.returncode == 1 and "alice/no-such-data: dataset repo not found" in missing.stderr
+    assert WRITE_TOKEN not in missing.stderr

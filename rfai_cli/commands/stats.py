@@ -20,7 +20,8 @@ def stats(
         List[str],
         typer.Argument(
             metavar="FILE...",
-            help="Dataset files (.jsonl, .jsonl.gz, .parquet), dataset directories, or - for stdin.",
+            help="Dataset files (.jsonl, .jsonl.gz, .parquet), dataset directories, hf://datasets/OWNER/NAME on"
+            " the Hub, or - for stdin.",
             show_default=False,
         ),
     ],
@@ -64,6 +65,7 @@ def stats(
 
     ks = _parse_ks(pass_at)
     warnings = SkipWarnings()
+    files = [_local(source) for source in files]
     by = by or ([] if compare else list(DEFAULT_BY))
     result = compute_stats(files, by=by, strict=strict, on_skip=warnings, pass_at=ks, careful=careful, compare=compare)
     warnings.finish()
@@ -75,6 +77,13 @@ def stats(
         print_json(result)
     elif not quiet:  # quiet: a check that the files read, its answer the exit status and the warnings
         _render(result)
+
+
+def _local(source: str) -> str:
+    """A Hub dataset (`hf://datasets/OWNER/NAME`) as its downloaded directory; anything else as given."""
+    from ..data.hub import HUB_DATASET, downloaded_dataset
+
+    return str(downloaded_dataset(source)) if source.startswith(HUB_DATASET) else source
 
 
 def _check_fields(by: List[str], result: dict) -> None:

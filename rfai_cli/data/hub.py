@@ -366,6 +366,31 @@ def _default_message(checks: list[SplitCheck], fmt: str) -> str:
 # ---------------------------------------------------------------------------- talking to the Hub
 
 
+HUB_DATASET = "hf://datasets/"  # as pandas, polars and DuckDB spell a dataset on the Hub
+
+
+def downloaded_dataset(source: str) -> Path:
+    """The local copy, in the Hub cache, of the split files of `hf://datasets/OWNER/NAME[@REVISION]`
+    (JSONL as rfai uploads it, or Parquet shards); a second read downloads nothing new."""
+    from huggingface_hub import snapshot_download
+
+    repo_id, _, revision = source.removeprefix(HUB_DATASET).partition("@")
+    check_repo_id(repo_id)
+    tok = resolve_token()
+    quiet_hub_client(progress_bars=False)
+    try:
+        path = snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            revision=revision or None,
+            token=tok.value or False,
+            allow_patterns=["*.jsonl", "*.jsonl.gz", "*.parquet", "data/*.parquet"],
+        )
+    except Exception as exc:  # every library/HTTP failure becomes one line without the token
+        raise hub_error(exc, UploadResult(repo_id, "", revision or "main", tok.source, []), tok) from None
+    return Path(path)
+
+
 def quiet_hub_client(progress_bars: bool) -> None:
     """huggingface_hub's own output: its bars only where asked for (a terminal), its log never
     (rfai reports outcomes itself)."""
