@@ -33,6 +33,8 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     base_model: str | None = None
     adapter_path: str | None = None
+    # Passed to the chat template of the student and a local teacher (mlx-lm's --chat-template-config).
+    chat_template_args: dict[str, Any] = Field(default_factory=dict)
 
 
 class TeacherSettings(_Section):

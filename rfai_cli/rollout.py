@@ -68,6 +68,7 @@ class Rollout:
     notice: Callable[[str], None] = lambda _message: None
     written: dict = field(default_factory=dict)  # (prompt, language) -> WrittenTests, for tasks without tests
     reported: set = field(default_factory=set)  # tasks whose failing reference solution was reported
+    warned_thinking: bool = False
 
     def sample(self, batch: Batch) -> SampledBatch:
         """The teacher's reference for each task and len(indices) student samples of it, decoded
@@ -79,10 +80,32 @@ class Rollout:
         )
         if self.config.teacher.write_tests:
             batch = self._with_written_tests(batch, references)
-        prompts = [chat_prompt(self.student.tokenizer, task.prompt, task.language) for task, _ in batch]
+        student = self.student
+        prompts = [
+            chat_prompt(student.tokenizer, task.prompt, task.language, student.chat_template_args) for task, _ in batch
+        ]
         wanted = [len(indices) for _, indices in batch]
         generated = generate_samples(self.student, prompts, max(wanted), self.sampling)
-        return SampledBatch(batch, list(references), [group[:count] for group, count in zip(generated, wanted)])
+        samples = [group[:count] for group, count in zip(generated, wanted)]
+        self._notice_unclosed_thinking(prompts, samples)
+        return SampledBatch(batch, list(references), samples)
+
+    def _notice_unclosed_thinking(self, prompts: list[str], samples: list[list[Any]]) -> None:
+        """Once a run: most samples cut off while the model was still thinking score 0 and teach nothing."""
+        from .engine.generation import ends_thinking
+
+        if self.warned_thinking:
+            return
+        tokenizer = self.student.tokenizer
+        flags = [ends_thinking(tokenizer, prompt, s.text) for prompt, group in zip(prompts, samples) for s in group]
+        if flags and sum(flags) > len(flags) / 2:
+            self.warned_thinking = True
+            self.notice(
+                f"{sum(flags)} of {len(flags)} samples ended inside an unclosed {tokenizer.think_start} block: "
+                f"the model spent training.max_new_tokens ({self.sampling.max_new_tokens}) thinking before any code. "
+                "Keep thinking off (model.chat_template_args: {enable_thinking: false}, the default) or raise "
+                "training.max_new_tokens"
+            )
 
     def score(self, sampled: SampledBatch, provenance: dict) -> ScoredBatch:
         """Score students and teacher alike, and build the dataset rows. `provenance` holds the
@@ -169,7 +192,7 @@ def open_rollout(
 
     notice = on_notice or (lambda _message: None)
     if student is None:
-        student = load_model(config.model.base_model, config.model.adapter_path)
+        student = load_model(config.model.base_model, config.model.adapter_path, config.model.chat_template_args)
     seed_sampling(config.training.seed)
     teacher = build_teacher(config, student)
     weak = weak_teacher_notice(teacher, list(tasks))

@@ -23,6 +23,8 @@ def fingerprint(config: Config) -> dict[str, Any]:
     return {
         "model": config.model.base_model,
         "adapters": config.model.adapter_path,
+        # Only when set: runs from before the key resume as they were.
+        **({"chat_template_args": config.model.chat_template_args} if config.model.chat_template_args else {}),
         "sampling": {
             "temperature": training.generation_temperature,
             "top_p": training.top_p,
@@ -121,6 +123,7 @@ def run_record(config: Config, *, command: str, split: str, run_id: str, **facts
 _CONFIG_KEY = {
     "model": "model.base_model",
     "adapters": "model.adapter_path",
+    "chat_template_args": "model.chat_template_args",
     "sampling": "training",
     "rubric": "scoring",
 }

@@ -11,6 +11,7 @@ import typer
 from .. import console
 from .common import (
     AdapterPathOption,
+    ChatTemplateArgsOption,
     ConfigOption,
     DatasetDirOption,
     JsonOption,
@@ -63,6 +64,7 @@ def collect(
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
     adapter_path: AdapterPathOption = None,
+    chat_template_args: ChatTemplateArgsOption = None,
     max_new_tokens: Annotated[
         Optional[int],
         typer.Option("--max-new-tokens", min=1, help="Most tokens generated per sample \\[training.max_new_tokens]."),
@@ -98,6 +100,7 @@ def collect(
             else None,
             "model.base_model": model,
             "model.adapter_path": adapter_path,
+            "model.chat_template_args": chat_template_args,
         },
         assignments=assignments or (),
     )

@@ -48,6 +48,34 @@ AdapterPathOption = Annotated[
         help="LoRA adapters in mlx-lm's format to start the student from \\[model.adapter_path].",
     ),
 ]
+
+
+def _json_object(text: str | None) -> dict | None:
+    import json
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(
+            f"not JSON ({exc.msg}): give an object such as '{{\"enable_thinking\": true}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"expected a JSON object such as '{{\"enable_thinking\": true}}', got {text!r}")
+    return value
+
+
+ChatTemplateArgsOption = Annotated[
+    Optional[dict],
+    typer.Option(
+        "--chat-template-args",
+        metavar="JSON",
+        parser=_json_object,
+        help="Arguments for the chat template, e.g. '{\"enable_thinking\": true}' \\[model.chat_template_args].",
+        show_default=False,
+    ),
+]
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
 ]

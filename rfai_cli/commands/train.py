@@ -14,6 +14,7 @@ from .. import console
 from ..errors import InputError, RfaiError
 from .common import (
     AdapterPathOption,
+    ChatTemplateArgsOption,
     ConfigOption,
     DatasetDirOption,
     JsonOption,
@@ -65,6 +66,7 @@ def train(
     output_dir: OldDatasetDirOption = None,
     model: ModelOption = None,
     adapter_path: AdapterPathOption = None,
+    chat_template_args: ChatTemplateArgsOption = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in training.checkpoint_dir.")
     ] = False,
@@ -99,6 +101,7 @@ def train(
             else None,
             "model.base_model": model,
             "model.adapter_path": adapter_path,
+            "model.chat_template_args": chat_template_args,
         },
         assignments=assignments or (),
     )

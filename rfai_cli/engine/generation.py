@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import RfaiError
 from .loading import LoadedModel
@@ -89,16 +89,19 @@ def system_prompt(language: str) -> str:
     return _SYSTEM_PROMPT.format(name=name, fence=language)
 
 
-def chat_prompt(tokenizer: Any, prompt: str, language: str) -> str:
-    """`prompt` formatted with the model's chat template, the language's system prompt and the
-    assistant turn opened (see `fit_chat` for templates without a system role, or none)."""
+def chat_prompt(tokenizer: Any, prompt: str, language: str, template_args: Mapping[str, Any] | None = None) -> str:
+    """`prompt` formatted with the model's chat template (given `template_args`), the language's
+    system prompt and the assistant turn opened (see `fit_chat` for templates without a system
+    role, or none)."""
     chat = fit_chat(
-        tokenizer, [{"role": "system", "content": system_prompt(language)}, {"role": "user", "content": prompt}]
+        tokenizer,
+        [{"role": "system", "content": system_prompt(language)}, {"role": "user", "content": prompt}],
+        template_args,
     )
-    return chat if isinstance(chat, str) else _apply_template(tokenizer, chat)
+    return chat if isinstance(chat, str) else _apply_template(tokenizer, chat, template_args)
 
 
-def fit_chat(tokenizer: Any, chat: Messages) -> list | str:
+def fit_chat(tokenizer: Any, chat: Messages, template_args: Mapping[str, Any] | None = None) -> list | str:
     """The chat as the model's template can take it: templates without a system role get the
     system text at the top of the first user turn; a model without a template gets plain text."""
     from jinja2.exceptions import TemplateError
@@ -106,7 +109,7 @@ def fit_chat(tokenizer: Any, chat: Messages) -> list | str:
     if getattr(tokenizer, "chat_template", None) is None:
         return "\n\n".join(m["content"] for m in chat) + "\n"
     try:
-        _apply_template(tokenizer, list(chat))
+        _apply_template(tokenizer, list(chat), template_args)
         return list(chat)
     except TemplateError:
         system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
@@ -115,9 +118,19 @@ def fit_chat(tokenizer: Any, chat: Messages) -> list | str:
         return turns
 
 
-def encode_prompt(tokenizer: Any, prompt: str | Messages) -> list[int]:
+def ends_thinking(tokenizer: Any, prompt: str, text: str) -> bool:
+    """Whether `text`, generated after `prompt`, stops inside a think block it (or the prompt's
+    last characters, where a template opens one) opened and never closed."""
+    start, end = getattr(tokenizer, "think_start", None), getattr(tokenizer, "think_end", None)
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return False
+    both = prompt[-(len(start) + len(end) + 16) :] + text
+    return both.rfind(start) > both.rfind(end)
+
+
+def encode_prompt(tokenizer: Any, prompt: str | Messages, template_args: Mapping[str, Any] | None = None) -> list[int]:
     """Token ids of a chat-formatted prompt string, or of chat messages (template applied)."""
-    text = prompt if isinstance(prompt, str) else _apply_template(tokenizer, list(prompt))
+    text = prompt if isinstance(prompt, str) else _apply_template(tokenizer, list(prompt), template_args)
     # A formatted prompt usually carries the BOS token already; do not add a second one.
     bos = tokenizer.bos_token
     ids = tokenizer.encode(text, add_special_tokens=bos is None or not text.startswith(bos))
@@ -144,7 +157,7 @@ def generate_samples(
     if n < 1:
         raise ValueError("n must be at least 1")
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompt_ids = [encode_prompt(tokenizer, prompt) for prompt in prompts]
+    prompt_ids = [encode_prompt(tokenizer, prompt, loaded.chat_template_args) for prompt in prompts]
     if not prompt_ids:
         return []
     # All but the last prompt token go into a cache per prompt; BatchGenerator merges n
@@ -234,5 +247,5 @@ def _decode(generator: Any, uids: list[int], on_progress: Callable[[int], None] 
     return tokens, logprobs, finished
 
 
-def _apply_template(tokenizer: Any, messages: list) -> str:
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+def _apply_template(tokenizer: Any, messages: list, template_args: Mapping[str, Any] | None) -> str:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **(template_args or {}))

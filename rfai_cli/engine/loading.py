@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import RfaiError, first_line
 from . import embedded
@@ -26,6 +26,7 @@ class LoadedModel:
     name: str  # what records call the model: the configured id/path, or the embedded model's name
     path: Path  # the local model directory
     adapter: str | None = None  # what records call the adapters it was loaded with (adapter_label)
+    chat_template_args: dict = field(default_factory=dict)  # passed to the chat template at every prompt
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -33,8 +34,17 @@ class LoadedModel:
         return {"student_model": self.name, **({"student_adapter": self.adapter} if self.adapter else {})}
 
 
-def load_model(base_model: str | None, adapter_path: str | None = None) -> LoadedModel:
+# Code is asked for directly: a reasoning model thinking first would spend max_new_tokens before
+# any code (mlx-lm turns thinking on for every vocabulary with <think>). `model.chat_template_args`
+# turns it back on; templates without the variable ignore it.
+DEFAULT_CHAT_TEMPLATE_ARGS = {"enable_thinking": False}
+
+
+def load_model(
+    base_model: str | None, adapter_path: str | None = None, chat_template_args: Mapping[str, Any] | None = None
+) -> LoadedModel:
     """Load `base_model` (None: the embedded SmolLM2) and, if given, LoRA adapters in mlx-lm's format.
+    `chat_template_args` go to its chat template, over DEFAULT_CHAT_TEMPLATE_ARGS.
 
     Raises RfaiError with one line for a missing path, an unreachable/unknown Hub id, a directory
     that is not a model, or adapters that do not fit the model.
@@ -62,7 +72,10 @@ def load_model(base_model: str | None, adapter_path: str | None = None) -> Loade
         adapter = adapter_label(adapter_path)
     mx.eval(model.parameters())
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path, adapter=adapter)
+    arguments = {**DEFAULT_CHAT_TEMPLATE_ARGS, **(chat_template_args or {})}
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=name, path=path, adapter=adapter, chat_template_args=arguments
+    )
 
 
 def adapter_label(adapter_path: str) -> str:

@@ -26,8 +26,11 @@ class _Job:
 
 
 class MlxBackend:
-    def __init__(self, base_model: str | None, batch_size: int, loaded: Any = None):
+    def __init__(
+        self, base_model: str | None, batch_size: int, loaded: Any = None, chat_template_args: dict | None = None
+    ):
         self.base_model = base_model
+        self.chat_template_args = chat_template_args  # for a model of its own (a shared one has its own)
         self.batch_size = batch_size
         self._loaded = loaded  # an engine LoadedModel to share (e.g. the student's, adapters off)
         self.batches_decoded = 0
@@ -44,6 +47,7 @@ class MlxBackend:
             settings.model_name or config.model.base_model,
             batch_size=settings.max_concurrency,
             loaded=student if shares_student else None,
+            chat_template_args=config.model.chat_template_args,
         )
 
     @property
@@ -84,7 +88,9 @@ class MlxBackend:
                 settings = SamplingSettings(
                     temperature=sampling.temperature, top_p=1.0, top_k=0, max_new_tokens=sampling.max_tokens
                 )
-                chats = [fit_chat(loaded.tokenizer, chat) for job in group for chat in job.chats]
+                chats = [
+                    fit_chat(loaded.tokenizer, chat, loaded.chat_template_args) for job in group for chat in job.chats
+                ]
                 texts: list[str] = []
                 # The teacher is the base model: adapters off (a no-op for a model without any).
                 with GENERATION_LOCK, lora_disabled(loaded.model):
@@ -103,7 +109,7 @@ class MlxBackend:
         if self._loaded is None:
             from ..engine.loading import load_model
 
-            self._loaded = load_model(self.base_model, adapter_path=None)
+            self._loaded = load_model(self.base_model, adapter_path=None, chat_template_args=self.chat_template_args)
         return self._loaded
 
     def close(self) -> None:

@@ -17,6 +17,17 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# A Qwen3-shaped template: thinking unless `enable_thinking` is false, when the think block comes
+# closed and empty. Here the generation prompt opens the block, as reasoning models' templates do.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}"
+    "{% else %}{{ '<think>\n' }}{% endif %}{% endif %}"
+)
+THINK_TOKENS = ["<think>", "</think>"]
 _CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "Write a Python function that reverses a string.",
@@ -28,8 +39,9 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(directory: Path) -> int:
-    """Train a small byte-level BPE on a fixed corpus; returns the vocabulary size."""
+def build_tokenizer(directory: Path, *, thinking: bool = False) -> int:
+    """Train a small byte-level BPE on a fixed corpus; returns the vocabulary size. `thinking`:
+    with <think> tokens and THINKING_TEMPLATE, as a Qwen3 tokenizer has."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -37,7 +49,7 @@ def build_tokenizer(directory: Path) -> int:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=512,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (THINK_TOKENS if thinking else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -52,7 +64,7 @@ def build_tokenizer(directory: Path) -> int:
                 "pad_token": "<|endoftext|>",
                 "unk_token": "<|endoftext|>",
                 "add_bos_token": False,
-                "chat_template": CHAT_TEMPLATE,
+                "chat_template": THINKING_TEMPLATE if thinking else CHAT_TEMPLATE,
                 "model_max_length": 2048,
             }
         )
@@ -63,14 +75,16 @@ def build_tokenizer(directory: Path) -> int:
     return tokenizer.get_vocab_size()
 
 
-def build_tiny_model(directory: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+def build_tiny_model(
+    directory: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, thinking: bool = False
+) -> Path:
     """Write config.json, model.safetensors and tokenizer files for a random llama into `directory`."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
 
     directory.mkdir(parents=True, exist_ok=True)
-    vocab_size = build_tokenizer(directory)
+    vocab_size = build_tokenizer(directory, thinking=thinking)
     config = {
         "model_type": "llama",
         "hidden_size": hidden_size,
