@@ -6,9 +6,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# mlx needs a backend wheel on Linux; on macOS plain mlx brings Metal.
+# mlx needs a backend wheel on Linux (BACKEND=cuda or cuda13 for an NVIDIA GPU); on macOS plain mlx brings Metal.
+BACKEND ?= cpu
 comma  := ,
-EXTRAS := $(if $(filter Linux,$(shell uname -s)),cpu$(comma)test,test)
+EXTRAS := $(if $(filter Linux,$(shell uname -s)),$(BACKEND)$(comma)test,test)
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
 .PHONY: setup system-deps demo tour test test-fast lint format bench clean

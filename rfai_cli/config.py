@@ -35,6 +35,9 @@ class ModelSettings(_Section):
     adapter_path: str | None = None
     # Passed to the chat template of the student and a local teacher (mlx-lm's --chat-template-config).
     chat_template_args: dict[str, Any] = Field(default_factory=dict)
+    # A quantized model's weights as stored (true) or dequantized (false); null: the faster for the
+    # device, which is dequantized float32 on CPU and as stored on a GPU (docs/models.md).
+    keep_quantized: bool | None = None
 
 
 class TeacherSettings(_Section):

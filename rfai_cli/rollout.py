@@ -192,7 +192,12 @@ def open_rollout(
 
     notice = on_notice or (lambda _message: None)
     if student is None:
-        student = load_model(config.model.base_model, config.model.adapter_path, config.model.chat_template_args)
+        student = load_model(
+            config.model.base_model,
+            config.model.adapter_path,
+            config.model.chat_template_args,
+            config.model.keep_quantized,
+        )
     seed_sampling(config.training.seed)
     teacher = build_teacher(config, student)
     weak = weak_teacher_notice(teacher, list(tasks))

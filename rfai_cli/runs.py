@@ -25,6 +25,7 @@ def fingerprint(config: Config) -> dict[str, Any]:
         "adapters": config.model.adapter_path,
         # Only when set: runs from before the key resume as they were.
         **({"chat_template_args": config.model.chat_template_args} if config.model.chat_template_args else {}),
+        **({"keep_quantized": config.model.keep_quantized} if config.model.keep_quantized is not None else {}),
         "sampling": {
             "temperature": training.generation_temperature,
             "top_p": training.top_p,
@@ -86,6 +87,7 @@ SAFE_ON_RESUME = (
     "checkpoint_every",
     "save_total_limit",
     "report_to",
+    "log_completions",  # what is shown, not what is learned
     "eval_steps",
     "eval_samples",
     "eval_limit",
@@ -124,6 +126,7 @@ _CONFIG_KEY = {
     "model": "model.base_model",
     "adapters": "model.adapter_path",
     "chat_template_args": "model.chat_template_args",
+    "keep_quantized": "model.keep_quantized",
     "sampling": "training",
     "rubric": "scoring",
 }

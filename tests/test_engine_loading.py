@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,21 +55,58 @@ def test_local_model_loads_in_float32_on_cpu(tiny_model_dir):
     assert loaded.tokenizer.encode("def add(a, b):")
 
 
-def test_quantized_model_is_dequantized_to_float32_on_cpu(tiny_model_dir, tmp_path):
+def quantized_copy(tiny_model_dir, directory):
+    """The tiny model saved 4-bit, and its logits for PROMPT as quantized."""
     import mlx.core as mx
-    import mlx.nn as nn
     from mlx_lm.utils import quantize_model, save
 
-    if not on_cpu():
-        pytest.skip("the float32 policy applies to CPU only")
     source = load_model(str(tiny_model_dir))
     config = json.loads((tiny_model_dir / "config.json").read_text())
     model, config = quantize_model(source.model, config, group_size=32, bits=4)
-    quantized_logits = model(mx.array(PROMPT))
-    mx.eval(quantized_logits)
-    save(tmp_path / "q4", tiny_model_dir, model, source.tokenizer._tokenizer, config)
+    logits = model(mx.array(PROMPT))
+    mx.eval(logits)
+    save(directory, tiny_model_dir, model, source.tokenizer._tokenizer, config)
+    return directory, logits
 
-    loaded = load_model(str(tmp_path / "q4"))
+
+def test_keep_quantized_trains_lora_on_the_quantized_base(tiny_model_dir, tmp_path, rfai):
+    """model.keep_quantized: QLoRA as mlx-lm does it, on CPU too: the base stays 4-bit, a train step
+    moves the adapters, and mlx-lm loads them on the quantized base."""
+    import subprocess
+    import sys
+
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    q4, quantized_logits = quantized_copy(tiny_model_dir, tmp_path / "q4")
+    kept = load_model(str(q4), keep_quantized=True)
+    assert any(isinstance(m, nn.QuantizedLinear) for m in kept.model.modules())
+    assert mx.allclose(kept.model(mx.array(PROMPT)), quantized_logits, atol=1e-4).item()
+    config = (
+        f"model:\n  base_model: {q4}\n  keep_quantized: true\nteacher:\n  max_tokens: 16\ntraining:\n"
+        "  max_new_tokens: 8\n  batch_size: 2\n  num_samples_per_prompt: 2\n  max_steps: 1\n  eval_steps: 0\n"
+        "  eval_limit: 1\n  eval_samples: 1\n  learning_rate: 0.01\n  warmup_steps: 0\n"
+    )
+    (tmp_path / "config.yaml").write_text(config)
+    result = rfai("train")
+    assert result.returncode == 0, result.stderr
+    script = "import sys; from mlx_lm.utils import load; load(sys.argv[1], adapter_path=sys.argv[2])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(q4), str(tmp_path / "checkpoints")], capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    run = json.loads((tmp_path / "datasets" / "run.json").read_text())["runs"][-1]
+    assert run["fingerprint"]["keep_quantized"] is True
+
+
+def test_quantized_model_is_dequantized_to_float32_on_cpu(tiny_model_dir, tmp_path):
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    if not on_cpu():
+        pytest.skip("the float32 policy applies to CPU only")
+    q4, quantized_logits = quantized_copy(tiny_model_dir, tmp_path / "q4")
+    loaded = load_model(str(q4))
     assert not any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for m in loaded.model.modules())
     assert mx.allclose(loaded.model(mx.array(PROMPT)), quantized_logits, atol=1e-2).item()
 
@@ -135,7 +173,8 @@ def test_bad_adapter_paths_are_one_line_errors(tiny_model_dir, tmp_path):
     )
     with pytest.raises(RfaiError, match="does not fit the model") as error:
         load_model(str(tiny_model_dir), adapter_path=str(wrong))
-    assert "\n" not in str(error.value)
+    # mlx-lm's first line names no tensor; the one line keeps the names that do not fit
+    assert "\n" not in str(error.value) and re.search(r"tensors, e\.g\. .*lora_[ab]", str(error.value)), error.value
     # the tensors that do not fit are named (mlx-lm lists them after its first line)
     assert "tensors, e.g. model.layers." in str(error.value)
     assert "adapter shape" in str(error.value) and "does not match model parameter shape" in str(error.value)

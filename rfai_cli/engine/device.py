@@ -14,16 +14,19 @@ def on_cpu() -> bool:
     return mx.default_device().type != mx.DeviceType.gpu
 
 
-def fit_to_device(model) -> None:
-    """On CPU, dequantize and cast floating parameters to float32 (in place); on a GPU, do nothing."""
+def fit_to_device(model, keep_quantized: bool | None = None) -> None:
+    """On CPU, cast floating parameters to float32 and dequantize (in place) unless
+    `keep_quantized`; on a GPU, do nothing unless `keep_quantized` is False (then dequantize,
+    keeping the stored precision). None: the faster for the device (docs/models.md)."""
     from mlx.utils import tree_map
     from mlx_lm.utils import dequantize_model
 
-    if not on_cpu():
-        return
-    # Scales and biases first, so the dequantized weights come out in float32 directly.
-    model.update(tree_map(to_float32, model.parameters()))
-    dequantize_model(model)
+    keep = not on_cpu() if keep_quantized is None else keep_quantized
+    if on_cpu():
+        # Scales and biases too, so dequantized weights come out in float32 directly.
+        model.update(tree_map(to_float32, model.parameters()))
+    if not keep:
+        dequantize_model(model)
 
 
 def to_float32(array):

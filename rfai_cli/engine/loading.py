@@ -41,10 +41,14 @@ DEFAULT_CHAT_TEMPLATE_ARGS = {"enable_thinking": False}
 
 
 def load_model(
-    base_model: str | None, adapter_path: str | None = None, chat_template_args: Mapping[str, Any] | None = None
+    base_model: str | None,
+    adapter_path: str | None = None,
+    chat_template_args: Mapping[str, Any] | None = None,
+    keep_quantized: bool | None = None,
 ) -> LoadedModel:
     """Load `base_model` (None: the embedded SmolLM2) and, if given, LoRA adapters in mlx-lm's format.
-    `chat_template_args` go to its chat template, over DEFAULT_CHAT_TEMPLATE_ARGS.
+    `chat_template_args` go to its chat template, over DEFAULT_CHAT_TEMPLATE_ARGS; `keep_quantized`
+    as `device.fit_to_device` takes it.
 
     Raises RfaiError with one line for a missing path, an unreachable/unknown Hub id, a directory
     that is not a model, or adapters that do not fit the model.
@@ -64,11 +68,11 @@ def load_model(
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except (OSError, ValueError, KeyError) as exc:
         raise RfaiError(f"model {name!r}: cannot load {path}: {first_line(exc)}") from None
-    fit_to_device(model)
+    fit_to_device(model, keep_quantized)
     adapter = None
     if adapter_path is not None:
         apply_adapters(model, adapter_path)
-        fit_to_device(model)
+        fit_to_device(model, keep_quantized)
         adapter = adapter_label(adapter_path)
     mx.eval(model.parameters())
     model.eval()

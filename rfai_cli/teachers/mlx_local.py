@@ -27,10 +27,16 @@ class _Job:
 
 class MlxBackend:
     def __init__(
-        self, base_model: str | None, batch_size: int, loaded: Any = None, chat_template_args: dict | None = None
+        self,
+        base_model: str | None,
+        batch_size: int,
+        loaded: Any = None,
+        chat_template_args: dict | None = None,
+        keep_quantized: bool | None = None,
     ):
         self.base_model = base_model
-        self.chat_template_args = chat_template_args  # for a model of its own (a shared one has its own)
+        # How a model of its own loads (a shared one came loaded so).
+        self.chat_template_args, self.keep_quantized = chat_template_args, keep_quantized
         self.batch_size = batch_size
         self._loaded = loaded  # an engine LoadedModel to share (e.g. the student's, adapters off)
         self.batches_decoded = 0
@@ -48,6 +54,7 @@ class MlxBackend:
             batch_size=settings.max_concurrency,
             loaded=student if shares_student else None,
             chat_template_args=config.model.chat_template_args,
+            keep_quantized=config.model.keep_quantized,
         )
 
     @property
@@ -109,7 +116,7 @@ class MlxBackend:
         if self._loaded is None:
             from ..engine.loading import load_model
 
-            self._loaded = load_model(self.base_model, adapter_path=None, chat_template_args=self.chat_template_args)
+            self._loaded = load_model(self.base_model, None, self.chat_template_args, self.keep_quantized)
         return self._loaded
 
     def close(self) -> None:

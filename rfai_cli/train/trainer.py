@@ -88,7 +88,12 @@ class Trainer:
         self.config, self.training, self.tasks, self.world, self.notice = config, training, tasks, world, notice
         self.dataset_dir, self.output_dir = dataset_dir, Path(training.checkpoint_dir)
         self.metrics = MetricsLog(self.output_dir)
-        self.student = load_model(config.model.base_model, config.model.adapter_path, config.model.chat_template_args)
+        self.student = load_model(
+            config.model.base_model,
+            config.model.adapter_path,
+            config.model.chat_template_args,
+            config.model.keep_quantized,
+        )
         seed_sampling(training.seed)  # the adapters' initial weights come from the seed too
         self.adapter_config = {
             # The base model as mlx_lm.lora names it, so `mlx_lm.generate --model` can be read off the file.
