@@ -7,7 +7,7 @@ training leg is rfai's update (update.py: frozen blocks once, each prompt once p
 rank 8 on the last 8 blocks) on a batch shaped like a step's; generation decodes --prompts x
 --group samples of --new-tokens tokens (no stop at a closed code block).
 
-    .venv/bin/python benchmarks/quantized.py [--runs 3]
+    .venv/bin/python benchmarks/quantized.py [--runs 1] [--prompts 2] [--group 2] [--new-tokens 16]
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ def main() -> None:
     import json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--group", type=int, default=4)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=3)
+    # Small by default: on CPU the 4-bit leg is 10-20x slower (a run of this size takes ~3 minutes).
+    parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--group", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--leg", help=argparse.SUPPRESS)  # internal: run one leg in this process
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -100,6 +101,7 @@ def main() -> None:
             command += ["--new-tokens", str(args.new_tokens), "--runs", str(args.runs)]
             ran = subprocess.run(command, capture_output=True, text=True, check=True)
             results[leg] = json.loads(ran.stdout.strip().splitlines()[-1])
+            print(f"  ({leg}: done)", flush=True)
     print(f"{'CPU' if on_cpu() else 'GPU'}; {args.prompts} prompts x {args.group} samples; medians of {args.runs} runs")
     for leg, r in results.items():
         print(
