@@ -131,12 +131,7 @@ ARCHITECTURES = {
 }
 
 
-@pytest.mark.parametrize(
-    ("architecture", "bits"), [(name, None) for name in ARCHITECTURES] + [("llama", 4), ("qwen2", 4)]
-)
-def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(architecture, bits):
-    """Random tiny models of mlx-lm's own classes (and 4-bit ones): the fast path is taken (the
-    frozen blocks' output exists) and gives the plain forward pass's log-probs with LoRA on."""
+def tiny_of(architecture: str, bits: int | None):
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.utils import _get_classes
@@ -148,7 +143,27 @@ def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(archite
     if bits:
         nn.quantize(model, group_size=32, bits=bits)
     model.freeze()
-    attach_lora(model, rank=4, alpha=8, dropout=0.0, layers=2)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("architecture", "bits"), [(name, None) for name in ARCHITECTURES] + [("llama", 4), ("qwen2", 4)]
+)
+def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(architecture, bits, tmp_path):
+    """Random tiny models of mlx-lm's own classes (and 4-bit ones): the fast path is taken (the
+    frozen blocks' output exists) and gives the plain forward pass's log-probs with LoRA on; one
+    training step moves the adapters, and mlx-lm loads the adapters rfai saves."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.utils import load_adapters
+
+    from rfai_cli.train.checkpoint import write_adapters
+    from rfai_cli.train.grpo import LossSettings, normaliser
+    from rfai_cli.train.update import update_policy
+
+    model = tiny_of(architecture, bits)
+    adapter_config = attach_lora(model, rank=4, alpha=8, dropout=0.0, layers=2)
     for layer in lora_layers(model):
         layer.lora_b = mx.random.normal(layer.lora_b.shape) * 0.05
     mx.eval(model.parameters())
@@ -162,6 +177,21 @@ def test_the_shortcuts_work_on_every_architecture_and_give_the_full_pass(archite
     assert_matches(
         batch_logprobs(model, grouped, hidden=hidden), plain_logprobs(model, GROUPED_PROMPTS, GROUPED_COMPLETIONS)
     )
+    before = {k: np.array(v) for k, v in tree_flatten(model.trainable_parameters())}
+    settings = LossSettings(kl_beta=0.04)
+    weights, scale = normaliser([grouped.mask], settings)
+    training = type("Training", (), {"num_iterations": 1, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0})
+    metrics, _ = update_policy(
+        model, optim.Adam(learning_rate=1e-2), settings, training, grouped, hidden,
+        mx.array([1.0, -1.0, 0.5, -0.5, 0.0]), weights, scale,
+    )  # fmt: skip
+    after = dict(tree_flatten(model.trainable_parameters()))
+    assert not metrics["skipped"] and any(not np.allclose(before[k], np.array(after[k])) for k in before)
+    write_adapters(tmp_path, model, adapter_config)
+    fresh = tiny_of(architecture, bits)
+    load_adapters(fresh, str(tmp_path))  # mlx-lm's own loader: names and shapes must fit
+    loaded = dict(tree_flatten(fresh.trainable_parameters()))
+    assert loaded.keys() == after.keys() and all(np.allclose(np.array(loaded[k]), np.array(after[k])) for k in after)
 
 
 # --- each prompt once per group -------------------------------------------------------------------

@@ -61,7 +61,7 @@ def save(
         for unfinished in directory.glob(f".{PREFIX}*"):  # a save that a crash or kill cut short
             shutil.rmtree(unfinished, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=directory))
-        _write_adapters(staging, model, adapter_config)
+        write_adapters(staging, model, adapter_config)
         _save_arrays(staging / "optimizer.safetensors", dict(tree_flatten(optimizer.state)))
         (staging / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
         if target.exists():
@@ -82,7 +82,7 @@ def save(
     return target
 
 
-def _write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:
+def write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:
     from mlx.utils import tree_flatten
 
     _save_arrays(directory / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
