@@ -20,7 +20,7 @@ from .common import (
     QuietOption,
     SetOption,
     SkipWarnings,
-    dataset_dir_of,
+    student_and_output,
 )
 
 
@@ -95,12 +95,7 @@ def collect(
             "training.num_samples_per_prompt": samples,
             "training.batch_size": batch_size,
             "training.max_new_tokens": max_new_tokens,
-            "huggingface.dataset_output_dir": str(chosen)
-            if (chosen := dataset_dir_of(dataset_dir, output_dir))
-            else None,
-            "model.base_model": model,
-            "model.adapter_path": adapter_path,
-            "model.chat_template_args": chat_template_args,
+            **student_and_output(dataset_dir, output_dir, model, adapter_path, chat_template_args),
         },
         assignments=assignments or (),
     )

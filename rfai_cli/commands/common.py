@@ -37,6 +37,19 @@ def dataset_dir_of(dataset_dir: Path | None, old_spelling: Path | None) -> Path 
     return dataset_dir if dataset_dir is not None else old_spelling
 
 
+def student_and_output(
+    dataset_dir: Path | None, old_spelling: Path | None, model: str | None, adapter_path: str | None, chat_args
+) -> dict:
+    """The config overrides that collect and train take alike: where rows go, and the student."""
+    chosen = dataset_dir_of(dataset_dir, old_spelling)
+    return {
+        "huggingface.dataset_output_dir": str(chosen) if chosen else None,
+        "model.base_model": model,
+        "model.adapter_path": adapter_path,
+        "model.chat_template_args": chat_args,
+    }
+
+
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", help="Student model: an mlx-lm path or Hub id \\[model.base_model].")
 ]

@@ -23,7 +23,7 @@ from .common import (
     QuietOption,
     SetOption,
     SkipWarnings,
-    dataset_dir_of,
+    student_and_output,
 )
 
 
@@ -96,12 +96,7 @@ def train(
             "training.learning_rate": learning_rate,
             "training.seed": seed,
             "training.checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
-            "huggingface.dataset_output_dir": str(chosen)
-            if (chosen := dataset_dir_of(dataset_dir, output_dir))
-            else None,
-            "model.base_model": model,
-            "model.adapter_path": adapter_path,
-            "model.chat_template_args": chat_template_args,
+            **student_and_output(dataset_dir, output_dir, model, adapter_path, chat_template_args),
         },
         assignments=assignments or (),
     )
