@@ -72,71 +72,114 @@ def _update_policy(
     model, optimizer, settings, training, batch, hidden, advantages, weights, scale, distill, world, teacher
 ):
     import mlx.core as mx
-    import mlx.nn as nn
     import mlx.optimizers as optim
-    from mlx.utils import tree_map
 
-    from ..engine.logprobs import batch_logprobs, frozen_hidden, hidden_rows
-    from ..engine.lora import lora_disabled
-
-    value_and_grad = policy_value_and_grad(model, settings)
-    if distill is not None:
-        distill_hidden = frozen_hidden(model, distill)
-        distill_value_and_grad = nn.value_and_grad(model, nll)
     size = len(batch.lengths)
-    everyone = world.sum_floats(size)[0]  # sequences on all ranks: the metrics' denominator
     chunks = [c.tolist() for c in np.array_split(np.arange(size), min(training.gradient_accumulation_steps, size))]
-    olds: list = [None] * len(chunks)  # the first iteration's log-probs, the ratio's denominator after it
-    refs: list = [None] * len(chunks)
+    passes = _MicroBatches(model, settings, batch, hidden, chunks, everyone=world.sum_floats(size)[0])
+    distillation = None if distill is None else _Distillation(model, distill, training.distill_weight, world.size)
     totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped": False}
     for _ in range(training.num_iterations):
-        grads, loss, kl, clipped, entropy = None, 0.0, 0.0, 0.0, 0.0
-        for k, chunk in enumerate(chunks):
-            part = batch.rows(chunk)
-            index, steps = mx.array(chunk), part.targets.shape[1]
-            part_hidden = hidden_rows(hidden, chunk, part)
-            if refs[k] is None:
-                with lora_disabled(model):
-                    refs[k] = mx.stop_gradient(batch_logprobs(model, part, settings.temperature, part_hidden))
-            (value, (chunk_kl, chunk_clipped, olds[k], chunk_entropy)), chunk_grads = value_and_grad(
-                model,
-                part,
-                part_hidden,
-                advantages[index],
-                olds[k],
-                refs[k],
-                weights[index, :steps],
-                scale,
-                None if teacher is None else teacher[index],
-            )
-            grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
-            mx.eval(grads, value, chunk_kl, chunk_clipped, olds[k], chunk_entropy)  # one micro-batch in memory
-            loss += float(value.item())
-            kl += float(chunk_kl.item()) * len(chunk) / everyone
-            clipped += float(chunk_clipped.item()) * len(chunk) / everyone
-            entropy += float(chunk_entropy.item()) * len(chunk) / everyone
-        distill_nll = 0.0
-        if distill is not None:  # each rank's mean NLL, averaged over ranks
-            value, distill_grads = distill_value_and_grad(model, distill, distill_hidden)
-            weight = training.distill_weight / world.size
-            grads = tree_map(lambda g, d, w=weight: g + w * d, grads, distill_grads)
-            mx.eval(grads, value)
-            distill_nll = float(value.item()) / world.size
-            loss += training.distill_weight * distill_nll
+        grads, figures = passes.gradient(advantages, weights, scale, teacher)
+        if distillation is not None:  # each rank's mean NLL, averaged over ranks
+            grads, figures["distill_nll"] = distillation.add_to(grads)
+            figures["loss"] += training.distill_weight * figures["distill_nll"]
         grads = world.all_sum(grads)  # once per optimizer step
-        loss, kl, clipped, entropy, distill_nll = world.sum_floats(loss, kl, clipped, entropy, distill_nll)
-        if distill is not None:
-            totals["distill_nll"] = distill_nll
+        figures = dict(zip(figures, world.sum_floats(*figures.values())))
         grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
         norm = float(norm.item())
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        if distillation is not None:
+            totals["distill_nll"] = figures["distill_nll"]
+        if not (math.isfinite(figures["loss"]) and math.isfinite(norm)):
             totals["skipped"] = True
             break
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)
-        totals.update(loss=loss, kl=kl, clip_fraction=clipped, entropy=entropy, grad_norm=norm)
-    old_rows = [np.array(olds[k][j, : batch.lengths[i]]) for k, chunk in enumerate(chunks) for j, i in enumerate(chunk)]
-    return totals, old_rows
+        totals.update(loss=figures["loss"], kl=figures["kl"], clip_fraction=figures["clip_fraction"])
+        totals.update(entropy=figures["entropy"], grad_norm=norm)
+    return totals, passes.old_rows()
+
+
+class _MicroBatches:
+    """The batch's gradient, accumulated over micro-batches, one in memory at a time. The first
+    pass over each keeps its reference (LoRA off) and old log-probs for the iterations after."""
+
+    def __init__(self, model, settings, batch, hidden, chunks, everyone: float):
+        self.model, self.settings, self.batch, self.hidden, self.chunks = model, settings, batch, hidden, chunks
+        self.everyone = everyone  # sequences on all ranks: the metrics' denominator
+        self.value_and_grad = policy_value_and_grad(model, settings)
+        self.olds: list = [None] * len(chunks)  # the ratio's denominator after the first iteration
+        self.refs: list = [None] * len(chunks)
+
+    def gradient(self, advantages, weights, scale, teacher) -> tuple:
+        import mlx.core as mx
+        from mlx.utils import tree_map
+
+        from ..engine.logprobs import batch_logprobs, hidden_rows
+        from ..engine.lora import lora_disabled
+
+        grads, figures = None, {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+        for k, chunk in enumerate(self.chunks):
+            part = self.batch.rows(chunk)
+            index, steps = mx.array(chunk), part.targets.shape[1]
+            part_hidden = hidden_rows(self.hidden, chunk, part)
+            if self.refs[k] is None:
+                with lora_disabled(self.model):
+                    self.refs[k] = mx.stop_gradient(
+                        batch_logprobs(self.model, part, self.settings.temperature, part_hidden)
+                    )
+            marks = None if teacher is None else teacher[index]
+            (value, (kl, clipped, self.olds[k], entropy)), chunk_grads = self.value_and_grad(
+                self.model,
+                part,
+                part_hidden,
+                advantages[index],
+                self.olds[k],
+                self.refs[k],
+                weights[index, :steps],
+                scale,
+                marks,
+            )
+            grads = chunk_grads if grads is None else tree_map(mx.add, grads, chunk_grads)
+            mx.eval(grads, value, kl, clipped, self.olds[k], entropy)  # one micro-batch in memory
+            figures["loss"] += float(value.item())
+            figures["kl"] += float(kl.item()) * len(chunk) / self.everyone
+            figures["clip_fraction"] += float(clipped.item()) * len(chunk) / self.everyone
+            figures["entropy"] += float(entropy.item()) * len(chunk) / self.everyone
+        return grads, figures
+
+    def old_rows(self) -> list:
+        """The first iteration's log-probs, one array per sequence in batch order."""
+        return [
+            np.array(self.olds[k][j, : self.batch.lengths[i]])
+            for k, chunk in enumerate(self.chunks)
+            for j, i in enumerate(chunk)
+        ]
+
+
+class _Distillation:
+    """`distill_weight` x the mean per-token NLL of the teachers' answers, averaged over `ranks`,
+    added to a gradient."""
+
+    def __init__(self, model, distill, distill_weight: float, ranks: int):
+        import mlx.nn as nn
+
+        from ..engine.logprobs import frozen_hidden
+
+        self.model, self.distill, self.ranks = model, distill, ranks
+        self.weight = distill_weight / ranks
+        self.hidden = frozen_hidden(model, distill)
+        self.value_and_grad = nn.value_and_grad(model, nll)
+
+    def add_to(self, grads) -> tuple:
+        """(the gradient with this rank's share of the term added, this rank's share of the NLL)."""
+        import mlx.core as mx
+        from mlx.utils import tree_map
+
+        value, distill_grads = self.value_and_grad(self.model, self.distill, self.hidden)
+        grads = tree_map(lambda g, d: g + self.weight * d, grads, distill_grads)
+        mx.eval(grads, value)
+        return grads, float(value.item()) / self.ranks
 
 
 def nll(model, batch, hidden):
