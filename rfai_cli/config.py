@@ -107,6 +107,8 @@ class TrainingSettings(_Section):
     num_iterations: int = Field(1, ge=1)
     mask_truncated_completions: bool = False
     max_nonfinite_steps: int = Field(3, ge=1)
+    # On several ranks: how long one waits at a collective for the others before the run stops.
+    rank_timeout: float = Field(1800, gt=0, le=DAY)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: float = Field(16, gt=0)
     lora_dropout: float = Field(0.0, ge=0, lt=1)

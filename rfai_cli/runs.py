@@ -83,6 +83,7 @@ SAFE_ON_RESUME = (
     "epochs",
     "gradient_accumulation_steps",  # the same gradient, in other micro-batches
     "max_nonfinite_steps",
+    "rank_timeout",
     "checkpoint_dir",
     "checkpoint_every",
     "save_total_limit",

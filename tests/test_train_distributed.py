@@ -171,3 +171,41 @@ def test_the_launch_status_is_the_worst_ranks():
     assert worst([130, 0]) == 130
     assert worst([130, 1]) == 1
     assert worst([0, -9]) == 137
+
+
+def test_a_rank_that_hangs_stops_the_run_within_the_deadline_and_resume_continues_exactly(tmp_path, tiny_model_dir):
+    """kill -STOP one of two ranks after its second step: alive but stuck, it used to hold the other
+    rank spinning in MLX's collective forever. Now the other gives up after training.rank_timeout,
+    the launcher names the stuck rank and ends it, and --resume ends where an unbroken run ends."""
+    from safetensors.numpy import load_file
+
+    env = dict(TRAIN_ENV)
+    whole, broken = twin_runs(tmp_path, config_text(tiny_model_dir, 4, "  rank_timeout: 15\n"))
+    done = subprocess.run([*RFAI, "train", "--nproc", "2"], cwd=whole, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    run = subprocess.Popen(
+        [*RFAI, "train", "--nproc", "2"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    stuck = child_pid(run.pid, 1, deadline)
+    while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(stuck, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    _, stderr = run.communicate(timeout=120)
+    waited = time.monotonic() - stopped_at
+    print(f"from the stop to the run's exit: {waited:.1f} s")  # docs/distributed.md quotes it (pytest -s)
+    text = stderr.decode()
+    assert run.returncode == 1, text
+    assert 15 <= waited < 15 + 30, waited  # the deadline, plus the rest of a step and the launcher's poll
+    assert "waited 15 s (training.rank_timeout) at a collective" in text
+    assert f"rank 1 (pid {stuck}) did not arrive within training.rank_timeout" in text
+    assert not Path(f"/proc/{stuck}").exists() or "zombie" in Path(f"/proc/{stuck}/status").read_text()
+    assert not (broken / "checkpoints" / "checkpoint-000004").exists(), "the run ended before the stop"
+    resumed = subprocess.run(
+        [*RFAI, "train", "--nproc", "2", "--resume"], cwd=broken, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)

@@ -123,7 +123,7 @@ def train(
         held_out[split] = load_prompts(held_out_from, split, on_skip=warnings, named_by=key)
     warnings.finish()
     err = console.stderr()
-    world = init_world()
+    world = init_world(config.training.rank_timeout)
     # Rank 0 writes the dataset and holds its lock; the other ranks send it their rows.
     lock = dataset_lock if world.is_main else _unlocked
     silent = quiet or as_json or not world.is_main

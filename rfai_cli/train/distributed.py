@@ -14,10 +14,50 @@ peer turns into a one-line error instead of a hang.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 from ..errors import RfaiError
+
+# A rank that gave up waiting for another exits with this status: the launcher then names the
+# ranks still running as the ones that did not arrive, and ends them.
+RANK_TIMEOUT_EXIT = 75
+
+
+class Deadline:
+    """Stops this process when it waits at one collective for more than `seconds`: a peer that
+    hangs (stopped, stuck in a call that never returns, cut off) would otherwise hold every other
+    rank in MLX's collective, spinning, forever. A watchdog thread, so a wait blocked in C++ ends too."""
+
+    def __init__(self, seconds: float, rank: int):
+        self.seconds, self.rank = seconds, rank
+        self.since: float | None = None  # when the current wait began; None outside collectives
+        threading.Thread(target=self._watch, name="rfai-rank-deadline", daemon=True).start()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        self.since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.since = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.seconds / 4))
+            since = self.since
+            if since is not None and time.monotonic() - since > self.seconds:
+                sys.stderr.write(
+                    f"error: rank {self.rank} waited {self.seconds:g} s (training.rank_timeout) at a collective for a "
+                    "rank that did not arrive; stopping (continue with rfai train --resume)\n"
+                )
+                sys.stderr.flush()
+                os._exit(RANK_TIMEOUT_EXIT)
 
 
 @dataclass
@@ -25,6 +65,10 @@ class World:
     group: Any  # mx.distributed.Group, None for a single process
     rank: int = 0
     size: int = 1
+    deadline: Deadline | None = field(default=None, repr=False)
+
+    def _waiting(self):
+        return self.deadline.waiting() if self.deadline is not None else _nothing()
 
     @property
     def is_main(self) -> bool:
@@ -40,11 +84,12 @@ class World:
         import mlx.core as mx
         from mlx.utils import tree_flatten, tree_unflatten
 
-        if isinstance(tree, mx.array):
-            return _evaluated(mx.distributed.all_sum(tree, group=self.group))
-        leaves = sorted(tree_flatten(tree), key=lambda item: item[0])
-        summed = [(path, mx.distributed.all_sum(value, group=self.group)) for path, value in leaves]
-        _evaluated([value for _, value in summed])
+        with self._waiting():
+            if isinstance(tree, mx.array):
+                return _evaluated(mx.distributed.all_sum(tree, group=self.group))
+            leaves = sorted(tree_flatten(tree), key=lambda item: item[0])
+            summed = [(path, mx.distributed.all_sum(value, group=self.group)) for path, value in leaves]
+            _evaluated([value for _, value in summed])
         return tree_unflatten(summed)
 
     def sum_floats(self, *values: float) -> list[float]:
@@ -86,7 +131,8 @@ class World:
         width = max(max(lengths), 1)
         padded = np.zeros(width, dtype=np.uint8)
         padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-        rows = np.array(_evaluated(mx.distributed.all_gather(mx.array(padded), group=self.group)))
+        with self._waiting():
+            rows = np.array(_evaluated(mx.distributed.all_gather(mx.array(padded), group=self.group)))
         rows = rows.reshape(self.size, width)
         if not (to_all or self.is_main):
             return None
@@ -103,14 +149,21 @@ class World:
 SINGLE = World(None)  # one process: every collective returns its input
 
 
-def init_world() -> World:
-    """The group this process belongs to: the launched ranks, or a single process."""
+def init_world(rank_timeout: float | None = None) -> World:
+    """The group this process belongs to: the launched ranks, or a single process. On several
+    ranks, a wait at a collective longer than `rank_timeout` seconds stops the process."""
     import mlx.core as mx
 
     group = mx.distributed.init()
     if group.size() == 1:
         return World(None)
-    return World(group, group.rank(), group.size())
+    deadline = Deadline(rank_timeout, group.rank()) if rank_timeout else None
+    return World(group, group.rank(), group.size(), deadline)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def lost_peer(exc: BaseException) -> RfaiError | None:

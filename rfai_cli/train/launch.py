@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from .distributed import RANK_TIMEOUT_EXIT
+
 GRACE_S = 30.0  # how long the other ranks get to stop by themselves once one has failed
 LAUNCHER_ENV = "RFAI_LAUNCHER_PID"
 
@@ -43,7 +45,8 @@ def launch_local(args: list[str], nproc: int) -> int:
             signal.signal(signal.SIGINT, previous)
         for thread in forwarders[1:]:
             thread.join(timeout=5)
-    return worst(codes)
+    status = worst(codes)
+    return 1 if status == RANK_TIMEOUT_EXIT else status  # a runtime failure, said in the lines above
 
 
 def worst(codes: list[int]) -> int:
@@ -96,6 +99,9 @@ def _wait(ranks: list[subprocess.Popen]) -> list[int]:
                 sys.stderr.write(f"rfai train --nproc: rank {rank} {how}\n")
         if all(code is not None for code in codes):
             return codes
+        if RANK_TIMEOUT_EXIT in codes:  # a rank gave up waiting: the ones still running never arrived
+            _end_the_stragglers(ranks, codes)
+            continue
         if failed_at is None and any(code not in (None, 0) for code in codes):
             failed_at = time.monotonic()
         if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
@@ -103,6 +109,17 @@ def _wait(ranks: list[subprocess.Popen]) -> list[int]:
                 if p.poll() is None:
                     p.kill()
         time.sleep(0.1)
+
+
+def _end_the_stragglers(ranks: list[subprocess.Popen], codes: list[int | None]) -> None:
+    """Name the ranks that did not arrive within training.rank_timeout and end them (SIGKILL also
+    ends a stopped process)."""
+    stragglers = [rank for rank, code in enumerate(codes) if code is None]
+    names = ", ".join(f"rank {rank} (pid {ranks[rank].pid})" for rank in stragglers)
+    sys.stderr.write(f"rfai train --nproc: {names} did not arrive within training.rank_timeout; ending every rank\n")
+    for rank in stragglers:
+        ranks[rank].kill()
+        ranks[rank].wait()
 
 
 def _free_ports(count: int) -> list[int]:
