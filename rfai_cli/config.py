@@ -72,7 +72,7 @@ class TeacherSettings(_Section):
 
 def _looks_like_a_key(text: str) -> bool:
     """Not a variable name, a credential the secret scan knows, or long random-looking letters and digits."""
-    from .data.secrets import find_secrets
+    from .secrets import find_secrets
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) or find_secrets(text):
         return True

@@ -3,7 +3,7 @@ import string
 
 import pytest
 
-from rfai_cli.data.secrets import find_secrets, has_secret, redact, redact_value, scan_rows
+from rfai_cli.secrets import find_secrets, has_secret, redact, redact_value, scan_rows
 
 rng = random.Random(7)
 

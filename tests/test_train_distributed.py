@@ -111,6 +111,19 @@ def child_pid(parent: int, rank: int, deadline: float) -> int:
     raise AssertionError(f"no rank {rank} under {parent}")
 
 
+def signal_rank_1_after_step_2(run_dir: Path, env: dict, signum: int) -> tuple[subprocess.Popen, int]:
+    """A 2-rank `rfai train` in `run_dir`, and rank 1's pid, sent `signum` once checkpoint 2 exists."""
+    run = subprocess.Popen(
+        [*RFAI, "train", "--nproc", "2"], cwd=run_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    rank_1 = child_pid(run.pid, 1, deadline)
+    while not (run_dir / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(rank_1, signum)
+    return run, rank_1
+
+
 @pytest.mark.slow
 def test_a_two_rank_run_writes_every_row_once_and_resumes_exactly_after_a_rank_dies(tmp_path, tiny_model_dir):
     from safetensors.numpy import load_file
@@ -128,14 +141,7 @@ def test_a_two_rank_run_writes_every_row_once_and_resumes_exactly_after_a_rank_d
         "checkpoint-000008",
     ]
 
-    run = subprocess.Popen(
-        [*RFAI, "train", "--nproc", "2"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    victim = child_pid(run.pid, 1, deadline)
-    while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(victim, signal.SIGKILL)
+    run, victim = signal_rank_1_after_step_2(broken, env, signal.SIGKILL)
     killed_at = time.monotonic()
     _, stderr = run.communicate(timeout=120)
     assert run.returncode not in (0, None), stderr
@@ -184,14 +190,7 @@ def test_a_rank_that_hangs_stops_the_run_within_the_deadline_and_resume_continue
     done = subprocess.run([*RFAI, "train", "--nproc", "2"], cwd=whole, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
-    run = subprocess.Popen(
-        [*RFAI, "train", "--nproc", "2"], cwd=broken, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    stuck = child_pid(run.pid, 1, deadline)
-    while not (broken / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(stuck, signal.SIGSTOP)
+    run, stuck = signal_rank_1_after_step_2(broken, env, signal.SIGSTOP)
     stopped_at = time.monotonic()
     _, stderr = run.communicate(timeout=120)
     waited = time.monotonic() - stopped_at

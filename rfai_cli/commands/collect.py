@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import console
+from ..errors import RfaiError
 from .common import (
     AdapterPathOption,
     ChatTemplateArgsOption,
@@ -128,11 +129,16 @@ def collect(
                 )
         else:
             summary = CollectSummary(work.output, len(tasks), work.already_done)
-        uploaded = publish(config, directory)
+        try:
+            uploaded, upload_error = publish(config, directory), None
+        except RfaiError as exc:  # the rows are written: say so first, then fail (as train does)
+            uploaded, upload_error = None, exc
     if as_json or not quiet:
         report = summarize(summary, tasks=len(tasks))
         report["upload"] = uploaded and upload_summary(uploaded)
         _report(report, as_json)
+    if upload_error is not None:
+        raise upload_error
 
 
 class _progress:

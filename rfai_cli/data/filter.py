@@ -44,10 +44,10 @@ from ..records import (
     skip_reporter,
     take_row,
 )
+from ..secrets import has_secret, redact_value
 from . import columnar
 from .layout import dataset_files, implied_split
 from .parquet import is_parquet, parquet_rows
-from .secrets import has_secret, redact_value
 
 
 @dataclass

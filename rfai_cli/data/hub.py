@@ -41,6 +41,11 @@ SAVED_LOGIN = "saved login (hf auth login)"
 _TOKEN_HELP = "pass --token, set HUGGINGFACE_TOKEN or HF_TOKEN, or run `hf auth login`"
 
 
+def missing_token() -> InputError:
+    """The error for an upload with no token anywhere (bad input: exit 2, as a missing file)."""
+    return InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
+
+
 @dataclass(frozen=True)
 class Token:
     """A token and where it came from. Its repr never shows the value."""
@@ -148,7 +153,7 @@ def upload_dataset(
     tok = resolve_token(token)
     notify(f"token: from {tok.source}" if tok.value else "token: none found")
     if tok.value is None and not dry_run:
-        raise InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
+        raise missing_token()
     with _staging(directory) as stage:
         files = _stage(
             stage, directory, checks, schema, repo_id, fmt, max_shard_size, write_card, dry_run, config, on_progress
@@ -227,7 +232,7 @@ def _count_secrets(checks: list[SplitCheck]) -> tuple[int, SecretHit | None]:
 
 
 def _card_secrets(card: Path) -> str | None:
-    from .secrets import find_secrets
+    from ..secrets import find_secrets
 
     for number, line in enumerate(card.read_text(encoding="utf-8").splitlines(), start=1):
         found = find_secrets(line)
@@ -512,7 +517,7 @@ def check_write_access(repo_id: str, *, private: bool = False, token: str | None
     check_repo_id(repo_id)
     tok = resolve_token(token)
     if tok.value is None:
-        raise InputError(f"no Hugging Face token found: {_TOKEN_HELP}")
+        raise missing_token()
     api, namespace = hub_api(tok), repo_id.split("/")[0]
     result = UploadResult(repo_id, "", "main", tok.source, [])
     try:

@@ -19,10 +19,19 @@ from pathlib import Path
 from ..engine import embedded
 from ..errors import InputError, RfaiError, first_line
 from ..repo_ids import check_repo_id
-from .hub import Notify, UploadFile, UploadResult, hub_api, hub_error, quiet_hub_client, resolve_token
+from .hub import (
+    Notify,
+    UploadFile,
+    UploadResult,
+    hub_api,
+    hub_error,
+    missing_token,
+    quiet_hub_client,
+    resolve_token,
+)
+from .layout import CARD_FILE
 
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
-CARD_FILE = "README.md"
 
 
 def upload_adapters(
@@ -49,9 +58,7 @@ def upload_adapters(
     tok = resolve_token(token)
     notify(f"token: from {tok.source}" if tok.value else "token: none found")
     if tok.value is None and not dry_run:
-        raise InputError(
-            "no Hugging Face token found: pass --token, set HUGGINGFACE_TOKEN or HF_TOKEN, or run `hf auth login`"
-        )
+        raise missing_token()
     with tempfile.TemporaryDirectory(prefix=".rfai-model-") as staging:
         stage = Path(staging)
         adapters = stage / "adapters" if fuse else stage

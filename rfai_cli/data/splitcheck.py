@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..records import iter_lines, parse_line
+from ..secrets import scan_value
 from .arrow_json import read_json_block
-from .secrets import scan_value
 
 # Bytes of JSONL per Arrow type-inference block: large enough to be fast, small enough to stay in memory.
 _BLOCK_BYTES = 8 * 1024 * 1024
