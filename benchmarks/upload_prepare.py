@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rfai_cli.data.parquet import write_shards  # noqa: E402
-from rfai_cli.secrets import scan_value  # noqa: E402
 from rfai_cli.data.splitcheck import check_split  # noqa: E402
 from rfai_cli.records import read_rows  # noqa: E402
+from rfai_cli.secrets import scan_value  # noqa: E402
 
 RUNS = 5
 
