@@ -298,6 +298,28 @@ def read_batches(
         raise Unvouched("syntax only DuckDB accepts")
 
 
+def numbers(column) -> np.ndarray:
+    """A DOUBLE column of a batch as float64, a null (an absent field) as NaN."""
+    return _as_numpy(column, np.float64, np.nan)
+
+
+def encoded(column) -> tuple[np.ndarray, list]:
+    """A text column of a batch as a code per row and the value of each code (len(values): null)."""
+    dictionary = column.dictionary_encode()
+    values = dictionary.dictionary.to_pylist()
+    return _as_numpy(dictionary.indices, np.int32, len(values)).astype(np.int64), values
+
+
+def _as_numpy(array, dtype: type, missing) -> np.ndarray:
+    # From the buffers: pyarrow's to_numpy imports pandas, which would cost every run 0.13 s.
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * np.dtype(dtype).itemsize)
+    if not array.null_count:
+        return values
+    bits = np.unpackbits(np.frombuffer(validity, np.uint8), count=array.offset + len(array), bitorder="little")
+    return np.where(bits[array.offset :].astype(bool), values, missing)
+
+
 def _background(function, source):
     """Run `function(source, stop)` in a thread (the byte scan leaves Python's lock, as the query
     does, so on two cores it costs no wall time); returns `finish(abandon)`, which waits for its

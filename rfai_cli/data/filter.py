@@ -315,15 +315,13 @@ def _first_failed(batch, spec: FilterSpec, default_split: str | None) -> tuple[n
 
 
 def _values(batch, name: str) -> np.ndarray:
-    return batch.column(name).to_numpy(zero_copy_only=False)  # null (absent) -> NaN: fails every bound
+    return columnar.numbers(batch.column(name))  # NaN (absent) fails every bound
 
 
 def _member(labels, allowed: frozenset[str], normalise, absent: str | None = None) -> np.ndarray:
     """Per row: is its label (normalised) one of `allowed`; a missing label counts as `absent`."""
-    encoded = labels.dictionary_encode()
-    inside = np.array([normalise(value) in allowed for value in encoded.dictionary.to_pylist()] + [absent in allowed])
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return inside[codes]
+    codes, values = columnar.encoded(labels)
+    return np.array([normalise(value) in allowed for value in values] + [absent in allowed])[codes]
 
 
 DEDUPE_PARTITIONS = 64

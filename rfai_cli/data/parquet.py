@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..records import iter_lines, parse_line
@@ -73,12 +72,14 @@ def _convert(check: SplitCheck, schema: pa.Schema, out_dir: Path, names: list[st
         writer.close()
 
 
-def _open(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def _open(path: Path, schema: pa.Schema):
+    import pyarrow.parquet as pq  # here: stats and filter import this module for JSONL too
+
     path.parent.mkdir(parents=True, exist_ok=True)
     return pq.ParquetWriter(path, schema)
 
 
-def _write(writer: pq.ParquetWriter, rows: list[dict], schema: pa.Schema) -> None:
+def _write(writer, rows: list[dict], schema: pa.Schema) -> None:
     if rows:
         writer.write_table(pa.Table.from_pylist(rows, schema=schema))
         rows.clear()
@@ -92,6 +93,8 @@ def parquet_rows(path: str | Path) -> Iterator[tuple[list[dict], int]]:
     """(rows, number of the first) of a Parquet file, one row group at a time (memory stays flat)."""
     try:
         # No pre-buffering and one thread: pyarrow's I/O and CPU pools can abort the process (see arrow_json).
+        import pyarrow.parquet as pq
+
         shard = pq.ParquetFile(path, pre_buffer=False)
         first = 1
         for group in range(shard.num_row_groups):

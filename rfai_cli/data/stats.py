@@ -1,12 +1,10 @@
 """Dataset statistics in one streaming pass: counts, moments, quantiles, histograms, test pass rates.
 
-Files are read in blocks of a few MiB. Each block is parsed by pyarrow's JSON reader against a
-schema built from `records.FIELD_TYPES`, so a block parses only if every row in it is a valid
-record in the sense of `records.row_problem`; any block pyarrow refuses (a malformed line, a
-wrong type, a list where a string was expected, a line longer than pyarrow's chunk) is read
-again line by line with `records.parse_line`, which reports exactly which lines are skipped and
-why. Both paths feed the same vectorised accumulators, so memory stays bounded by the block
-size, the number of groups and the quantile grid, whatever the file size.
+A JSONL file is read by DuckDB (`columnar.py`, the fast path) when it can vouch that its answer is
+the careful path's; otherwise, and for stdin or under `--careful`, the file is read in blocks of a
+few MiB, line by line with `records.parse_line`, which reports exactly which lines are skipped and
+why. Both paths feed the same vectorised accumulators, so memory stays bounded by the block size,
+the number of groups and the quantile grid, whatever the file size.
 
 Quantiles (p10, median, p90) come from a histogram of values on a fixed grid (1e-4 wide by
 default): with values that have at most 4 decimals, as scores do, they equal numpy's linear
@@ -33,7 +31,6 @@ from ..records import (
     TEACHER,
     Skip,
     SkipHandler,
-    block_may_nest_too_deep,
     display_name,
     iter_blocks,
     normalize_language,
@@ -42,7 +39,6 @@ from ..records import (
     take_row,
 )
 from . import columnar
-from .arrow_json import read_json_block
 from .layout import dataset_files, implied_split
 from .parquet import is_parquet, parquet_rows
 
@@ -68,7 +64,6 @@ MODEL = "model"
 MODEL_PARTS = ("student_model", "student_adapter")
 DERIVED_FIELDS = (FILE, MODEL)
 _SKIP_EXAMPLES = 10
-NUMBER_FIELDS = [name for name, types in FIELD_TYPES.items() if float in types]
 
 
 # ---------------------------------------------------------------- accumulators
@@ -383,7 +378,7 @@ def _tidy(value: float | None) -> float | None:
     return round(float(value), 6)
 
 
-# ---------------------------------------------------------------- one block of rows, two parsers
+# ---------------------------------------------------------------- a batch of rows, from DuckDB or line by line
 
 
 @dataclass
@@ -399,107 +394,17 @@ class _Batch:
         return len(self.tests)
 
 
-def _arrow_type(types: tuple[type, ...]):
-    import pyarrow as pa
-
-    if dict in types:
-        return pa.struct([])  # any object; its members are not needed here
-    if str in types:
-        return pa.string()  # `tests` may also be a list: such blocks take the line-by-line path
-    if float in types:
-        return pa.float64()
-    return pa.int64()
-
-
-def _schema(by: Sequence[str]):
-    import pyarrow as pa
-
-    counts = pa.struct([("passed", pa.float64()), ("total", pa.float64())])
-    fields = {name: _arrow_type(types) for name, types in FIELD_TYPES.items()}
-    fields["test_results"] = pa.struct(
-        [("student", counts), ("teacher", counts), ("passed", pa.float64()), ("total", pa.float64())]
-    )
-    fields["score_sources"] = pa.struct(
-        [("student", pa.struct([(key, pa.string()) for key in STUDENT_SOURCES.values()]))]
-    )
-    for name in by:
-        fields.setdefault(name, pa.string())
-    return pa.schema(list(fields.items()))
-
-
-def _line_ends(block: bytes) -> np.ndarray:
-    return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
-
-
-def _fast_batch(block: bytes, ends: np.ndarray, schema, by: Sequence[str], default_split: str | None) -> _Batch | None:
-    """The block through pyarrow, or None when pyarrow refuses it or reads it differently from parse_line."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not block.isascii():
-        try:
-            block.decode("utf-8")  # pyarrow lets invalid UTF-8 through; parse_line does not
-        except UnicodeDecodeError:
-            return None
-    try:
-        table = read_json_block(block, explicit_schema=schema, unexpected_field_behavior="ignore")
-    except (pa.ArrowException, UnicodeDecodeError):
-        return None
-    # pyarrow skips blank lines and reads `{..}{..}` on one line as two rows, where parse_line
-    # rejects the line. Taken as is: blocks where every line starts with `{` (so none is blank)
-    # and pyarrow found exactly one row per line.
-    data = np.frombuffer(block, dtype=np.uint8)
-    lines = len(ends) + (not block.endswith(b"\n"))
-    starts = np.r_[0, ends[:-1] + 1] if block.endswith(b"\n") else np.r_[0, ends + 1]
-    if table.num_rows != lines or not (data[starts] == ord("{")).all():
-        return None
-    if block_may_nest_too_deep(block, ends):  # pyarrow follows any depth; parse_line stops at MAX_DEPTH
-        return None
-
-    values = {name: table.column(name) for name in SCORE_FIELDS}
-    # pyarrow reads NaN and Infinity, which records.row_problem rejects: such blocks take the careful path.
-    for name in NUMBER_FIELDS:
-        column = _numbers(table.column(name))
-        if np.isinf(column).any() or int(np.isnan(column).sum()) != table.column(name).null_count:
-            return None
-    results = table.column("test_results").combine_chunks()
-    student, teacher = results.field("student"), results.field("teacher")
-    tests = [
-        pc.coalesce(student.field("passed"), results.field("passed")),
-        pc.coalesce(student.field("total"), results.field("total")),
-        teacher.field("passed"),
-        teacher.field("total"),
-    ]
-    labels = {name: table.column(name) for name in (*by, TASK, SAMPLE_SOURCE)}
-    sources = table.column("score_sources").combine_chunks()
-    for label, key in STUDENT_SOURCES.items():
-        labels[label] = pc.struct_field(sources, ["student", key])
-    return arrow_batch(values, tests, labels, default_split)
-
-
-def _numbers(array) -> np.ndarray:
-    # float64 by the schema (or the query); nulls come out as NaN. (pc.cast here would cost more than the parse.)
-    return array.to_numpy(zero_copy_only=False)
-
-
-def arrow_batch(values: dict, tests: list, labels: dict, default_split: str | None) -> _Batch:
-    """A _Batch from Arrow columns: scores and test counts (float64, null = missing), labels (any type)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+def _duckdb_batch(batch, labels: Sequence[str], default_split: str | None) -> _Batch:
+    """A _Batch from a RecordBatch of `_columnar_pass`'s query: scores and test counts as float64
+    (null = missing), each label as text."""
     codes_by_label = {}
-    for name, column in labels.items():
-        if not pa.types.is_string(column.type):
-            column = pc.cast(column, pa.string())
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        encoded = column.dictionary_encode()
-        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        names = [_label(name, value, default_split) for value in encoded.dictionary.to_pylist()]
-        names.append(_label(name, None, default_split))  # code -1: the field is missing
-        codes_by_label[name] = (np.where(codes < 0, len(names) - 1, codes), names)
-    tests_array = np.column_stack([_numbers(column) for column in tests]).reshape(-1, len(TEST_PARTS))
-    return _Batch({name: _numbers(column) for name, column in values.items()}, codes_by_label, tests_array)
+    for name in labels:
+        codes, values = columnar.encoded(batch.column(f"label {name}"))
+        names = [_label(name, value, default_split) for value in [*values, None]]
+        codes_by_label[name] = (codes, names)
+    numbers = {name: columnar.numbers(batch.column(name)) for name in (*SCORE_FIELDS, *TEST_PARTS)}
+    tests = np.column_stack([numbers.pop(name) for name in TEST_PARTS]).reshape(-1, len(TEST_PARTS))
+    return _Batch(numbers, codes_by_label, tests)
 
 
 def _label(name: str, value: Any, default_split: str | None) -> str:
@@ -535,7 +440,7 @@ def _test_counts(row: dict) -> tuple[float, float, float, float]:
     )
 
 
-def _slow_batch(
+def _careful_batch(
     block: bytes, first_line: int, source: str, by: Sequence[str], default_split: str | None, on_skip: SkipHandler
 ) -> _Batch:
     """The block line by line through records.parse_line, reporting each line it skips."""
@@ -643,7 +548,6 @@ def compute_stats(
     if any(k < 1 for k in pass_at):
         raise InputError(f"pass@k needs k >= 1, got {min(pass_at)}")
     label_fields = _row_label_fields(by)
-    schema = _schema(label_fields)
     totals = _Totals(by, pass_at)
     skips = _Skips()
     files = []
@@ -665,12 +569,8 @@ def compute_stats(
             found = _Totals(by, pass_at)
             first_line = 1
             for block in iter_blocks(source, block_bytes):
-                ends = _line_ends(block)
-                batch = _fast_batch(block, ends, schema, label_fields, default_split)
-                if batch is None:
-                    batch = _slow_batch(block, first_line, name, label_fields, default_split, skip_line)
-                first_line += len(ends)
-                found.add(batch)
+                found.add(_careful_batch(block, first_line, name, label_fields, default_split, skip_line))
+                first_line += block.count(b"\n")
         if FILE in by:
             found.groups[FILE][name] = found.overall
         totals.merge(found)
@@ -769,14 +669,7 @@ def _columnar_pass(source: str | Path, found: _Totals, by: Sequence[str], defaul
     try:
         with closing(columnar.read_batches(source, columns, by)) as batches:
             for batch in batches:
-                found.add(
-                    arrow_batch(
-                        {name: batch.column(name) for name in SCORE_FIELDS},
-                        [batch.column(name) for name in TEST_PARTS],
-                        {name: batch.column(f"label {name}") for name in (*labels, *STUDENT_SOURCES)},
-                        default_split,
-                    )
-                )
+                found.add(_duckdb_batch(batch, [*labels, *STUDENT_SOURCES], default_split))
     except columnar.Unvouched:
         return False
     return True
