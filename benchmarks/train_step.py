@@ -13,11 +13,16 @@ OpenBLAS preloaded (rfai_cli.engine), so each one's peak RSS is its own.
   model, LoRA, group size, lengths and sampling, a second model copy as its reference (what it
   does), and a reward function that calls rfai's scorer, so both optimise the same reward.
 
-TRL's GRPOTrainer (torch on CPU) is not a leg yet (docs/train.md, "Not built yet"). Prints seconds
-per step, scored completions per minute and peak RSS per leg, the ratios, and rfai's step in
-FLOPs (counted from the shapes, step_flops.py) against this machine's float32 matmul peak.
+- TRL (`--trl`): GRPOTrainer 1.x with PEFT LoRA on torch's CPU build, in a virtualenv of its own
+  (made on first use), loading the same model directory (the embedded model as rfai converted
+  it), the same chat-formatted prompts, G, lengths, sampling, LoRA, kl_beta and micro-batches, and
+  rewarded by rfai's scorer in a server process (peer_reward.py).
 
-    .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer]
+Prints seconds per step, scored completions per minute and peak RSS per leg, the ratios, and
+rfai's step in FLOPs (counted from the shapes, step_flops.py) against this machine's float32
+matmul peak.
+
+    .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer] [--trl]
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))  # step_flops, beside this file
+sys.path.insert(0, str(Path(__file__).parent))  # step_flops and peer_reward, beside this file
 PROMPTS, GROUP, MAX_TOKENS = 8, 4, 128
+MICRO_BATCHES = 4  # rfai and TRL take each step's 32 completions through the update in 4 micro-batches of 8
+TRL_PACKAGES = ["torch==2.13.0", "trl", "peft"]  # torch 2.13.0: the CPU build (docs/train.md)
 
 PEER = r"""
 import json, sys, time
@@ -41,43 +48,27 @@ import rfai_cli.engine  # OpenBLAS first, as for rfai
 import mlx.core as mx
 import mlx.optimizers as optim
 from mlx_lm_lora.trainer.grpo_trainer import GRPOTrainingArgs, train_grpo
-from rfai_cli.config import load_config
-from rfai_cli.data.prompts import load_prompts
+from peer_reward import Reward, train_tasks
 from rfai_cli.engine.embedded import embedded_model_dir
 from rfai_cli.engine.generation import chat_prompt, encode_prompt
 from rfai_cli.engine.loading import load_model
 from rfai_cli.engine.lora import attach_lora
-from rfai_cli.rollout import build_scorer, task_row
-from rfai_cli.scoring import ScoreItem
-from rfai_cli.teachers import build_teacher
 
 steps, layers, adapter_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-config = load_config(None, {})
 student = load_model(str(embedded_model_dir()))
 reference = load_model(str(embedded_model_dir()))  # mlx-lm-lora keeps a second copy as the reference
 mx.random.seed(0)
 attach_lora(student.model, rank=8, alpha=16, dropout=0.0, layers=layers)
-tasks = load_prompts("builtin", "train")[: %(prompts)d * (steps + 1)]
-by_prompt = {}
+tasks = train_tasks(%(prompts)d * (steps + 1))
 dataset = []
 for task in tasks:
     prompt = chat_prompt(student.tokenizer, task.prompt, task.language)
-    by_prompt[prompt] = task
     dataset.append((encode_prompt(student.tokenizer, prompt), [], prompt, task.task_id))
-teacher = build_teacher(config, student)
-references = dict(zip([t.task_id for t in tasks], teacher.references(
-    [(t.prompt, t.language, t.canonical_solution) for t in tasks])))
-scorer = build_scorer(config, teacher)
-scoring_seconds = [0.0]
+reward = Reward(tasks, student)
 
 
 def rfai_reward(prompts, completions, answer, types=None):
-    started = time.perf_counter()
-    items = [ScoreItem(task_row(by_prompt[p]), [c], references[a].code or None)
-             for p, c, a in zip(prompts, completions, answer)]
-    results = scorer.score_many(items)
-    scoring_seconds[0] += time.perf_counter() - started
-    return [float(r.rewards[0] or 0.0) for r in results]
+    return reward(answer, completions)
 
 
 args = GRPOTrainingArgs(
@@ -86,10 +77,54 @@ args = GRPOTrainingArgs(
     steps_per_save=10**6, adapter_file=adapter_file, max_seq_length=2048,
 )
 started = time.perf_counter()
-with scorer:
+with reward:
     train_grpo(student.model, reference.model, student.tokenizer, optim.AdamW(learning_rate=1e-5),
                dataset, reward_funcs=[rfai_reward], args=args, end_answer_token="")
-print(json.dumps({"seconds": time.perf_counter() - started, "score_seconds": scoring_seconds[0]}))
+print(json.dumps({"seconds": time.perf_counter() - started, "score_seconds": reward.seconds}))
+"""
+
+
+TRL = r"""
+import json, subprocess, sys, time
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer
+
+model_dir, tasks_file, steps, layers, output_dir = sys.argv[1:6]
+steps, layers = int(steps), int(layers)
+scorer = subprocess.Popen(sys.argv[6:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def rfai_reward(prompts, completions, task_id, **_):
+    scorer.stdin.write(json.dumps({"task_ids": task_id, "completions": completions}) + "\n")
+    scorer.stdin.flush()
+    return json.loads(scorer.stdout.readline())
+
+
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+blocks = model.config.num_hidden_layers
+lora = LoraConfig(
+    r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM", layers_to_transform=list(range(blocks - layers, blocks)),
+    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+)
+args = GRPOConfig(
+    output_dir=output_dir, use_cpu=True, bf16=False, seed=0, max_steps=steps, learning_rate=1e-5,
+    per_device_train_batch_size=%(micro_batch)d, gradient_accumulation_steps=%(micro_batches)d, num_generations=%(group)d,
+    max_completion_length=%(tokens)d, temperature=0.8, top_p=0.95, top_k=0, beta=0.04,
+    logging_steps=1, save_strategy="no", report_to=[], dataloader_num_workers=0,
+)
+trainer = GRPOTrainer(model=model, reward_funcs=rfai_reward, args=args, processing_class=tokenizer,
+                      train_dataset=Dataset.from_list(json.load(open(tasks_file))), peft_config=lora)
+started = time.perf_counter()
+trainer.train()
+seconds = time.perf_counter() - started
+scorer.stdin.close()
+score_seconds = json.loads(scorer.stdout.read().strip().splitlines()[-1])["score_seconds"]
+print(json.dumps({"seconds": seconds, "score_seconds": score_seconds}))
 """
 
 
@@ -114,7 +149,7 @@ training:
   lora_layers: {layers}
   max_steps: {steps}
   warmup_steps: 0
-  gradient_accumulation_steps: 4
+  gradient_accumulation_steps: {MICRO_BATCHES}
   checkpoint_every: {steps}
   eval_steps: 0
   eval_samples: 1
@@ -169,7 +204,7 @@ def peer_leg(steps: int, layers: int, work: Path) -> dict:
         sys.exit(f"cannot install mlx-lm-lora: {install.stderr[-1000:]}")
     script = work / "peer.py"
     script.write_text(PEER % {"prompts": PROMPTS, "group": GROUP, "tokens": MAX_TOKENS})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), str(REPO)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), str(REPO), str(REPO / "benchmarks")])}
     command = [sys.executable, str(script), str(steps), str(layers), str(work / "peer-adapters.safetensors")]
     result, peak = run_measured(command, work, env)
     if result.returncode:
@@ -182,11 +217,64 @@ def peer_leg(steps: int, layers: int, work: Path) -> dict:
     }
 
 
+def trl_leg(steps: int, layers: int, work: Path, venv: Path) -> dict:
+    """TRL's GRPOTrainer (torch on the CPU, PEFT LoRA) on the same model, tasks and reward; its
+    environment is a virtualenv of its own (`venv`, made on first use), since torch has no place
+    in rfai's."""
+    from peer_reward import train_tasks
+
+    from rfai_cli.engine.embedded import embedded_model_dir
+    from rfai_cli.engine.generation import chat_prompt
+    from rfai_cli.engine.loading import load_model
+
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *TRL_PACKAGES], check=True)
+    directory = embedded_model_dir()
+    tokenizer = load_model(str(directory)).tokenizer
+    tasks = train_tasks(PROMPTS * (steps + 1))
+    rows = [{"prompt": chat_prompt(tokenizer, task.prompt, task.language), "task_id": task.task_id} for task in tasks]
+    (work / "tasks.json").write_text(json.dumps(rows))
+    script = work / "trl_leg.py"
+    script.write_text(
+        TRL
+        % {
+            "micro_batch": PROMPTS * GROUP // MICRO_BATCHES,
+            "micro_batches": MICRO_BATCHES,
+            "group": GROUP,
+            "tokens": MAX_TOKENS,
+        }
+    )
+    server = [sys.executable, str(REPO / "benchmarks" / "peer_reward.py"), str(len(tasks))]
+    command = [
+        str(python),
+        str(script),
+        str(directory),
+        str(work / "tasks.json"),
+        str(steps),
+        str(layers),
+        str(work / "out"),
+        *server,
+    ]
+    result, peak = run_measured(command, work, dict(os.environ))
+    if result.returncode:
+        sys.exit(f"TRL failed:\n{result.stderr[-3000:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return {
+        "seconds_per_step": figures["seconds"] / steps,
+        "score": figures["score_seconds"] / steps,
+        "peak_rss_gib": peak,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--lora-layers", type=int, default=8)
-    parser.add_argument("--skip-peer", action="store_true", help="only the rfai leg")
+    parser.add_argument("--skip-peer", action="store_true", help="leave out the mlx-lm-lora leg")
+    parser.add_argument("--trl", action="store_true", help="add TRL's leg (installs torch, trl and peft in --trl-venv)")
+    parser.add_argument("--trl-venv", type=Path, default=Path.home() / ".cache" / "rfai" / "bench-trl-venv")
     args = parser.parse_args()
     completions = PROMPTS * GROUP
     with tempfile.TemporaryDirectory() as root:
@@ -194,6 +282,9 @@ def main() -> None:
         if not args.skip_peer:
             (Path(root) / "peer").mkdir()
             legs["mlx-lm-lora"] = peer_leg(args.steps, args.lora_layers, Path(root) / "peer")
+        if args.trl:
+            (Path(root) / "trl").mkdir()
+            legs["TRL"] = trl_leg(args.steps, args.lora_layers, Path(root) / "trl", args.trl_venv)
     from step_flops import matmul_peak
 
     import rfai_cli.engine  # noqa: F401  (OpenBLAS, as the legs have it)
@@ -215,10 +306,9 @@ def main() -> None:
             f"  rfai {half}: {flops[half] / 1e12:.2f} TFLOP in {seconds:.1f} s = {flops[half] / seconds / 1e9:.0f} GFLOP/s, "
             f"{flops[half] / seconds / peak:.0%} of the matmul peak (at the peak: {flops[half] / peak:.1f} s)"
         )
-    if "mlx-lm-lora" in legs:
-        print(
-            f"  rfai vs mlx-lm-lora: {legs['mlx-lm-lora']['seconds_per_step'] / legs['rfai']['seconds_per_step']:.2f}x"
-        )
+    for peer in ("mlx-lm-lora", "TRL"):
+        if peer in legs:
+            print(f"  rfai vs {peer}: {legs[peer]['seconds_per_step'] / legs['rfai']['seconds_per_step']:.2f}x")
     started = time.strftime("%Y-%m-%d %H:%M")
     print(f"  (measured {started})")
 
