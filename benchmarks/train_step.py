@@ -154,6 +154,9 @@ training:
   eval_steps: 0
   eval_samples: 1
   eval_limit: 1
+  learning_rate: 1.0e-5
+data:
+  train_prompts: builtin
 """
     (work / "config.yaml").write_text(config)
     result, peak = run_measured([sys.executable, "-m", "rfai_cli", "train", "--json"], work, dict(os.environ))
