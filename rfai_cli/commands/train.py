@@ -81,6 +81,33 @@ def train(
             help="Data-parallel ranks on this machine (MLX's ring backend); the exit status is the worst rank's.",
         ),
     ] = 1,
+    hostfile: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--hostfile",
+            help="One rank per host in this mlx.launch host file, over ssh for other machines"
+            " (docs/distributed.md); the exit status is the worst rank's.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        Optional[str],
+        typer.Option(
+            "--backend",
+            help="With --hostfile: ring, jaccl or nccl. Default: the host file's, else ring.",
+            show_default=False,
+        ),
+    ] = None,
+    starting_port: Annotated[
+        Optional[int],
+        typer.Option(
+            "--starting-port",
+            min=1,
+            max=65535,
+            help="With --hostfile: the first port the ranks use.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -100,13 +127,10 @@ def train(
         },
         assignments=assignments or (),
     )
-    if nproc > 1:
-        from ..train.launch import launch_local
-
-        if "MLX_RANK" in os.environ:  # already one rank of a launch (mlx.launch, or --nproc itself)
-            raise InputError("--nproc starts ranks itself; drop it when launching with mlx.launch")
-
-        raise typer.Exit(launch_local(_without_nproc(sys.argv[2:]), nproc))
+    if nproc > 1 or hostfile is not None or backend is not None or starting_port is not None:
+        launched = _launch(nproc, hostfile, backend, starting_port)
+        if launched is not None:
+            raise typer.Exit(launched)
     from ..data.layout import dataset_lock
     from ..data.prompts import held_out_source, load_prompts, prompt_source
     from ..train.distributed import init_world
@@ -239,14 +263,47 @@ def _unlocked(directory) -> Iterator[Path]:
     yield Path(directory)
 
 
-def _without_nproc(args: list[str]) -> list[str]:
-    """This command's arguments for each rank: all of them but --nproc."""
+_LAUNCH_OPTIONS = ("--nproc", "--hostfile", "--backend", "--starting-port")
+
+
+def _launch(nproc: int, hostfile: Path | None, backend: str | None, starting_port: int | None) -> int | None:
+    """The exit status of the ranks --nproc or --hostfile started; None for a single process."""
+    from ..train.hostfile import BACKENDS, read_hostfile
+    from ..train.launch import STARTING_PORT, launch_hosts, launch_local
+
+    if hostfile is None:
+        if backend is not None or starting_port is not None:
+            raise InputError("--backend and --starting-port go with --hostfile")
+        if nproc == 1:
+            return None
+    elif nproc > 1:
+        raise InputError("--nproc and --hostfile both start ranks: give one of them")
+    if "MLX_RANK" in os.environ:  # already one rank of a launch (mlx.launch, or rfai's own)
+        raise InputError(
+            f"{'--nproc' if hostfile is None else '--hostfile'} starts ranks itself; drop it when launching with mlx.launch"
+        )
+    args = _rank_args(sys.argv[2:])
+    if hostfile is None:
+        return launch_local(args, nproc)
+    hosts = read_hostfile(hostfile)
+    backend = backend or hosts.backend or "ring"
+    if backend == "mpi":
+        raise InputError(
+            "--backend mpi: MPI starts the ranks itself; run `mpirun ... rfai train` (docs/distributed.md)"
+        )
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    return launch_hosts(args, hosts, backend, starting_port or STARTING_PORT)
+
+
+def _rank_args(args: list[str]) -> list[str]:
+    """This command's arguments for each rank: all of them but the ones that start ranks."""
     out, skip = [], False
     for arg in args:
         if skip:
             skip = False
-        elif arg == "--nproc":
+        elif arg in _LAUNCH_OPTIONS:
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith(tuple(f"{option}=" for option in _LAUNCH_OPTIONS)):
             out.append(arg)
     return out

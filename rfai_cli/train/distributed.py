@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 from ..errors import RfaiError
 
+BACKEND_ENV = "RFAI_DISTRIBUTED_BACKEND"  # the backend the launcher set up for the ranks
+
 # A rank that gave up waiting for another exits with this status: the launcher then names the
 # ranks still running as the ones that did not arrive, and ends them.
 RANK_TIMEOUT_EXIT = 75
@@ -154,7 +156,11 @@ def init_world(rank_timeout: float | None = None) -> World:
     ranks, a wait at a collective longer than `rank_timeout` seconds stops the process."""
     import mlx.core as mx
 
-    group = mx.distributed.init()
+    backend = os.environ.get(BACKEND_ENV)  # set by --nproc and --hostfile; mlx.launch's ranks take any
+    try:
+        group = mx.distributed.init(strict=backend is not None, backend=backend or "any")
+    except RuntimeError as exc:
+        raise RfaiError(f"cannot start MLX's {backend} backend here: {str(exc).splitlines()[0]}") from None
     if group.size() == 1:
         return World(None)
     deadline = Deadline(rank_timeout, group.rank()) if rank_timeout else None
