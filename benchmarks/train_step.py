@@ -209,15 +209,7 @@ def peer_leg(steps: int, layers: int, work: Path) -> dict:
     script.write_text(PEER % {"prompts": PROMPTS, "group": GROUP, "tokens": MAX_TOKENS})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), str(REPO), str(REPO / "benchmarks")])}
     command = [sys.executable, str(script), str(steps), str(layers), str(work / "peer-adapters.safetensors")]
-    result, peak = run_measured(command, work, env)
-    if result.returncode:
-        sys.exit(f"mlx-lm-lora failed:\n{result.stderr[-3000:]}")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    return {
-        "seconds_per_step": figures["seconds"] / steps,
-        "score": figures["score_seconds"] / steps,
-        "peak_rss_gib": peak,
-    }
+    return run_peer("mlx-lm-lora", command, work, env, steps)
 
 
 def trl_leg(steps: int, layers: int, work: Path, venv: Path) -> dict:
@@ -260,9 +252,14 @@ def trl_leg(steps: int, layers: int, work: Path, venv: Path) -> dict:
         str(work / "out"),
         *server,
     ]
-    result, peak = run_measured(command, work, dict(os.environ))
+    return run_peer("TRL", command, work, dict(os.environ), steps)
+
+
+def run_peer(name: str, command: list[str], work: Path, env: dict, steps: int) -> dict:
+    """A peer leg's figures: its script prints {"seconds", "score_seconds"} for all `steps` last."""
+    result, peak = run_measured(command, work, env)
     if result.returncode:
-        sys.exit(f"TRL failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     return {
         "seconds_per_step": figures["seconds"] / steps,
