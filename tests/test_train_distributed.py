@@ -3,6 +3,7 @@ one process, every row once, exact resume after a rank is killed, the worst rank
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -208,3 +209,55 @@ def test_a_rank_that_hangs_stops_the_run_within_the_deadline_and_resume_continue
     assert resumed.returncode == 0, resumed.stderr
     ours, theirs = (load_file(str(d / "checkpoints" / "adapters.safetensors")) for d in (whole, broken))
     assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_rank_whose_teacher_never_answers_is_named_and_ended_within_the_deadline(tmp_path, tiny_model_dir):
+    """One of two prompts gets no answer from the teacher server, ever (the request is held open,
+    well inside teacher.timeout): the rank that asked hangs in its teacher call, the other waits at
+    the next collective, and after training.rank_timeout the launcher names the rank that never
+    arrived, ends it and exits 1."""
+    import re
+    import threading
+
+    from support.chat_server import ChatServer
+
+    release = threading.Event()
+
+    def teacher(messages: list[dict]) -> str:
+        if any("never answered" in m["content"] for m in messages):
+            release.wait()  # held open until the test ends
+        return "```python\ndef double(x):\n    return 2 * x\n```"
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(
+            json.dumps({"prompt": f"Write double(x) returning twice x{note}.", "language": "python"}) + "\n"
+            for note in ("", " (never answered)")
+        )
+    )
+    config = config_text(tiny_model_dir, 4, "  rank_timeout: 15\n").replace("eval_steps: 2", "eval_steps: 0")
+    with ChatServer(teacher) as server:
+        teacher_section = (
+            f"teacher:\n  provider: openai\n  model_name: scripted\n  base_url: {server.url}\n"
+            f"  timeout: 600\n  max_retries: 0\n  write_tests: false\n  cache_dir: {tmp_path / 'answers'}\n"
+        )
+        (tmp_path / "config.yaml").write_text(config.replace("teacher:\n", teacher_section, 1))
+        started = time.monotonic()
+        try:
+            run = subprocess.run(
+                [*RFAI, "train", "--nproc", "2", "--prompts", str(prompts)],
+                cwd=tmp_path,
+                env=dict(TRAIN_ENV),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        finally:
+            release.set()
+    waited = time.monotonic() - started
+    assert run.returncode == 1, run.stderr
+    named = re.search(r"rank (\d) \(pid (\d+)\) did not arrive within training.rank_timeout", run.stderr)
+    assert named, run.stderr
+    assert waited < 15 + 60, waited  # the deadline, plus start-up and the other rank's step
+    pid = int(named.group(2))
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
