@@ -80,7 +80,7 @@ class _Rank:
 
 def launch_local(args: list[str], nproc: int) -> int:
     """Run `rfai train ARGS` as `nproc` ranks here; the worst exit status (0, 130 for Ctrl-C, else the error's)."""
-    ring = json.dumps([[f"127.0.0.1:{port}"] for port in _free_ports(nproc)])
+    ring = json.dumps([[f"127.0.0.1:{port}"] for port in free_ports(nproc)])
     here = Host("127.0.0.1")
     plans = [_Plan(here, {"MLX_RANK": str(rank), BACKEND_ENV: "ring"}, {"MLX_HOSTFILE": ring}) for rank in range(nproc)]
     return _run(args, plans, "--nproc")
@@ -255,7 +255,7 @@ def _env_pairs(envs: tuple[str, ...]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in envs)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
         for s in sockets:
