@@ -73,7 +73,8 @@ def ssh_host(tmp_path):
 def _hostfile(directory: Path, remote: str) -> Path:
     """Two ranks: one started here (an entry named 127.0.0.1), one through ssh."""
     hosts = {
-        "envs": [f"PYTHONPATH={REPO}"],  # as mlx.launch: the remote rank gets the listed variables, not ours
+        # As with mlx.launch, the remote rank gets the listed variables, not the launcher's.
+        "envs": [f"PYTHONPATH={REPO}", "OPENBLAS_NUM_THREADS=1"],
         "hosts": [{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]}, {"ssh": remote, "ips": ["127.0.0.1"]}],
     }
     path = directory / "hosts.json"
@@ -99,7 +100,8 @@ def test_a_run_over_ssh_gives_the_adapters_of_the_same_run_on_one_machine(tmp_pa
     from safetensors.numpy import load_file
 
     local, hosts = twin_runs(tmp_path, config_text(tiny_model_dir, 4))
-    env = {**TRAIN_ENV, "PATH": ssh_host.path}
+    # One BLAS thread in every rank of both runs: --nproc would otherwise split the cores itself.
+    env = {**TRAIN_ENV, "PATH": ssh_host.path, "OPENBLAS_NUM_THREADS": "1"}
     done = subprocess.run([*RFAI, "train", "--nproc", "2"], cwd=local, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     hostfile = _hostfile(hosts, ssh_host.name)

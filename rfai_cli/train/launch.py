@@ -82,7 +82,10 @@ def launch_local(args: list[str], nproc: int) -> int:
     """Run `rfai train ARGS` as `nproc` ranks here; the worst exit status (0, 130 for Ctrl-C, else the error's)."""
     ring = json.dumps([[f"127.0.0.1:{port}"] for port in free_ports(nproc)])
     here = Host("127.0.0.1")
-    plans = [_Plan(here, {"MLX_RANK": str(rank), BACKEND_ENV: "ring"}, {"MLX_HOSTFILE": ring}) for rank in range(nproc)]
+    shared = {BACKEND_ENV: "ring"}
+    if "OPENBLAS_NUM_THREADS" not in os.environ:  # the ranks share this machine's cores instead of each taking all
+        shared["OPENBLAS_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // nproc))
+    plans = [_Plan(here, {**shared, "MLX_RANK": str(rank)}, {"MLX_HOSTFILE": ring}) for rank in range(nproc)]
     return _run(args, plans, "--nproc")
 
 
