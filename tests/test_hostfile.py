@@ -180,3 +180,37 @@ def test_launch_options_that_do_not_fit_together_are_one_error(rfai, tmp_path, t
     (tmp_path / "hosts.json").write_text('[{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]}]')
     result = rfai("train", *args)
     assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+def test_ctrl_c_stops_the_ranks_on_every_host_after_the_step_and_resume_continues(tmp_path, tiny_model_dir, ssh_host):
+    """Ctrl-C reaches the terminal's process group (the launcher and the local rank), not the ssh
+    host: the local rank stops after its step, the remote one learns of it at the next step and
+    stops too, a checkpoint is saved, and the launch exits 130."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(config_text(tiny_model_dir, 8))
+    hostfile = _hostfile(run_dir, ssh_host.name)
+    env = {**TRAIN_ENV, "PATH": ssh_host.path}
+    command = [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", str(_free_port())]
+    run = subprocess.Popen(command, cwd=run_dir, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    remote = _remote_rank(deadline)
+    while not (run_dir / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr and "lost contact" not in stderr
+    assert not (run_dir / "checkpoints" / "checkpoint-000008").exists()
+    assert not Path(f"/proc/{remote}").exists() or "zombie" in Path(f"/proc/{remote}/status").read_text()
+    port = str(_free_port())
+    resumed = subprocess.run(
+        [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", port, "--resume"],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "checkpoints" / "checkpoint-000008").exists()

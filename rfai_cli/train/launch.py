@@ -154,7 +154,7 @@ def _run(args: list[str], plans: list[_Plan], how: str) -> int:
         forwarders = [threading.Thread(target=_forward, args=(rank,), daemon=True) for rank in ranks]
         for thread in forwarders:
             thread.start()
-        # Ctrl-C reaches every local rank from the terminal, and ssh passes it on; the launcher only waits.
+        # Ctrl-C reaches the local ranks from the terminal, and the others through them; the launcher only waits.
         previous = signal.signal(signal.SIGINT, lambda *_: None)
         try:
             codes = _wait(ranks, how)
@@ -187,6 +187,9 @@ def _start(rank: int, plan: _Plan, args: list[str], scratch: Path, named: bool) 
         stdin=subprocess.PIPE,  # never written: it closes when the launcher goes, and the rank then ends
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=subprocess.PIPE,
+        # Ctrl-C must not cut the connection: the local ranks get it, and every rank learns of it
+        # at the next step and stops after it, as in one process.
+        start_new_session=True,
     )
     return _Rank(rank, plan.host, process)
 
