@@ -22,7 +22,7 @@ Prints seconds per step, scored completions per minute and peak RSS per leg, the
 rfai's step in FLOPs (counted from the shapes, step_flops.py) against this machine's float32
 matmul peak.
 
-    .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer] [--trl]
+    .venv/bin/python benchmarks/train_step.py [--steps 2] [--lora-layers 8] [--skip-peer] [--trl] [--rfai-nproc 2]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def run_measured(command: list[str], cwd: Path, env: dict) -> tuple[subprocess.C
     return result, usage.ru_maxrss / 2**20
 
 
-def rfai_leg(steps: int, layers: int, work: Path) -> dict:
+def rfai_leg(steps: int, layers: int, work: Path, nproc: int = 1) -> dict:
     config = f"""
 training:
   batch_size: {PROMPTS}
@@ -159,7 +159,8 @@ data:
   train_prompts: builtin
 """
     (work / "config.yaml").write_text(config)
-    result, peak = run_measured([sys.executable, "-m", "rfai_cli", "train", "--json"], work, dict(os.environ))
+    ranks = ["--nproc", str(nproc)] if nproc > 1 else []
+    result, peak = run_measured([sys.executable, "-m", "rfai_cli", "train", "--json", *ranks], work, dict(os.environ))
     if result.returncode:
         sys.exit(f"rfai train failed:\n{result.stderr[-2000:]}")
     metrics = [json.loads(line) for line in (work / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
@@ -273,12 +274,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--lora-layers", type=int, default=8)
     parser.add_argument("--skip-peer", action="store_true", help="leave out the mlx-lm-lora leg")
+    parser.add_argument(
+        "--rfai-nproc",
+        type=int,
+        default=1,
+        help="rfai's leg as this many ranks (`--nproc`; peak RSS is then one rank's)",
+    )
     parser.add_argument("--trl", action="store_true", help="add TRL's leg (installs torch, trl and peft in --trl-venv)")
     parser.add_argument("--trl-venv", type=Path, default=Path.home() / ".cache" / "rfai" / "bench-trl-venv")
     args = parser.parse_args()
     completions = PROMPTS * GROUP
     with tempfile.TemporaryDirectory() as root:
-        legs = {"rfai": rfai_leg(args.steps, args.lora_layers, Path(root))}
+        legs = {"rfai": rfai_leg(args.steps, args.lora_layers, Path(root), args.rfai_nproc)}
         if not args.skip_peer:
             (Path(root) / "peer").mkdir()
             legs["mlx-lm-lora"] = peer_leg(args.steps, args.lora_layers, Path(root) / "peer")

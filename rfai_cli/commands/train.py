@@ -127,10 +127,9 @@ def train(
         },
         assignments=assignments or (),
     )
-    if nproc > 1 or hostfile is not None or backend is not None or starting_port is not None:
-        launched = _launch(nproc, hostfile, backend, starting_port)
-        if launched is not None:
-            raise typer.Exit(launched)
+    launched = _launch(nproc, hostfile, backend, starting_port)
+    if launched is not None:
+        raise typer.Exit(launched)
     from ..data.layout import dataset_lock
     from ..data.prompts import held_out_source, load_prompts, prompt_source
     from ..train.distributed import init_world
