@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import REPO, RFAI
 from test_train import TRAIN_ENV, config_text, twin_runs
+from test_train_distributed import gone
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -82,6 +83,11 @@ def _hostfile(directory: Path, remote: str) -> Path:
     return path
 
 
+def _over_hosts(hostfile: Path, *args: str) -> list[str]:
+    """`rfai train` over `hostfile`, its ring on free ports of this machine."""
+    return [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", str(_free_port()), *args]
+
+
 def _remote_rank(deadline: float) -> int:
     """The pid of the rank started through ssh (its launcher variable says so)."""
     while time.monotonic() < deadline:
@@ -104,10 +110,8 @@ def test_a_run_over_ssh_gives_the_adapters_of_the_same_run_on_one_machine(tmp_pa
     env = {**TRAIN_ENV, "PATH": ssh_host.path, "OPENBLAS_NUM_THREADS": "1"}
     done = subprocess.run([*RFAI, "train", "--nproc", "2"], cwd=local, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    hostfile = _hostfile(hosts, ssh_host.name)
-    port = str(_free_port())
     ran = subprocess.run(
-        [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", port],
+        _over_hosts(_hostfile(hosts, ssh_host.name)),
         cwd=hosts,
         env=env,
         capture_output=True,
@@ -127,7 +131,7 @@ def test_a_remote_rank_that_hangs_is_named_with_its_host_and_ended_there(tmp_pat
     (run_dir / "config.yaml").write_text(config_text(tiny_model_dir, 6, "  rank_timeout: 15\n"))
     hostfile = _hostfile(run_dir, ssh_host.name)
     run = subprocess.Popen(
-        [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", str(_free_port())],
+        _over_hosts(hostfile),
         cwd=run_dir,
         env={**TRAIN_ENV, "PATH": ssh_host.path},
         stdout=subprocess.DEVNULL,
@@ -143,7 +147,7 @@ def test_a_remote_rank_that_hangs_is_named_with_its_host_and_ended_there(tmp_pat
     assert run.returncode == 1, text
     assert f"rank 1 (host rfai-remote, pid {remote}) did not arrive within training.rank_timeout" in text
     time.sleep(0.5)
-    assert not Path(f"/proc/{remote}").exists() or "zombie" in Path(f"/proc/{remote}/status").read_text()
+    assert gone(remote)
 
 
 @pytest.mark.parametrize(
@@ -191,8 +195,9 @@ def test_ctrl_c_stops_the_ranks_on_every_host_after_the_step_and_resume_continue
     (run_dir / "config.yaml").write_text(config_text(tiny_model_dir, 8))
     hostfile = _hostfile(run_dir, ssh_host.name)
     env = {**TRAIN_ENV, "PATH": ssh_host.path}
-    command = [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", str(_free_port())]
-    run = subprocess.Popen(command, cwd=run_dir, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = subprocess.Popen(
+        _over_hosts(hostfile), cwd=run_dir, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     remote = _remote_rank(deadline)
     while not (run_dir / "checkpoints" / "checkpoint-000002").exists() and time.monotonic() < deadline:
@@ -202,10 +207,9 @@ def test_ctrl_c_stops_the_ranks_on_every_host_after_the_step_and_resume_continue
     assert run.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr and "lost contact" not in stderr
     assert not (run_dir / "checkpoints" / "checkpoint-000008").exists()
-    assert not Path(f"/proc/{remote}").exists() or "zombie" in Path(f"/proc/{remote}/status").read_text()
-    port = str(_free_port())
+    assert gone(remote)
     resumed = subprocess.run(
-        [*RFAI, "train", "--hostfile", str(hostfile), "--starting-port", port, "--resume"],
+        _over_hosts(hostfile, "--resume"),
         cwd=run_dir,
         env=env,
         capture_output=True,
@@ -214,3 +218,12 @@ def test_ctrl_c_stops_the_ranks_on_every_host_after_the_step_and_resume_continue
     )
     assert resumed.returncode == 0, resumed.stderr
     assert (run_dir / "checkpoints" / "checkpoint-000008").exists()
+
+
+def test_a_hostfile_of_one_host_runs_one_process(rfai, tmp_path, tiny_model_dir):
+    """A ring of one rank waits for itself forever: one host is one ordinary process."""
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2))
+    (tmp_path / "hosts.json").write_text('[{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]}]')
+    result = rfai("train", "--hostfile", "hosts.json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "checkpoints" / "checkpoint-000002").exists()

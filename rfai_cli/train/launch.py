@@ -73,7 +73,10 @@ class _Rank:
     def end(self) -> None:
         """SIGKILL (which also ends a stopped process), on its own host for a remote rank."""
         if self.remote and self.pid is not None:
-            subprocess.run(_ssh(self.host, f"kill -9 {self.pid}"), capture_output=True, timeout=30, check=False)
+            try:
+                subprocess.run(_ssh(self.host, f"kill -9 {self.pid}"), capture_output=True, timeout=30, check=False)
+            except subprocess.TimeoutExpired:  # the host is unreachable: closing the connection below is all there is
+                pass
         self.process.kill()
         self.process.wait()
 
@@ -93,6 +96,8 @@ def launch_hosts(args: list[str], hostfile: Hostfile, backend: str, starting_por
     """Run `rfai train ARGS` as one rank per entry of `hostfile`, on `backend`; the worst exit status."""
     plans = [_Plan(host, _env_pairs(hostfile.envs)) for host in hostfile.hosts]
     hosts = hostfile.hosts
+    if len(hosts) == 1:  # one process, no group (a ring of one would wait for itself forever)
+        return _run(args, plans, "--hostfile")
     if backend == "ring":
         if any(not host.ips for host in hosts):
             raise InputError("--backend ring: every host in --hostfile needs 'ips', the addresses the ranks connect to")
