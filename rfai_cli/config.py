@@ -15,11 +15,8 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from . import yaml_input
+from . import DEFAULT_CONFIG_FILE, yaml_input
 from .errors import ConfigError
-
-DEFAULT_CONFIG_FILE = Path("config.yaml")
-
 
 DAY = 86_400.0  # no single program, request or backoff may be given longer than a day
 MAX_MB = 1 << 20  # 1 TiB: beyond any machine, and within every OS's limit arithmetic
@@ -232,7 +229,7 @@ def load_config(
     line, or `--set`, where the bad key came from.
     """
     explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_CONFIG_FILE
+    path = Path(path if explicit else DEFAULT_CONFIG_FILE)
     if not explicit and not path.exists():
         raw, lines, source = {}, {}, None
     else:

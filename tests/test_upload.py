@@ -422,4 +422,5 @@ def test_stats_reads_a_dataset_on_the_hub(rfai, hub, dataset):
     assert figures["by"]["split"].keys() == local["by"]["split"].keys()
     missing = rfai("stats", "hf://datasets/alice/no-such-data", env=hub.env())
     assert missing.returncode == 1 and "alice/no-such-data: dataset repo not found" in missing.stderr
+    assert "the token may read it" in missing.stderr and "write" not in missing.stderr  # a read's advice
     assert WRITE_TOKEN not in missing.stderr

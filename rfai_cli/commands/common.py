@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import DEFAULT_CONFIG_FILE
+
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="YAML config (default: ./config.yaml when present).", show_default=False),
@@ -123,3 +125,14 @@ class SkipWarnings:
                 f"warning: skipped {self.count} malformed lines in all ({self.count - self.limit} not shown)",
                 file=sys.stderr,
             )
+
+
+def reject_broken_config(path: Optional[Path]) -> None:
+    """For the commands that use no setting (stats, filter): every command rejects a broken
+    config.yaml alike. With no file there is nothing to reject, and the config's schema (pydantic,
+    a tenth of a second of every start) is not loaded."""
+    if path is None and not Path(DEFAULT_CONFIG_FILE).exists():
+        return
+    from ..config import load_config
+
+    load_config(path)

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import InputError
 from ..records import SAMPLE_SOURCES
-from .common import CarefulOption, ConfigOption, QuietOption, SkipWarnings, StrictOption
+from .common import CarefulOption, ConfigOption, QuietOption, SkipWarnings, StrictOption, reject_broken_config
 
 
 class OutputFormat(str, Enum):
@@ -94,9 +94,7 @@ def filter_rows(
     config: ConfigOption = None,
 ) -> None:
     """Select rows of a dataset file by score, language, top-k; dedupe; drop secrets."""
-    from ..config import load_config
-
-    load_config(config)  # read for its errors only: every command rejects a broken config.yaml alike
+    reject_broken_config(config)
     from ..data.filter import FilterSpec, filter_rows
 
     run_filter = partial(filter_rows, careful=careful)

@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_config
 from ..console import print_json, progress_enabled, stderr
 from ..records import STDIN
 from .common import ConfigOption, JsonOption, QuietOption, SetOption, StrictOption
@@ -40,6 +39,7 @@ def score(
     """(Re)score rows that already hold code: student_score, teacher_score, breakdowns, sources, test results, reward."""
     from contextlib import nullcontext
 
+    from ..config import load_config
     from ..rollout import build_scorer
     from ..scoring.rescore import rescore
     from ..teachers import build_teacher

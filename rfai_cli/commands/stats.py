@@ -8,7 +8,15 @@ import typer
 
 from ..console import print_json
 from ..errors import InputError
-from .common import CarefulOption, ConfigOption, JsonOption, QuietOption, SkipWarnings, StrictOption
+from .common import (
+    CarefulOption,
+    ConfigOption,
+    JsonOption,
+    QuietOption,
+    SkipWarnings,
+    StrictOption,
+    reject_broken_config,
+)
 
 _FIGURES = ("count", "mean", "std", "min", "p10", "median", "p90", "max")
 _SCORES = ("student_score", "teacher_score", "reward")
@@ -58,9 +66,7 @@ def stats(
     config: ConfigOption = None,
 ) -> None:
     """Statistics of dataset files: scores, rewards, languages, splits, test pass rates, pass@k."""
-    from ..config import load_config
-
-    load_config(config)  # read for its errors only: every command rejects a broken config.yaml alike
+    reject_broken_config(config)
     from ..data.stats import DEFAULT_BY, compute_stats
 
     ks = _parse_ks(pass_at)
@@ -81,9 +87,13 @@ def stats(
 
 def _local(source: str) -> str:
     """A Hub dataset (`hf://datasets/OWNER/NAME`) as its downloaded directory; anything else as given."""
-    from ..data.hub import HUB_DATASET, downloaded_dataset
+    from ..data.layout import HUB_DATASET
 
-    return str(downloaded_dataset(source)) if source.startswith(HUB_DATASET) else source
+    if not source.startswith(HUB_DATASET):
+        return source
+    from ..data.hub import downloaded_dataset
+
+    return str(downloaded_dataset(source))
 
 
 def _check_fields(by: List[str], result: dict) -> None:

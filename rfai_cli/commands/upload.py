@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_config
 from ..console import print_json, progress_enabled, stderr, stdout
 from ..errors import InputError
 from .common import ConfigOption, JsonOption, QuietOption, SetOption
@@ -95,6 +94,7 @@ def upload(
     quiet: QuietOption = False,
 ) -> None:
     """Publish the dataset splits as a dataset repo on the Hugging Face Hub."""
+    from ..config import load_config
     from ..data.hub import upload_dataset
     from ..data.parquet import parse_size
 

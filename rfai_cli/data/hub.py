@@ -24,7 +24,7 @@ from ..errors import InputError, RfaiError, first_line
 from ..output import write_bytes
 from ..records import SPLITS
 from ..repo_ids import check_repo_id
-from .layout import CARD_FILE
+from .layout import CARD_FILE, HUB_DATASET
 from .parquet import DEFAULT_MAX_SHARD_SIZE, write_shards
 from .splitcheck import SecretHit, SplitCheck, check_split, merge_schemas
 
@@ -371,9 +371,6 @@ def _default_message(checks: list[SplitCheck], fmt: str) -> str:
 # ---------------------------------------------------------------------------- talking to the Hub
 
 
-HUB_DATASET = "hf://datasets/"  # as pandas, polars and DuckDB spell a dataset on the Hub
-
-
 def downloaded_dataset(source: str) -> Path:
     """The local copy, in the Hub cache, of the split files of `hf://datasets/OWNER/NAME[@REVISION]`
     (JSONL as rfai uploads it, or Parquet shards); a second read downloads nothing new."""
@@ -392,7 +389,7 @@ def downloaded_dataset(source: str) -> Path:
             allow_patterns=["*.jsonl", "*.jsonl.gz", "*.parquet", "data/*.parquet"],
         )
     except Exception as exc:  # every library/HTTP failure becomes one line without the token
-        raise hub_error(exc, UploadResult(repo_id, "", revision or "main", tok.source, []), tok) from None
+        raise hub_error(exc, UploadResult(repo_id, "", revision or "main", tok.source, []), tok, reading=True) from None
     return Path(path)
 
 
@@ -571,17 +568,20 @@ def human_size(size: float) -> str:
     return f"{size:.1f} GB"  # pragma: no cover
 
 
-def hub_error(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
-    """One line for each failure the seed's troubleshooting lists, and a plain one for the rest."""
+def hub_error(exc: Exception, result: UploadResult, tok: Token, reading: bool = False) -> RfaiError:
+    """One line for each failure the seed's troubleshooting lists, and a plain one for the rest.
+    `reading`: the failure was a download (`stats hf://...`), so the advice is about reading."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     repo_id, namespace = result.repo_id, result.repo_id.split("/")[0]
     status = getattr(getattr(exc, "response", None), "status_code", None)
+    action = "download" if reading else "upload"
     if isinstance(exc, RepositoryNotFoundError):
+        access = "that it is public or the token may read it" if reading else f"that you may write under '{namespace}'"
         message = (
             f"{repo_id}: {result.repo_type} repo not found, or the token from {tok.source} has no access to it "
-            f"(check the name, and that you may write under '{namespace}')"
+            f"(check the name, and {access})"
         )
     elif isinstance(exc, RevisionNotFoundError):
         message = f"{repo_id}: revision '{result.revision}' not found"
@@ -590,22 +590,27 @@ def hub_error(exc: Exception, result: UploadResult, tok: Token) -> RfaiError:
             f"authentication failed: the Hub rejected the token from {tok.source} "
             "(check it is complete and not expired; tokens are at https://huggingface.co/settings/tokens)"
         )
+    elif status == 403 and reading:
+        message = (
+            f"permission denied on {repo_id}: the token from {tok.source} cannot read it "
+            "(a gated dataset needs its terms accepted on the Hub by the token's owner)"
+        )
     elif status == 403:
         message = (
             f"permission denied on {repo_id}: the token from {tok.source} cannot write there "
             f"(use a token with write access, and check you are a member of '{namespace}')"
         )
     elif isinstance(exc, httpx2.TimeoutException) or status in (502, 503, 504):
-        message = (
-            "upload timed out after the client's retries. Re-run the same command to resume (data already sent "
-            "is not sent again); on a slow link try --format parquet with a smaller --max-shard-size"
-        )
+        resume = "files already downloaded are kept" if reading else "data already sent is not sent again"
+        message = f"{action} timed out after the client's retries. Re-run the same command to resume ({resume})"
+        if not reading:
+            message += "; on a slow link try --format parquet with a smaller --max-shard-size"
     elif isinstance(exc, httpx2.TransportError):
         message = f"cannot reach the Hub: {exc} (check the connection, or HF_ENDPOINT)"
     elif isinstance(exc, HfHubHTTPError):
-        message = f"the Hub refused the upload (HTTP {status}): {first_line(getattr(exc, 'server_message', None) or str(exc))}"
+        message = f"the Hub refused the {action} (HTTP {status}): {first_line(getattr(exc, 'server_message', None) or str(exc))}"
     elif isinstance(exc, (ValueError, OSError)):
-        message = f"upload failed: {first_line(str(exc))}"
+        message = f"{action} failed: {first_line(str(exc))}"
     else:
         raise exc  # a bug, not a user error: keep the traceback
     return RfaiError(_scrub(message, tok))

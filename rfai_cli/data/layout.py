@@ -28,6 +28,7 @@ from ..records import SPLITS
 LOCK_FILE = ".rfai.lock"
 CARD_FILE = "README.md"
 RUN_FILE = "run.json"
+HUB_DATASET = "hf://datasets/"  # as pandas, polars and DuckDB spell a dataset on the Hub
 CURVES_FILE = "training_curves.png"  # `rfai train`'s curves, embedded in the card
 REWARD_FORMULA = "min(cap, student_score / max(teacher_score, floor))"
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 
 from ..errors import InputError
 from ..records import iter_lines, parse_line
-from .splitcheck import SplitCheck
+
+if TYPE_CHECKING:  # stats reads Parquet without the upload's checks (and their secret scanner's start-up)
+    from .splitcheck import SplitCheck
 
 DEFAULT_MAX_SHARD_SIZE = 500 * 1000**2  # the default of datasets' push_to_hub
 _ROW_GROUP_ROWS = 10_000
