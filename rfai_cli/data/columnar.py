@@ -42,9 +42,6 @@ FORGIVEN_SYNTAX = (
 )
 SCAN_BYTES = 16 << 20
 BATCH_ROWS = 1 << 16
-# How far DuckDB may read ahead of the caller: several batches, so that its threads parse while
-# Python counts the last batch (at its 10 MiB default they waited for every batch).
-STREAM_BUFFER = "64MB"
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
 
 
@@ -287,7 +284,6 @@ def read_batches(
     finished = False
     try:
         connection.execute("SET enable_progress_bar = false")  # it would draw on our stderr
-        connection.execute(f"SET streaming_buffer_size = '{STREAM_BUFFER}'")
         for batch in connection.sql(query).to_arrow_reader(BATCH_ROWS):
             if pc.any(batch.column("doubt")).as_py():
                 raise Unvouched("a row whose fields the fast path cannot vouch for")
