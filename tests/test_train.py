@@ -501,6 +501,30 @@ def test_bad_training_input_is_one_line(rfai, tmp_path, tiny_model_dir):
     assert "was trained with model.base_model = " in message and "--force" in message
 
 
+def test_a_resume_of_a_finished_run_changes_nothing_and_a_higher_max_steps_goes_on(rfai, tmp_path, tiny_model_dir):
+    """A finished run resumed samples nothing again: its files stay byte for byte (an upload after it
+    makes no new commit); raising --max-steps trains on, evaluating once more at the new end."""
+    (tmp_path / "config.yaml").write_text(config_text(tiny_model_dir, 2))
+    assert rfai("train").returncode == 0
+    datasets = tmp_path / "datasets"
+    before = published_files(datasets)
+    again = rfai("train", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert published_files(datasets) == before
+    assert "already complete" in again.stdout
+    longer = rfai("train", "--resume", "--max-steps", "4", "--json")
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads(longer.stdout)["steps"] == 4
+    evaluated = [row["step"] for row in rows(datasets / "evaluation.jsonl")]
+    assert evaluated == [0] * 2 + [2] * 2 + [4] * 2  # eval_limit 2, eval_samples 1: once per end, none twice
+    assert (datasets / "evaluation.jsonl").read_bytes().startswith(before["evaluation.jsonl"])
+
+
+def published_files(directory: Path) -> dict[str, bytes]:
+    """What an upload of `directory` would send, by name (not the lock file, which holds a pid)."""
+    return {path.name: path.read_bytes() for path in directory.iterdir() if not path.name.startswith(".")}
+
+
 def test_every_training_key_is_in_the_resume_fingerprint_or_safe_to_change():
     from rfai_cli.config import Config, TrainingSettings
     from rfai_cli.runs import SAFE_ON_RESUME, TRAINED_WITH, fingerprint

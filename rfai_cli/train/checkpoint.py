@@ -39,6 +39,7 @@ class TrainState:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     nonfinite_in_a_row: int = 0
     kl_beta: float | None = None  # the adaptive KL controller's current weight (None: training.kl_beta)
+    evaluated_at: int | None = None  # the step whose final evaluation the split files hold
 
 
 def latest(directory: str | Path) -> Path | None:
@@ -80,6 +81,18 @@ def save(
     for old in sorted(p for p in directory.glob(f"{PREFIX}*") if p.is_dir())[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def rewrite_state(directory: str | Path, state: TrainState) -> None:
+    """Replace the state of checkpoint-STEP (state.step's, already saved) in one rename."""
+    target = Path(directory) / f"{PREFIX}{state.step:06d}" / "state.json"
+    staging = target.with_name(".state.json.tmp")
+    try:
+        staging.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        os.replace(staging, target)
+    except OSError as exc:
+        staging.unlink(missing_ok=True)
+        raise RfaiError(f"{target}: cannot write the run's state: {exc.strerror or exc}") from None
 
 
 def write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:

@@ -56,11 +56,17 @@ def run_train(
     try:
         trainer = Trainer(config, tasks, dataset_dir, world, notice)
         trainer.restore(resume, force)
+        if trainer.complete():  # nothing to sample again: publish what the run wrote (a retry, if that failed)
+            trainer.summary.ended = (
+                "already complete, its final evaluation written; raise training.max_steps or training.epochs to go on"
+            )
+            return trainer.finish()
         with trainer.opened(validation or [], evaluation or [], prompt_source):
             if trainer.state.step == 0:
                 trainer.evaluate("evaluation")  # before training: what the run is compared with at the end
             _steps_until_stopped(trainer, on_step if world.is_main else None)
             trainer.evaluate("evaluation")  # ... and after
+            trainer.evaluated()
         return trainer.finish()
     except RuntimeError as exc:
         error = lost_peer(exc)

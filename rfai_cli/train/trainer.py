@@ -9,7 +9,7 @@ import shutil
 import signal
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from .curves import write_curves
 from .distributed import World
 from .grpo import LossSettings
 from .metrics import MetricsLog
-from .plan import learning_rate_schedule, rank_seed, step_seed
+from .plan import learning_rate_schedule, next_batch, rank_seed, step_seed
 from .reporting import Reporters, check_sinks
 from .resume import resume_decision
 
@@ -264,6 +264,22 @@ class Trainer:
             )
             self.summary.checkpoint = str(path)
         self.saved_at = self.state.step
+
+    def evaluated(self) -> None:
+        """Record in the last checkpoint that the final evaluation is written, with the files'
+        lengths after it: a resume from there keeps those rows instead of sampling them again."""
+        self.state.evaluated_at = self.state.step
+        self.completed = self.file_sizes()
+        if self.world.is_main and self.state.step == self.saved_at > 0:
+            self.state.dataset_bytes = self.completed
+            checkpoint.rewrite_state(self.output_dir, self.state)
+
+    def complete(self) -> bool:
+        """Resumed after the final evaluation, with no step left to take."""
+        state, training = self.state, self.training
+        if state.evaluated_at != state.step or not state.step:
+            return False
+        return state.step >= training.max_steps or next_batch(replace(state), len(self.tasks), training) is None
 
     def interrupted(self) -> None:
         if self.state.step > 0:  # the interrupted step's rows are cut back when the run resumes
