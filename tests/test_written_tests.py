@@ -12,7 +12,7 @@ import pytest
 from support.chat_server import ChatServer
 from test_collect import config_file, rows_of
 
-from rfai_cli.scoring import Scorer
+from rfai_cli.scoring import ScoreItem, Scorer
 from rfai_cli.scoring.written_tests import check_tests, parse_tests, stub_of
 
 needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc not installed")
@@ -78,6 +78,48 @@ def test_cpp_tests_are_checked_by_compiling_them_with_the_solution(scorer):
 def test_rust_tests_are_checked_by_compiling_them_with_the_solution(scorer):
     checked = check_tests(scorer, "rust", parse_tests(TESTS["rust"], "rust"), SOLUTIONS["rust"], None)
     assert checked.cases == ["assert_eq!(twice(2), 4);", "assert_eq!(twice(5), 10);"], checked.reason
+
+
+# The teacher's function, the same function correct under the student's own name (with a helper
+# the tests must not be pointed at), a wrong one under that name, and the teacher's tests.
+UNNAMED = {
+    "python": (
+        "def is_palindrome(text):\n    return text == text[::-1]\n",
+        "def _clean(s):\n    return s.lower()\n\n\ndef check_palindrome(s):\n    return _clean(s) == _clean(s)[::-1]\n",
+        "def check_palindrome(s):\n    return True\n",
+        ['assert is_palindrome("abba")', 'assert not is_palindrome("abc")', "assert is_palindrome('')"],
+    ),
+    "cpp": (
+        "int add_two(int a, int b) { return a + b; }\n",
+        "int twice(int n) { return 2 * n; }\nint sum_of(int x, int y) { return x + y; }\n",
+        "int sum_of(int x, int y) { return x * y; }\n",
+        ["assert(add_two(1, 2) == 3);", "assert(add_two(-4, 4) == 0);"],
+    ),
+    "rust": (
+        "pub fn add_two(a: i32, b: i32) -> i32 {\n    a + b\n}\n",
+        "fn twice(n: i32) -> i32 {\n    2 * n\n}\n\npub fn sum_of(x: i32, y: i32) -> i32 {\n    x + twice(y) - y\n}\n",
+        "pub fn sum_of(x: i32, y: i32) -> i32 {\n    x * y\n}\n",
+        ["assert_eq!(add_two(1, 2), 3);", "assert_eq!(add_two(-4, 4), 0);"],
+    ),
+}
+
+
+@pytest.mark.parametrize("language", ["python", "cpp", pytest.param("rust", marks=needs_rustc)])
+def test_tests_call_the_students_function_when_the_prompt_never_named_one(scorer, language):
+    """The teacher's tests call its own name; a student never told it is tested under its own."""
+    reference, renamed, wrong, cases = UNNAMED[language]
+    expected = "is_palindrome" if language == "python" else "add_two"
+    unnamed = {"prompt": "Write a function that checks the thing.", "language": language, "tests": cases}
+    result = scorer.score(ScoreItem(unnamed, [renamed, wrong, reference], reference))
+    right, bad, teachers = (student.tests for student in result.students)
+    assert right["passed"] == right["total"] == len(cases), right
+    assert f"the tests call '{expected}'" in right["notes"][0] and "as this code's" in right["notes"][0]
+    assert bad["passed"] < bad["total"]  # the mapping runs the student's code; it cannot make it right
+    assert teachers["passed"] == len(cases) and not any("the tests call" in n for n in teachers.get("notes", []))
+    # A prompt that names the function leaves it to the student to use that name: no mapping.
+    named = {**unnamed, "prompt": f"Write `{expected}`, a function that checks the thing."}
+    followed_not = scorer.score(ScoreItem(named, [renamed], reference)).students[0].tests
+    assert followed_not["passed"] == 0 and not any("the tests call" in n for n in followed_not.get("notes", []))
 
 
 def scripted_teacher(messages: list[dict]) -> str:

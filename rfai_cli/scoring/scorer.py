@@ -39,6 +39,7 @@ from .rubric import (
 )
 from .sandbox import Limits, Sandbox
 from .static import WARNING_PENALTY, StaticReport, analyze, clamp
+from .tested_names import in_student_names
 
 MAX_NOTES = 5
 
@@ -136,6 +137,7 @@ class _Evaluation:
     build: TestOutcome | None  # without tests: compiled (c++/rust) or loaded and run (python)
     verdict: JudgeVerdict | None
     entry_point: str | None = None
+    tested_as: str | None = None  # the tests' function mapped to this code's (tested_names.py)
 
 
 class Scorer:
@@ -199,7 +201,14 @@ class Scorer:
         def submit(item: ScoreItem, answer: str) -> Future:
             code = extract_code(answer, item.language)
             cases = test_cases(item.row)
-            key = (item.language, code, tuple(cases), item.row.get("entry_point"), item.row.get("prompt"))
+            key = (
+                item.language,
+                code,
+                tuple(cases),
+                item.row.get("entry_point"),
+                item.row.get("prompt"),
+                item.teacher_code,
+            )
             if key not in cache:
                 cache[key] = self._pool.submit(self._evaluate, item, code, cases)
             return cache[key]
@@ -217,6 +226,11 @@ class Scorer:
         language = item.language
         static = analyze(code, language)
         tests = build = None
+        tested_as = None
+        if cases and item.teacher_code is not None:
+            reference = analyze(extract_code(item.teacher_code, language), language).implemented
+            prompt = str(item.row.get("prompt", ""))
+            cases, tested_as = in_student_names(cases, language, prompt, reference, static.implemented, code)
         if not code.strip():  # nothing to run or judge
             if cases:
                 tests = TestOutcome(0, len(cases), reason="empty answer")
@@ -245,7 +259,7 @@ class Scorer:
                 verdict = self.judge.judge(str(item.row.get("prompt", "")), code, language)
             except Exception as exc:  # a judge bug must not lose the measured scores
                 verdict = JudgeVerdict.unavailable(f"judge failed: {type(exc).__name__}: {exc}")
-        return _Evaluation(static, tests, build, verdict, entry_point=item.row.get("entry_point"))
+        return _Evaluation(static, tests, build, verdict, item.row.get("entry_point"), tested_as)
 
     def _assemble(self, students: list[Future], teacher: Future | None) -> ScoreResult:
         teacher_eval = teacher.result() if teacher is not None else None
@@ -281,6 +295,8 @@ class Scorer:
         values["correctness"], sources["correctness"], why = self._correctness(ev, judged)
         if why:
             notes.insert(0, why)
+        if ev.tested_as:
+            notes.insert(0, ev.tested_as)
         if ev.tests is not None:
             tests.update(passed=ev.tests.passed, total=ev.tests.total)
             if ev.tests.cpu is not None:

@@ -362,7 +362,7 @@ def _closing_parens(code: str) -> dict[int, int]:
     return pairs
 
 
-def _function_starts(code: str, language: str) -> list[tuple[str, int]]:
+def function_starts(code: str, language: str) -> list[tuple[str, int]]:
     """(name, offset of the name) of each function definition in C++/Rust source."""
     if language == "rust":
         return [(m["name"], m.start("name")) for m in _RUST_FUNCTION.finditer(code)]
@@ -388,7 +388,7 @@ def function_bodies(code: str, language: str) -> list[tuple[int, int]]:
     """(offset of `{`, offset of its `}`) of each outermost function body in C++/Rust source."""
     bare = blank_comments_and_strings(code)
     bodies: list[tuple[int, int]] = []
-    for _, start in _function_starts(code, language):
+    for _, start in function_starts(code, language):
         opening = bare.find("{", start)
         if opening < 0 or ";" in bare[start:opening] or (bodies and opening < bodies[-1][1]):
             continue  # no body (a declaration), or inside a body already found
@@ -413,7 +413,7 @@ def analyze_braces(code: str, language: str) -> StaticReport:
 
 def brace_function_names(code: str, language: str) -> list[str]:
     """Functions defined in C++/Rust source (main and keywords excepted)."""
-    return [name for name, _ in _function_starts(code, language) if name not in _NOT_FUNCTIONS]
+    return [name for name, _ in function_starts(code, language) if name not in _NOT_FUNCTIONS]
 
 
 def brace_documentation(code: str, language: str) -> float:
@@ -421,7 +421,7 @@ def brace_documentation(code: str, language: str) -> float:
     lines = code.splitlines()
     breaks = [match.start() for match in re.finditer("\n", code)]  # the line of an offset, by bisection
     functions = []
-    for name, start in _function_starts(code, language):
+    for name, start in function_starts(code, language):
         if name in _NOT_FUNCTIONS:
             continue
         line = bisect.bisect_left(breaks, start)
