@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import InputError
 from .distributed import BACKEND_ENV, RANK_TIMEOUT_EXIT
@@ -159,14 +160,19 @@ def _run(args: list[str], plans: list[_Plan], how: str) -> int:
         forwarders = [threading.Thread(target=_forward, args=(rank,), daemon=True) for rank in ranks]
         for thread in forwarders:
             thread.start()
-        # Ctrl-C reaches the local ranks from the terminal, and the others through them; the launcher only waits.
-        previous = signal.signal(signal.SIGINT, lambda *_: None)
+        # Ctrl-C reaches the local ranks from the terminal, and the others through them; the launcher
+        # only waits, and counts: after a second one the local ranks stop at once, and the remote ranks'
+        # lost contact is its consequence, not a failure to report.
+        presses: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda *_: presses.append(1))
         try:
-            codes = _wait(ranks, how)
+            codes = _wait(ranks, how, stopped_at_once=lambda: len(presses) > 1)
         finally:
             signal.signal(signal.SIGINT, previous)
         for thread in forwarders:
             thread.join(timeout=5)
+    if len(presses) > 1:
+        return 130
     status = worst(codes)
     return 1 if status == RANK_TIMEOUT_EXIT else status  # a runtime failure, said in the lines above
 
@@ -230,12 +236,13 @@ def _forward(rank: _Rank) -> None:
         sys.stderr.flush()
 
 
-def _wait(ranks: list[_Rank], how: str) -> list[int]:
+def _wait(ranks: list[_Rank], how: str, stopped_at_once: Callable[[], bool]) -> list[int]:
     failed_at, reported = None, set()
     while True:
         codes = [rank.process.poll() for rank in ranks]
         for rank, code in zip(ranks, codes):
-            if code not in (None, 0, 130) and rank.index not in reported:  # name the rank that went first
+            failed = code not in (None, 0, 130) and not stopped_at_once()
+            if failed and rank.index not in reported:  # name the rank that went first
                 reported.add(rank.index)
                 what = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
                 sys.stderr.write(f"rfai train {how}: {rank.name} {what}\n")
