@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -326,3 +332,37 @@ def test_an_answers_own_syntax_warnings_stay_out_of_rfais_output():
         warnings.simplefilter("always")
         analyze('def f(x):\n    """Match digits."""\n    return "\\d" in x\n', "python")
     assert [str(w.message) for w in caught] == []
+
+
+# A scorer in a process of its own that, as `rfai train` and `collect` do on a first Ctrl-C,
+# handles SIGINT to finish its work, and is interrupted while a program runs in the sandbox.
+CTRL_C_DURING_A_PROGRAM = """
+import json, signal
+from rfai_cli.scoring import ScoreItem, Scorer
+signal.signal(signal.SIGINT, lambda *_: print("stopping after this", flush=True))
+row = {"prompt": "p", "language": "python", "tests": ["assert f() == 1"]}
+with Scorer() as scorer:
+    scorer.score(ScoreItem(row, ["def f():\\n    return 1\\n"]))
+    print("ready", flush=True)
+    slow = "import time\\ndef f():\\n    time.sleep(2)\\n    return 1\\n"
+    print(json.dumps(scorer.score(ScoreItem(row, [slow])).students[0].tests), flush=True)
+"""
+
+
+def test_a_ctrl_c_in_the_terminal_does_not_kill_the_sandbox_mid_program():
+    """The terminal sends Ctrl-C to its whole process group; the sandbox's server must not be in
+    it, or the program running in it dies and the step that should finish fails instead."""
+    scorer = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_DURING_A_PROGRAM],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
+    )
+    assert scorer.stdout.readline() == "ready\n"
+    time.sleep(0.7)  # the slow program is running
+    os.killpg(scorer.pid, signal.SIGINT)
+    out, err = scorer.communicate(timeout=60)
+    assert scorer.returncode == 0, err
+    assert out.splitlines()[0] == "stopping after this"
+    assert json.loads(out.splitlines()[-1])["passed"] == 1

@@ -186,6 +186,9 @@ class Sandbox:
                 env=env,
                 cwd="/",
                 close_fds=True,
+                # Out of the terminal's process group: a Ctrl-C meant for rfai (which finishes its
+                # step) would kill the server and the program it runs. rfai's exit closes our stdin.
+                process_group=0,
             )
             started, _, _ = select.select([proc.stdout], [], [], 60)
             hello = proc.stdout.readline() if started else b""
