@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from support.chat_server import ChatServer
 from test_collect import config_file, rows_of
 
 from rfai_cli.scoring import ScoreItem, Scorer
+from rfai_cli.scoring.tested_names import in_student_names
 from rfai_cli.scoring.written_tests import check_tests, parse_tests, stub_of
 
 needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc not installed")
@@ -120,6 +122,18 @@ def test_tests_call_the_students_function_when_the_prompt_never_named_one(scorer
     named = {**unnamed, "prompt": f"Write `{expected}`, a function that checks the thing."}
     followed_not = scorer.score(ScoreItem(named, [renamed], reference)).students[0].tests
     assert followed_not["passed"] == 0 and not any("the tests call" in n for n in followed_not.get("notes", []))
+
+
+@pytest.mark.parametrize("language", ["python", "cpp"])
+def test_reading_hostile_tests_for_names_takes_time_in_proportion_to_them(language):
+    """Thousands of unclosed or nested calls (a hostile dataset's tests): a reading that walks each
+    call's brackets anew took 64 s on 56 kB; one pass takes milliseconds."""
+    call = "is_pal(" if language == "python" else "add_two("
+    reference, student = frozenset({call[:-1]}), frozenset({"check"})
+    for case in [f"assert {call * 7000}", f"assert {call * 3500}1{')' * 3500}"]:
+        started = time.perf_counter()
+        in_student_names([case], language, "a prompt", reference, student, "int check(int x) { return x; }")
+        assert time.perf_counter() - started < 2
 
 
 def scripted_teacher(messages: list[dict]) -> str:

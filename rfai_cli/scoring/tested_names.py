@@ -22,6 +22,9 @@ import tokenize
 
 from .static import blank_comments_and_strings, function_starts
 
+# Beyond this much test and code text nothing is mapped: tests or answers this long were not
+# written for one function, and the reading below costs time in proportion to the text.
+MAX_CHARS = 64_000
 _BRACE_CALL = re.compile(r"(?<![\w.:>])(?P<name>[A-Za-z_]\w*)[ \t\n]*\(")
 
 
@@ -32,6 +35,8 @@ def in_student_names(
     call the reference's by a name the student could not know; with a note saying so (None: the
     cases as they were). Only a function that takes as many arguments as the cases pass is a
     candidate."""
+    if len(code) + sum(map(len, cases)) > MAX_CHARS:
+        return cases, None
     called = set().union(*(_calls(case, language) for case in cases))
     unknown = sorted(
         name for name in called & reference - student if not re.search(rf"(?<!\w){re.escape(name)}(?!\w)", prompt)
@@ -77,20 +82,12 @@ def _call_sites(case: str, language: str) -> list[tuple[str, int]]:
     ]
 
 
-def _renamed(case: str, old: str, new: str, language: str) -> str:
-    """The case with its calls of `old` made calls of `new`."""
-    for name, offset in sorted(_call_sites(case, language), key=lambda site: -site[1]):
-        if name == old:
-            case = case[:offset] + new + case[offset + len(old) :]
-    return case
-
-
 def _argument_counts(case: str, name: str, language: str) -> list[int]:
     """How many arguments each call of `name` in the case passes."""
     if language == "python":
         try:
             tree = ast.parse(case)
-        except (SyntaxError, ValueError, RecursionError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             return []
         return [
             len(node.args) + len(node.keywords)
@@ -98,9 +95,9 @@ def _argument_counts(case: str, name: str, language: str) -> list[int]:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
         ]
     bare = blank_comments_and_strings(case)
-    return [
-        _items(bare, bare.index("(", offset), "([{") for found, offset in _call_sites(case, language) if found == name
-    ]
+    items = _bracket_items(bare, "([{")
+    sites = [bare.find("(", offset) for found, offset in _call_sites(case, language) if found == name]
+    return [items[paren] for paren in sites if paren in items]
 
 
 def _accepts(code: str, name: str, count: int, language: str) -> bool:
@@ -109,38 +106,49 @@ def _accepts(code: str, name: str, count: int, language: str) -> bool:
     if language == "python":
         try:
             tree = ast.parse(code)
-        except (SyntaxError, ValueError, RecursionError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             return True
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                 positional = [*node.args.posonlyargs, *node.args.args]
                 fewest = len(positional) - len(node.args.defaults)
-                return fewest <= count and (
-                    node.args.vararg is not None or count <= len(positional) + len(node.args.kwonlyargs)
-                )
+                most = len(positional) + len(node.args.kwonlyargs)
+                return fewest <= count and (node.args.vararg is not None or count <= most)
         return True
     bare = blank_comments_and_strings(code)
-    counts = [
-        _items(bare, bare.index("(", offset), "([{<")
-        for found, offset in function_starts(code, language)
-        if found == name
-    ]
+    items = _bracket_items(bare, "([{<")  # a parameter's type may hold commas in <>: map<int, int>
+    definitions = [bare.find("(", offset) for found, offset in function_starts(code, language) if found == name]
+    counts = [items[paren] for paren in definitions if paren in items]
     return not counts or count in counts
 
 
-def _items(bare: str, opening: int, brackets: str) -> int:
-    """How many comma-separated items the bracket at `opening` holds (0 for `()` or `(void)`)."""
-    closing = {"(": ")", "[": "]", "{": "}", "<": ">"}
-    depth, commas, start = 0, 0, opening + 1
-    for index in range(opening, len(bare)):
-        char = bare[index]
+def _bracket_items(bare: str, brackets: str) -> dict[int, int]:
+    """Offset of each closed bracket of `brackets` -> how many comma-separated items it holds (0
+    for `()` or `(void)`), in one pass over the text."""
+    closers = {{"(": ")", "[": "]", "{": "}", "<": ">"}[b]: b for b in brackets}
+    items: dict[int, int] = {}
+    stack: list[list[int]] = []  # [offset, commas, first non-blank offset inside or -1, last]
+    for index, char in enumerate(bare):
+        if char.isspace():
+            continue
+        if stack and char not in closers:  # content of the innermost open bracket
+            frame = stack[-1]
+            frame[2] = index if frame[2] < 0 else frame[2]
+            frame[3] = index
+            frame[1] += char == ","
         if char in brackets:
-            depth += 1
-        elif char in (closing[b] for b in brackets):
-            depth -= 1
-            if depth == 0:
-                inside = bare[start:index].strip()
-                return 0 if inside in ("", "void") else commas + 1
-        elif char == "," and depth == 1:
-            commas += 1
-    return 0
+            stack.append([index, 0, -1, -1])
+        elif char in closers and stack:
+            opening, commas, first, last = stack.pop()
+            empty = first < 0 or bare[first : last + 1] == "void"
+            items[opening] = 0 if empty else commas + 1
+    return items
+
+
+def _renamed(case: str, old: str, new: str, language: str) -> str:
+    """The case with its calls of `old` made calls of `new`."""
+    pieces, position = [], 0
+    for offset in sorted(offset for name, offset in _call_sites(case, language) if name == old):
+        pieces += [case[position:offset], new]
+        position = offset + len(old)
+    return "".join(pieces) + case[position:]
