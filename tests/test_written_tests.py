@@ -124,6 +124,15 @@ def test_tests_call_the_students_function_when_the_prompt_never_named_one(scorer
     assert followed_not["passed"] == 0 and not any("the tests call" in n for n in followed_not.get("notes", []))
 
 
+def test_a_name_the_students_code_mentions_is_its_own_and_is_not_mapped():
+    cases, reference, student = ['assert is_palindrome("abba")'], frozenset({"is_palindrome"}), frozenset({"check"})
+    fresh = "def check(s):\n    return s == s[::-1]\n"
+    mapped, note = in_student_names(cases, "python", "Write a checker.", reference, student, fresh)
+    assert mapped == ['assert check("abba")'] and "as this code's 'check'" in note
+    stubbed = "def is_palindrome(s):\n    pass\n\n\n" + fresh  # its own is_palindrome, a stub: it fails as it is
+    assert in_student_names(cases, "python", "Write a checker.", reference, student, stubbed) == (cases, None)
+
+
 @pytest.mark.parametrize("language", ["python", "cpp"])
 def test_reading_hostile_tests_for_names_takes_time_in_proportion_to_them(language):
     """Thousands of unclosed or nested calls (a hostile dataset's tests): a reading that walks each

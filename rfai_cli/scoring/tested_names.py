@@ -38,9 +38,8 @@ def in_student_names(
     if len(code) + sum(map(len, cases)) > MAX_CHARS:
         return cases, None
     called = set().union(*(_calls(case, language) for case in cases))
-    unknown = sorted(
-        name for name in called & reference - student if not re.search(rf"(?<!\w){re.escape(name)}(?!\w)", prompt)
-    )
+    # Unknown to the student: neither in its prompt nor anywhere in its code (a stub of it counts).
+    unknown = sorted(name for name in called & reference if not _mentions(prompt, name) and not _mentions(code, name))
     if len(unknown) != 1:
         return cases, None
     old = unknown[0]
@@ -55,6 +54,10 @@ def in_student_names(
     new = max(candidates, key=lambda name: difflib.SequenceMatcher(None, old.lower(), name.lower()).ratio())
     note = f"the tests call '{old}', which the prompt does not name, as this code's '{new}'"
     return [_renamed(case, old, new, language) for case in cases], note
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
 
 
 def _calls(case: str, language: str) -> set[str]:
