@@ -3,14 +3,12 @@
 Tests the teacher writes for a prompt that has none call the teacher's function by the teacher's
 name (`assert is_palindrome("aba")`). A student that was never told the name may write a correct
 `check_palindrome` and fail every case with a NameError: its reward would measure naming luck,
-not code. So where the cases call exactly one function that the reference defines, the student
-does not, and the prompt does not name, the cases call one of the student's functions instead:
-of those the cases do not call already and that take the arguments the cases pass, the nearest
-in name. A name the prompt gives is the
-student's to follow and is never mapped; mapping a name can only make the student's own function
-run, never make a wrong answer pass.
+not code. So where the cases call exactly one function that the reference defines and neither
+the prompt nor the student's code mentions, the cases call one of the student's functions
+instead: of those the cases do not call already and that take the arguments the cases pass, the
+nearest in name. A name the prompt gives is the student's to follow and is never mapped; mapping
+a name can only make the student's own function run, never make a wrong answer pass.
 """
-
 from __future__ import annotations
 
 import ast
