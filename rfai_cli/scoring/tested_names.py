@@ -9,6 +9,7 @@ instead: of those the cases do not call already and that take the arguments the 
 nearest in name. A name the prompt gives is the student's to follow and is never mapped; mapping
 a name can only make the student's own function run, never make a wrong answer pass.
 """
+
 from __future__ import annotations
 
 import ast
