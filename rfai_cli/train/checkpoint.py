@@ -64,7 +64,7 @@ def save(
         staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=directory))
         write_adapters(staging, model, adapter_config)
         _save_arrays(staging / "optimizer.safetensors", dict(tree_flatten(optimizer.state)))
-        (staging / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
+        (staging / "state.json").write_text(_state_text(state))
         if target.exists():
             shutil.rmtree(target)
         os.rename(staging, target)
@@ -88,11 +88,15 @@ def rewrite_state(directory: str | Path, state: TrainState) -> None:
     target = Path(directory) / f"{PREFIX}{state.step:06d}" / "state.json"
     staging = target.with_name(".state.json.tmp")
     try:
-        staging.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        staging.write_text(_state_text(state))
         os.replace(staging, target)
     except OSError as exc:
         staging.unlink(missing_ok=True)
         raise RfaiError(f"{target}: cannot write the run's state: {exc.strerror or exc}") from None
+
+
+def _state_text(state: TrainState) -> str:
+    return json.dumps(asdict(state), indent=2) + "\n"
 
 
 def write_adapters(directory: Path, model: Any, adapter_config: dict) -> None:
